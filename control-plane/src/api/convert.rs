@@ -1,0 +1,384 @@
+//! Conversions between wire messages and the service layer's inputs and outputs. Request
+//! conversions validate everything at once and fail with INVALID_ARGUMENT.
+
+use castplane_proto::v1 as pb;
+
+use crate::clock::to_timestamp;
+use crate::domain::{
+    ActionState, DesiredState, Limits, ObservedState, Resource, ServiceType, service_type_from_wire,
+};
+use crate::error::{ServiceError, Violations};
+use crate::persistence::entities::{customer, ownership_change, reseller};
+use crate::service::{ActionRecord, DeletionPlan, MediaServiceView, NodeView};
+use crate::service::{decode_types, limits_of};
+
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// Free-text names: non-blank, bounded, no control characters (they end up in config files,
+/// which escape them, and in terminals, which should not be driven by them).
+pub fn check_display_name(violations: &mut Violations, field: &str, value: &str) {
+    if value.trim().is_empty() {
+        violations.add(field, "must not be empty");
+    } else if value.chars().count() > MAX_NAME_CHARS {
+        violations.add(
+            field,
+            format!("must be at most {MAX_NAME_CHARS} characters"),
+        );
+    } else if value.chars().any(char::is_control) {
+        violations.add(field, "must not contain control characters");
+    }
+}
+
+pub fn check_email(violations: &mut Violations, field: &str, value: &str) {
+    if value.is_empty() {
+        return;
+    }
+    let plausible = value.len() <= 254
+        && value
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
+        && !value.chars().any(|c| c.is_whitespace() || c.is_control());
+    violations.check(plausible, field, "is not an email address");
+}
+
+/// Service names: a DNS-label-like slug, used in paths and on the command line.
+pub fn check_service_name(violations: &mut Violations, field: &str, value: &str) {
+    let ok = (1..=63).contains(&value.len())
+        && value.starts_with(|c: char| c.is_ascii_lowercase())
+        && !value.ends_with('-')
+        && value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    violations.check(
+        ok,
+        field,
+        "must be 1-63 lowercase letters, digits or hyphens, start with a letter and not end with a hyphen",
+    );
+}
+
+pub fn limits_from_wire(limits: Option<&pb::ResellerLimits>) -> Limits {
+    let Some(l) = limits else {
+        return Limits::default();
+    };
+    let get = |limit: &Option<pb::Limit>| limit.as_ref().and_then(|l| l.max);
+    Limits {
+        customers: get(&l.customers),
+        services: get(&l.services),
+        listener_slots: get(&l.listener_slots),
+        max_bitrate_kbps: get(&l.max_bitrate_kbps),
+        disk_mb: get(&l.disk_mb),
+        bandwidth_gb_per_month: get(&l.bandwidth_gb_per_month),
+    }
+}
+
+pub fn limit_to_wire(value: Option<u64>) -> Option<pb::Limit> {
+    Some(pb::Limit { max: value })
+}
+
+pub fn limits_to_wire(limits: &Limits) -> pb::ResellerLimits {
+    pb::ResellerLimits {
+        customers: limit_to_wire(limits.customers),
+        services: limit_to_wire(limits.services),
+        listener_slots: limit_to_wire(limits.listener_slots),
+        max_bitrate_kbps: limit_to_wire(limits.max_bitrate_kbps),
+        disk_mb: limit_to_wire(limits.disk_mb),
+        bandwidth_gb_per_month: limit_to_wire(limits.bandwidth_gb_per_month),
+    }
+}
+
+pub fn resource_from_path(path: &str) -> Option<Resource> {
+    Resource::ALL
+        .into_iter()
+        .find(|r| path == format!("limits.{}", wire_limit_name(*r)))
+}
+
+/// Field names of `ResellerLimits`, as field-mask paths use them.
+pub fn wire_limit_name(resource: Resource) -> &'static str {
+    match resource {
+        Resource::Customers => "customers",
+        Resource::Services => "services",
+        Resource::ListenerSlots => "listener_slots",
+        Resource::MaxBitrateKbps => "max_bitrate_kbps",
+        Resource::DiskMb => "disk_mb",
+        Resource::BandwidthGbPerMonth => "bandwidth_gb_per_month",
+    }
+}
+
+/// Service types from a repeated wire enum, rejecting UNSPECIFIED and unknown values.
+pub fn service_types_from_wire(
+    violations: &mut Violations,
+    field: &str,
+    values: &[i32],
+) -> Vec<ServiceType> {
+    let mut out = Vec::new();
+    for value in values {
+        match service_type_from_wire(*value) {
+            Some(t) => out.push(t),
+            None => violations.add(field, format!("{value} is not a service type")),
+        }
+    }
+    out
+}
+
+pub fn reseller_to_wire(model: &reseller::Model) -> pb::Reseller {
+    pb::Reseller {
+        id: model.id.clone(),
+        display_name: model.display_name.clone(),
+        limits: Some(limits_to_wire(&limits_of(model))),
+        allowed_service_types: decode_types(&model.allowed_types)
+            .into_iter()
+            .map(|t| pb::ServiceType::from(t) as i32)
+            .collect(),
+        default_service_type: model
+            .default_type
+            .as_deref()
+            .and_then(|t| t.parse::<ServiceType>().ok())
+            .map(|t| pb::ServiceType::from(t) as i32)
+            .unwrap_or_default(),
+        primary_customer_id: model.primary_customer_id.clone(),
+        create_time: Some(to_timestamp(model.create_time)),
+        update_time: Some(to_timestamp(model.update_time)),
+    }
+}
+
+pub fn customer_kind(model: &customer::Model) -> pb::CustomerKind {
+    if model.is_primary {
+        pb::CustomerKind::PrimaryAccount
+    } else {
+        pb::CustomerKind::SubAccount
+    }
+}
+
+pub fn customer_to_wire(model: &customer::Model) -> pb::Customer {
+    pb::Customer {
+        id: model.id.clone(),
+        reseller_id: model.reseller_id.clone(),
+        display_name: model.display_name.clone(),
+        email: model.email.clone(),
+        kind: customer_kind(model) as i32,
+        create_time: Some(to_timestamp(model.create_time)),
+        update_time: Some(to_timestamp(model.update_time)),
+    }
+}
+
+pub fn customer_choice(model: &customer::Model) -> pb::CustomerChoice {
+    pb::CustomerChoice {
+        customer_id: model.id.clone(),
+        display_name: model.display_name.clone(),
+        kind: customer_kind(model) as i32,
+        label: if model.is_primary {
+            "reseller (primary account)"
+        } else {
+            "sub-account"
+        }
+        .to_owned(),
+    }
+}
+
+pub fn stats_from_json(json: &str) -> pb::ServiceStats {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default)]
+    struct Stored {
+        listeners: u32,
+        sources: u32,
+        mounts: Vec<String>,
+        bytes_sent: u64,
+        bytes_read: u64,
+    }
+    let stored: Stored = serde_json::from_str(json).unwrap_or_default();
+    pb::ServiceStats {
+        listeners: stored.listeners,
+        sources: stored.sources,
+        mounts: stored.mounts,
+        bytes_sent: stored.bytes_sent,
+        bytes_read: stored.bytes_read,
+    }
+}
+
+pub fn stats_to_json(stats: &pb::ServiceStats) -> String {
+    serde_json::json!({
+        "listeners": stats.listeners,
+        "sources": stats.sources,
+        "mounts": stats.mounts,
+        "bytes_sent": stats.bytes_sent,
+        "bytes_read": stats.bytes_read,
+    })
+    .to_string()
+}
+
+pub fn media_service_to_wire(view: &MediaServiceView) -> pb::MediaService {
+    let s = &view.service;
+    let service_type: Option<ServiceType> = s.service_type.parse().ok();
+    pb::MediaService {
+        id: s.id.clone(),
+        name: s.name.clone(),
+        display_name: s.display_name.clone(),
+        customer_id: s.customer_id.clone(),
+        reseller_id: s.reseller_id.clone(),
+        r#type: service_type
+            .map(|t| pb::ServiceType::from(t) as i32)
+            .unwrap_or_default(),
+        kind: service_type.map(|t| t.info().kind).unwrap_or_default(),
+        max_listeners: s.max_listeners as u32,
+        max_bitrate_kbps: s.max_bitrate_kbps as u32,
+        disk_quota_mb: s.disk_quota_mb as u64,
+        bandwidth_gb_per_month: s.bandwidth_gb_per_month as u64,
+        autodj: s.autodj,
+        node_id: s.node_id.clone(),
+        ports: view
+            .ports
+            .iter()
+            .map(|p| pb::PortAssignment {
+                purpose: p.purpose.clone(),
+                port: p.port as u32,
+            })
+            .collect(),
+        desired_state: s
+            .desired_state
+            .parse::<DesiredState>()
+            .map(|d| pb::DesiredState::from(d) as i32)
+            .unwrap_or_default(),
+        status: Some(pb::ServiceStatus {
+            state: pb::ObservedState::from(
+                s.observed_state
+                    .parse::<ObservedState>()
+                    .unwrap_or(ObservedState::Unknown),
+            ) as i32,
+            message: s.observed_message.clone(),
+            stats: Some(stats_from_json(&s.observed_stats)),
+            observe_time: s.observe_time.map(to_timestamp),
+        }),
+        create_time: Some(to_timestamp(s.create_time)),
+        update_time: Some(to_timestamp(s.update_time)),
+        deleting: s.deleting,
+    }
+}
+
+pub fn action_to_wire(record: &ActionRecord) -> pb::Action {
+    let a = &record.action;
+    pb::Action {
+        id: a.id.clone(),
+        media_service_id: a.media_service_id.clone(),
+        kind: a
+            .kind
+            .parse::<crate::domain::ActionKind>()
+            .map(|k| pb::ActionKind::from(k) as i32)
+            .unwrap_or_default(),
+        state: a
+            .state
+            .parse::<ActionState>()
+            .map(|s| pb::ActionState::from(s) as i32)
+            .unwrap_or_default(),
+        requested_by: a.requested_by.clone(),
+        error: a.error.clone(),
+        sequence: a.sequence as u64,
+        create_time: Some(to_timestamp(a.create_time)),
+        update_time: Some(to_timestamp(a.update_time)),
+        deadline: Some(to_timestamp(a.deadline)),
+        transitions: record
+            .transitions
+            .iter()
+            .map(|t| pb::ActionTransition {
+                state: t
+                    .state
+                    .parse::<ActionState>()
+                    .map(|s| pb::ActionState::from(s) as i32)
+                    .unwrap_or_default(),
+                time: Some(to_timestamp(t.time)),
+                message: t.message.clone(),
+            })
+            .collect(),
+        node_id: a.node_id.clone(),
+    }
+}
+
+pub fn deletion_plan_to_wire(plan: &DeletionPlan) -> pb::DeletionPlan {
+    pb::DeletionPlan {
+        kept: plan.kept.clone(),
+        destroyed: plan.destroyed.clone(),
+        requires_confirmation: plan.requires_confirmation,
+    }
+}
+
+pub fn ownership_change_to_wire(model: &ownership_change::Model) -> pb::OwnershipChange {
+    pb::OwnershipChange {
+        media_service_id: model.media_service_id.clone(),
+        from_customer_id: model.from_customer_id.clone(),
+        to_customer_id: model.to_customer_id.clone(),
+        from_reseller_id: model.from_reseller_id.clone(),
+        to_reseller_id: model.to_reseller_id.clone(),
+        changed_by: model.changed_by.clone(),
+        change_time: Some(to_timestamp(model.change_time)),
+    }
+}
+
+pub fn node_to_wire(view: &NodeView) -> pb::Node {
+    let n = &view.node;
+    let status = if n.join_time.is_none() {
+        pb::NodeStatus::PendingJoin
+    } else if n.connected {
+        pb::NodeStatus::Online
+    } else {
+        pb::NodeStatus::Unreachable
+    };
+    pb::Node {
+        id: n.id.clone(),
+        name: n.name.clone(),
+        public_host: n.public_host.clone(),
+        port_range: Some(pb::PortRange {
+            first: n.port_first as u32,
+            last: n.port_last as u32,
+        }),
+        capacity: n.capacity as u32,
+        status: status as i32,
+        capabilities: view
+            .capabilities
+            .0
+            .iter()
+            .map(|c| pb::PluginCapability {
+                r#type: c
+                    .service_type
+                    .parse::<ServiceType>()
+                    .map(|t| pb::ServiceType::from(t) as i32)
+                    .unwrap_or_default(),
+                available: c.available,
+                version: c.version.clone(),
+                detail: c.detail.clone(),
+                autodj_available: c.autodj_available,
+            })
+            .collect(),
+        service_count: view.service_count,
+        ports_used: view.ports_used,
+        agent_version: n.agent_version.clone(),
+        last_heartbeat_time: n.last_heartbeat_time.map(to_timestamp),
+        join_time: n.join_time.map(to_timestamp),
+        certificate_expire_time: n.cert_expire_time.map(to_timestamp),
+        create_time: Some(to_timestamp(n.create_time)),
+    }
+}
+
+/// Checks a field mask against the paths an Update accepts.
+pub fn mask_paths(
+    mask: Option<&prost_types::FieldMask>,
+    allowed: &[&str],
+) -> Result<Vec<String>, ServiceError> {
+    let Some(mask) = mask.filter(|m| !m.paths.is_empty()) else {
+        return Err(ServiceError::invalid_field(
+            "update_mask",
+            format!("required; paths: {}", allowed.join(", ")),
+        ));
+    };
+    let mut violations = Violations::default();
+    for path in &mask.paths {
+        let known = allowed
+            .iter()
+            .any(|a| a == path || (a.ends_with(".*") && path.starts_with(a.trim_end_matches('*'))));
+        violations.check(
+            known,
+            "update_mask",
+            format!("unknown path {path:?}; allowed: {}", allowed.join(", ")),
+        );
+    }
+    violations.into_result()?;
+    Ok(mask.paths.clone())
+}

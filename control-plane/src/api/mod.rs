@@ -1,0 +1,36 @@
+//! Thin gRPC handlers: convert the request, call one service-layer method, convert the result.
+
+pub mod accounts;
+pub mod actions;
+pub mod agent;
+pub mod catalog;
+mod convert;
+pub mod media;
+pub mod nodes;
+
+use tonic::{Request, Status};
+
+use crate::domain::Principal;
+
+/// The caller, as the auth layer established it.
+pub(crate) fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
+    request
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("missing API token"))
+}
+
+/// An optional id field: empty means absent.
+pub(crate) fn optional(value: &str) -> Option<&str> {
+    if value.is_empty() { None } else { Some(value) }
+}
+
+/// A required id field.
+pub(crate) fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, Status> {
+    if value.is_empty() {
+        Err(crate::error::ServiceError::invalid_field(field, "required").into())
+    } else {
+        Ok(value)
+    }
+}

@@ -1,0 +1,178 @@
+//! The service layer's error, and its one mapping onto gRPC statuses with standard details.
+
+use tonic::Code;
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::domain::Resource;
+use crate::persistence::PersistenceError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{message}")]
+    InvalidArgument {
+        message: String,
+        violations: Vec<FieldViolation>,
+    },
+    /// Also what anything outside the caller's tenancy answers: existence is never revealed.
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{message}")]
+    QuotaExceeded {
+        message: String,
+        resource: Resource,
+        subject: String,
+    },
+    #[error("{message}")]
+    FailedPrecondition {
+        message: String,
+        violation_type: &'static str,
+        subject: String,
+    },
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+impl ServiceError {
+    pub fn invalid_field(field: impl Into<String>, description: impl Into<String>) -> Self {
+        let violation = FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        };
+        Self::invalid(vec![violation])
+    }
+
+    /// Every violation found, reported at once.
+    pub fn invalid(violations: Vec<FieldViolation>) -> Self {
+        let message = violations
+            .iter()
+            .map(|v| format!("{}: {}", v.field, v.description))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self::InvalidArgument {
+            message: format!("invalid request: {message}"),
+            violations,
+        }
+    }
+
+    pub fn precondition(
+        violation_type: &'static str,
+        subject: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::FailedPrecondition {
+            message: message.into(),
+            violation_type,
+            subject: subject.into(),
+        }
+    }
+}
+
+impl From<PersistenceError> for ServiceError {
+    fn from(value: PersistenceError) -> Self {
+        match value {
+            PersistenceError::Conflict(what) => ServiceError::AlreadyExists(what),
+            PersistenceError::Busy(what) => ServiceError::Unavailable(what),
+            PersistenceError::Database(err) => ServiceError::Internal(err.to_string()),
+            PersistenceError::Corrupt(what) => ServiceError::Internal(what),
+        }
+    }
+}
+
+/// Collects field violations so a request reports all its problems at once.
+#[derive(Default)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    pub fn add(&mut self, field: &str, description: impl Into<String>) {
+        self.0.push(FieldViolation {
+            field: field.to_owned(),
+            description: description.into(),
+        });
+    }
+
+    pub fn check(&mut self, ok: bool, field: &str, description: impl Into<String>) {
+        if !ok {
+            self.add(field, description);
+        }
+    }
+
+    pub fn into_result(self) -> Result<(), ServiceError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ServiceError::invalid(self.0))
+        }
+    }
+}
+
+impl From<ServiceError> for tonic::Status {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::InvalidArgument {
+                message,
+                violations,
+            } => {
+                let mut details = ErrorDetails::new();
+                for v in violations {
+                    details.add_bad_request_violation(v.field, v.description);
+                }
+                tonic::Status::with_error_details(Code::InvalidArgument, message, details)
+            }
+            ServiceError::NotFound(message) => tonic::Status::not_found(message),
+            ServiceError::AlreadyExists(message) => tonic::Status::already_exists(message),
+            ServiceError::PermissionDenied(message) => tonic::Status::permission_denied(message),
+            ServiceError::Unauthenticated(message) => tonic::Status::unauthenticated(message),
+            ServiceError::QuotaExceeded {
+                message,
+                resource,
+                subject,
+            } => {
+                let mut details = ErrorDetails::new();
+                details.add_quota_failure_violation(
+                    format!("{subject}/{}", resource.name()),
+                    message.clone(),
+                );
+                tonic::Status::with_error_details(Code::ResourceExhausted, message, details)
+            }
+            ServiceError::FailedPrecondition {
+                message,
+                violation_type,
+                subject,
+            } => {
+                let mut details = ErrorDetails::new();
+                details.add_precondition_failure_violation(
+                    violation_type,
+                    subject,
+                    message.clone(),
+                );
+                tonic::Status::with_error_details(Code::FailedPrecondition, message, details)
+            }
+            ServiceError::Unavailable(message) => tonic::Status::unavailable(message),
+            ServiceError::Internal(message) => {
+                // The detail goes to the log, not to the caller.
+                tracing::error!(error = %message, "internal error");
+                tonic::Status::internal("internal error")
+            }
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for ServiceError {
+    fn from(value: sea_orm::DbErr) -> Self {
+        PersistenceError::from(value).into()
+    }
+}

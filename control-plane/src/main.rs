@@ -1,0 +1,112 @@
+//! `castplane-control`: the control plane server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use castplane_control::config::{FileConfig, load_file, resolve};
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+/// castplane's control plane: the gRPC API for admins, resellers and customers, and the mTLS
+/// listener node agents dial into.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// TOML configuration file; flags override it.
+    #[arg(long, env = "CASTPLANE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where the SQLite database, the admin token and other state live [default: castplane-data].
+    #[arg(long, env = "CASTPLANE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Public API address [default: 127.0.0.1:7400].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Agent listener address (mTLS) [default: 127.0.0.1:7401].
+    #[arg(long)]
+    agent_listen: Option<SocketAddr>,
+    /// PostgreSQL (postgres://…) instead of the embedded SQLite.
+    #[arg(long, env = "CASTPLANE_DATABASE_URL")]
+    database_url: Option<String>,
+    /// PEM certificate for the public API (with --tls-key).
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for the public API.
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// Seconds before an action whose node is unreachable fails [default: 600].
+    #[arg(long)]
+    action_deadline_seconds: Option<u64>,
+    /// Lifetime of node certificates in seconds [default: 30 days].
+    #[arg(long)]
+    agent_certificate_validity_seconds: Option<u64>,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,sea_orm=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let file = match args.config.as_deref().map(load_file).transpose() {
+        Ok(file) => file.unwrap_or_default(),
+        Err(err) => {
+            eprintln!("castplane-control: {err}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let flags = FileConfig {
+        data_dir: args.data_dir,
+        listen: args.listen,
+        agent_listen: args.agent_listen,
+        database_url: args.database_url,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        action_deadline_seconds: args.action_deadline_seconds,
+        agent_certificate_validity_seconds: args.agent_certificate_validity_seconds,
+        ..Default::default()
+    };
+    let resolved = match resolve(file, flags) {
+        Ok(resolved) => resolved,
+        Err(errors) => {
+            for error in errors {
+                eprintln!("castplane-control: configuration: {error}");
+            }
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let signal_shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        signal_shutdown.cancel();
+    });
+    let result = async {
+        let listeners = castplane_control::bind(resolved.listen, resolved.agent_listen).await?;
+        castplane_control::run(resolved.config, listeners, shutdown).await
+    }
+    .await;
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("castplane-control: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

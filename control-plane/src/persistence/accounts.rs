@@ -1,0 +1,139 @@
+//! Resellers, customers and API tokens.
+
+use sea_orm::prelude::*;
+use sea_orm::{ActiveValue::Set, ConnectionTrait, IntoActiveModel, QueryOrder, QuerySelect};
+
+use super::entities::{api_token, customer, reseller};
+use super::{Result, count_bigint};
+
+pub async fn insert_reseller(db: &impl ConnectionTrait, model: reseller::Model) -> Result<()> {
+    reseller::Entity::insert(model.into_active_model())
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// `for_update` takes a row lock on PostgreSQL, serialising quota checks of one reseller
+/// across replicas; SQLite's single writer already serialises them.
+pub async fn get_reseller(
+    db: &impl ConnectionTrait,
+    id: &str,
+    for_update: bool,
+) -> Result<Option<reseller::Model>> {
+    let mut query = reseller::Entity::find_by_id(id.to_owned());
+    if for_update {
+        query = query.lock_exclusive();
+    }
+    Ok(query.one(db).await?)
+}
+
+pub async fn list_resellers(
+    db: &impl ConnectionTrait,
+    after_id: Option<&str>,
+    limit: u64,
+) -> Result<Vec<reseller::Model>> {
+    let mut query = reseller::Entity::find()
+        .order_by_asc(reseller::Column::Id)
+        .limit(limit);
+    if let Some(after) = after_id {
+        query = query.filter(reseller::Column::Id.gt(after));
+    }
+    Ok(query.all(db).await?)
+}
+
+pub async fn update_reseller(db: &impl ConnectionTrait, model: reseller::Model) -> Result<()> {
+    // Every column is written; the primary key in the model selects the row.
+    let active = model.into_active_model().reset_all();
+    reseller::Entity::update(active).exec(db).await?;
+    Ok(())
+}
+
+pub async fn insert_customer(db: &impl ConnectionTrait, model: customer::Model) -> Result<()> {
+    customer::Entity::insert(model.into_active_model())
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn get_customer(db: &impl ConnectionTrait, id: &str) -> Result<Option<customer::Model>> {
+    Ok(customer::Entity::find_by_id(id.to_owned()).one(db).await?)
+}
+
+pub async fn list_customers(
+    db: &impl ConnectionTrait,
+    reseller_id: Option<&str>,
+    after_id: Option<&str>,
+    limit: u64,
+) -> Result<Vec<customer::Model>> {
+    let mut query = customer::Entity::find()
+        .order_by_asc(customer::Column::Id)
+        .limit(limit);
+    if let Some(reseller_id) = reseller_id {
+        query = query.filter(customer::Column::ResellerId.eq(reseller_id));
+    }
+    if let Some(after) = after_id {
+        query = query.filter(customer::Column::Id.gt(after));
+    }
+    Ok(query.all(db).await?)
+}
+
+/// A reseller's customers a–z, case-insensitively; ties keep a stable order by id.
+pub async fn list_customers_sorted(
+    db: &impl ConnectionTrait,
+    reseller_id: &str,
+) -> Result<Vec<customer::Model>> {
+    Ok(customer::Entity::find()
+        .filter(customer::Column::ResellerId.eq(reseller_id))
+        .order_by_asc(customer::Column::SortKey)
+        .order_by_asc(customer::Column::Id)
+        .all(db)
+        .await?)
+}
+
+pub async fn update_customer(
+    db: &impl ConnectionTrait,
+    id: &str,
+    display_name: String,
+    email: String,
+    now: i64,
+) -> Result<()> {
+    let active = customer::ActiveModel {
+        id: sea_orm::ActiveValue::Unchanged(id.to_owned()),
+        sort_key: Set(display_name.to_lowercase()),
+        display_name: Set(display_name),
+        email: Set(email),
+        update_time: Set(now),
+        ..Default::default()
+    };
+    customer::Entity::update(active).exec(db).await?;
+    Ok(())
+}
+
+pub async fn count_sub_accounts(db: &impl ConnectionTrait, reseller_id: &str) -> Result<u64> {
+    let count: Option<i64> = customer::Entity::find()
+        .select_only()
+        .column_as(count_bigint(), "n")
+        .filter(customer::Column::ResellerId.eq(reseller_id))
+        .filter(customer::Column::IsPrimary.eq(false))
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(count.unwrap_or(0) as u64)
+}
+
+pub async fn insert_token(db: &impl ConnectionTrait, model: api_token::Model) -> Result<()> {
+    api_token::Entity::insert(model.into_active_model())
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn find_token_by_hash(
+    db: &impl ConnectionTrait,
+    token_hash: &str,
+) -> Result<Option<api_token::Model>> {
+    Ok(api_token::Entity::find()
+        .filter(api_token::Column::TokenHash.eq(token_hash))
+        .one(db)
+        .await?)
+}

@@ -1,0 +1,40 @@
+//! The `media_services` table.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "media_services")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub name: String,
+    pub display_name: String,
+    pub customer_id: String,
+    pub reseller_id: String,
+    pub service_type: String,
+    pub max_listeners: i64,
+    pub max_bitrate_kbps: i64,
+    pub disk_quota_mb: i64,
+    pub bandwidth_gb_per_month: i64,
+    pub autodj: bool,
+    pub node_id: String,
+    pub desired_state: String,
+    pub deleting: bool,
+    pub delete_time: Option<i64>,
+    pub source_password: String,
+    pub admin_password: String,
+    pub relay_password: String,
+    pub generation: i64,
+    pub observed_state: String,
+    pub observed_message: String,
+    /// JSON-encoded `ServiceStats`.
+    pub observed_stats: String,
+    pub observe_time: Option<i64>,
+    pub create_time: i64,
+    pub update_time: i64,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,15 @@
+//! Schema migrations, applied in order at startup. Named by date; never edited once landed.
+
+use sea_orm_migration::async_trait;
+use sea_orm_migration::prelude::*;
+
+mod m20261128_000001_initial;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261128_000001_initial::Migration)]
+    }
+}

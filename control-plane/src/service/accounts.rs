@@ -1,0 +1,564 @@
+//! Resellers, customers, API tokens.
+
+use sea_orm::TransactionTrait;
+
+use super::{
+    ControlPlane, Result, can_see_customer, page_size, paginate, require_admin, resolve_reseller,
+};
+use crate::clock::now_millis;
+use crate::domain::{Limits, Principal, Resource, ServiceType};
+use crate::error::ServiceError;
+use crate::ids;
+use crate::persistence::entities::{api_token, customer, reseller};
+use crate::persistence::{accounts as db, services as service_db};
+
+pub struct NewReseller {
+    pub display_name: String,
+    pub limits: Limits,
+    pub allowed_types: Vec<ServiceType>,
+    pub default_type: Option<ServiceType>,
+}
+
+/// Fields to change; `None` leaves a field as it is.
+#[derive(Default)]
+pub struct ResellerPatch {
+    pub display_name: Option<String>,
+    /// Each entry replaces one limit (`None` inside = unlimited).
+    pub limits: Vec<(Resource, Option<u64>)>,
+    pub allowed_types: Option<Vec<ServiceType>>,
+    /// `Some(None)` clears the saved default.
+    pub default_type: Option<Option<ServiceType>>,
+}
+
+pub struct NewCustomer {
+    pub reseller_id: Option<String>,
+    pub display_name: String,
+    pub email: String,
+}
+
+#[derive(Default)]
+pub struct CustomerPatch {
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+}
+
+/// The caller's identity as shown by `GetCaller`.
+pub struct CallerView {
+    pub principal: Principal,
+    pub display_name: String,
+}
+
+pub(crate) fn encode_types(types: &[ServiceType]) -> String {
+    let mut sorted = types.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    sorted
+        .iter()
+        .map(|t| t.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub fn decode_types(text: &str) -> Vec<ServiceType> {
+    text.split(',').filter_map(|t| t.parse().ok()).collect()
+}
+
+pub fn limits_of(model: &reseller::Model) -> Limits {
+    let get = |v: Option<i64>| v.map(|n| n.max(0) as u64);
+    Limits {
+        customers: get(model.limit_customers),
+        services: get(model.limit_services),
+        listener_slots: get(model.limit_listener_slots),
+        max_bitrate_kbps: get(model.limit_max_bitrate_kbps),
+        disk_mb: get(model.limit_disk_mb),
+        bandwidth_gb_per_month: get(model.limit_bandwidth_gb),
+    }
+}
+
+fn store_limits(model: &mut reseller::Model, limits: &Limits) {
+    let put = |v: Option<u64>| v.map(|n| n.min(i64::MAX as u64) as i64);
+    model.limit_customers = put(limits.customers);
+    model.limit_services = put(limits.services);
+    model.limit_listener_slots = put(limits.listener_slots);
+    model.limit_max_bitrate_kbps = put(limits.max_bitrate_kbps);
+    model.limit_disk_mb = put(limits.disk_mb);
+    model.limit_bandwidth_gb = put(limits.bandwidth_gb_per_month);
+}
+
+fn check_default_allowed(default: Option<ServiceType>, allowed: &[ServiceType]) -> Result<()> {
+    match default {
+        Some(t) if !allowed.contains(&t) => Err(ServiceError::invalid_field(
+            "default_service_type",
+            format!("{t} is not among the reseller's allowed service types"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl ControlPlane {
+    /// Creates a reseller together with its primary account, in one transaction.
+    pub async fn create_reseller(
+        &self,
+        principal: &Principal,
+        new: NewReseller,
+    ) -> Result<reseller::Model> {
+        require_admin(principal, "create resellers")?;
+        check_default_allowed(new.default_type, &new.allowed_types)?;
+        let now = now_millis();
+        let reseller_id = ids::new_id("rsl");
+        let primary = customer::Model {
+            id: ids::new_id("cus"),
+            reseller_id: reseller_id.clone(),
+            sort_key: new.display_name.to_lowercase(),
+            display_name: new.display_name.clone(),
+            email: String::new(),
+            is_primary: true,
+            create_time: now,
+            update_time: now,
+        };
+        let mut model = reseller::Model {
+            id: reseller_id,
+            display_name: new.display_name,
+            primary_customer_id: primary.id.clone(),
+            limit_customers: None,
+            limit_services: None,
+            limit_listener_slots: None,
+            limit_max_bitrate_kbps: None,
+            limit_disk_mb: None,
+            limit_bandwidth_gb: None,
+            allowed_types: encode_types(&new.allowed_types),
+            default_type: new.default_type.map(|t| t.as_str().to_owned()),
+            create_time: now,
+            update_time: now,
+        };
+        store_limits(&mut model, &new.limits);
+        let txn = self.db().begin().await?;
+        db::insert_reseller(&txn, model.clone()).await?;
+        db::insert_customer(&txn, primary).await?;
+        txn.commit().await?;
+        tracing::info!(reseller_id = %model.id, "created reseller");
+        Ok(model)
+    }
+
+    pub async fn get_reseller(&self, principal: &Principal, id: &str) -> Result<reseller::Model> {
+        let not_found = || ServiceError::NotFound(format!("reseller {id:?} not found"));
+        let visible = match principal {
+            Principal::Admin => true,
+            Principal::Reseller { id: own } => own == id,
+            Principal::Customer { .. } => false,
+        };
+        if !visible {
+            return Err(not_found());
+        }
+        db::get_reseller(self.db(), id, false)
+            .await?
+            .ok_or_else(not_found)
+    }
+
+    pub async fn list_resellers(
+        &self,
+        principal: &Principal,
+        page_token: &str,
+        requested_size: i32,
+    ) -> Result<(Vec<reseller::Model>, String)> {
+        let size = page_size(requested_size)?;
+        let after = super::decode_page_token(page_token)?;
+        match principal {
+            Principal::Admin => {
+                let rows = db::list_resellers(self.db(), after.as_deref(), size + 1).await?;
+                Ok(paginate(rows, size, |r| &r.id))
+            }
+            Principal::Reseller { id } if after.is_none() => {
+                Ok((vec![self.get_reseller(principal, id).await?], String::new()))
+            }
+            Principal::Reseller { .. } => Ok((Vec::new(), String::new())),
+            Principal::Customer { .. } => Err(ServiceError::PermissionDenied(
+                "customers cannot list resellers".into(),
+            )),
+        }
+    }
+
+    pub async fn update_reseller(
+        &self,
+        principal: &Principal,
+        id: &str,
+        patch: ResellerPatch,
+    ) -> Result<reseller::Model> {
+        let mut model = self.get_reseller(principal, id).await?;
+        if !principal.is_admin()
+            && (patch.display_name.is_some()
+                || !patch.limits.is_empty()
+                || patch.allowed_types.is_some())
+        {
+            return Err(ServiceError::PermissionDenied(
+                "a reseller may only change its own default_service_type".into(),
+            ));
+        }
+        let mut allowed = decode_types(&model.allowed_types);
+        if let Some(types) = patch.allowed_types {
+            allowed = types;
+            model.allowed_types = encode_types(&allowed);
+        }
+        let mut default: Option<ServiceType> =
+            model.default_type.as_deref().and_then(|t| t.parse().ok());
+        match patch.default_type {
+            Some(explicit) => {
+                check_default_allowed(explicit, &allowed)?;
+                default = explicit;
+            }
+            // A saved default the admin no longer allows is dropped rather than kept dangling.
+            None if default.is_some_and(|t| !allowed.contains(&t)) => default = None,
+            None => {}
+        }
+        model.default_type = default.map(|t| t.as_str().to_owned());
+        let mut limits = limits_of(&model);
+        for (resource, value) in patch.limits {
+            limits.set(resource, value);
+        }
+        store_limits(&mut model, &limits);
+        let now = now_millis();
+        model.update_time = now;
+        let txn = self.db().begin().await?;
+        if let Some(name) = patch.display_name {
+            model.display_name = name.clone();
+            // The primary account is the reseller itself; keep its name in step.
+            let primary = db::get_customer(&txn, &model.primary_customer_id).await?;
+            if let Some(primary) = primary {
+                db::update_customer(&txn, &primary.id, name, primary.email, now).await?;
+            }
+        }
+        db::update_reseller(&txn, model.clone()).await?;
+        txn.commit().await?;
+        Ok(model)
+    }
+
+    pub async fn create_customer(
+        &self,
+        principal: &Principal,
+        new: NewCustomer,
+    ) -> Result<customer::Model> {
+        let reseller_id = match principal {
+            Principal::Customer { .. } => {
+                return Err(ServiceError::PermissionDenied(
+                    "customers cannot create customers".into(),
+                ));
+            }
+            _ => resolve_reseller(principal, new.reseller_id.as_deref())?,
+        };
+        let txn = self.db().begin().await?;
+        let reseller = db::get_reseller(&txn, &reseller_id, true)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("reseller {reseller_id:?} not found")))?;
+        let limits = limits_of(&reseller);
+        let usage = service_db::reseller_usage(&txn, &reseller_id).await?;
+        if let Some(available) = usage.available(&limits, Resource::Customers)
+            && available < 1
+        {
+            return Err(ServiceError::QuotaExceeded {
+                message: format!(
+                    "quota exceeded for customers: asked for 1, {available} available (limit {})",
+                    limits.customers.unwrap_or_default()
+                ),
+                resource: Resource::Customers,
+                subject: format!("reseller:{reseller_id}"),
+            });
+        }
+        let now = now_millis();
+        let model = customer::Model {
+            id: ids::new_id("cus"),
+            reseller_id,
+            sort_key: new.display_name.to_lowercase(),
+            display_name: new.display_name,
+            email: new.email,
+            is_primary: false,
+            create_time: now,
+            update_time: now,
+        };
+        db::insert_customer(&txn, model.clone()).await?;
+        txn.commit().await?;
+        Ok(model)
+    }
+
+    pub async fn get_customer(&self, principal: &Principal, id: &str) -> Result<customer::Model> {
+        match db::get_customer(self.db(), id).await? {
+            Some(c) if can_see_customer(principal, &c) => Ok(c),
+            _ => Err(ServiceError::NotFound(format!("customer {id:?} not found"))),
+        }
+    }
+
+    pub async fn list_customers(
+        &self,
+        principal: &Principal,
+        reseller_id: Option<&str>,
+        page_token: &str,
+        requested_size: i32,
+    ) -> Result<(Vec<customer::Model>, String)> {
+        let size = page_size(requested_size)?;
+        let after = super::decode_page_token(page_token)?;
+        match principal {
+            Principal::Customer { id, .. } => {
+                let me = self.get_customer(principal, id).await?;
+                Ok((
+                    if after.is_none() {
+                        vec![me]
+                    } else {
+                        Vec::new()
+                    },
+                    String::new(),
+                ))
+            }
+            Principal::Admin if reseller_id.is_none() => {
+                let rows = db::list_customers(self.db(), None, after.as_deref(), size + 1).await?;
+                Ok(paginate(rows, size, |c| &c.id))
+            }
+            _ => {
+                let reseller_id = resolve_reseller(principal, reseller_id)?;
+                let rows =
+                    db::list_customers(self.db(), Some(&reseller_id), after.as_deref(), size + 1)
+                        .await?;
+                Ok(paginate(rows, size, |c| &c.id))
+            }
+        }
+    }
+
+    pub async fn update_customer(
+        &self,
+        principal: &Principal,
+        id: &str,
+        patch: CustomerPatch,
+    ) -> Result<customer::Model> {
+        let mut model = self.get_customer(principal, id).await?;
+        if matches!(principal, Principal::Customer { .. }) && patch.display_name.is_some() {
+            return Err(ServiceError::PermissionDenied(
+                "customers may only change their email".into(),
+            ));
+        }
+        let now = now_millis();
+        let txn = self.db().begin().await?;
+        if let Some(name) = patch.display_name {
+            model.sort_key = name.to_lowercase();
+            model.display_name = name;
+            if model.is_primary {
+                // The primary account is the reseller itself; keep the reseller's name in step.
+                if let Some(mut reseller) = db::get_reseller(&txn, &model.reseller_id, true).await?
+                {
+                    reseller.display_name = model.display_name.clone();
+                    reseller.update_time = now;
+                    db::update_reseller(&txn, reseller).await?;
+                }
+            }
+        }
+        if let Some(email) = patch.email {
+            model.email = email;
+        }
+        model.update_time = now;
+        db::update_customer(
+            &txn,
+            &model.id,
+            model.display_name.clone(),
+            model.email.clone(),
+            now,
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(model)
+    }
+
+    /// Wizard step 1: a–z by name, case-insensitively, primary account marked.
+    pub async fn list_customer_choices(
+        &self,
+        principal: &Principal,
+        reseller_id: Option<&str>,
+    ) -> Result<Vec<customer::Model>> {
+        if matches!(principal, Principal::Customer { .. }) {
+            return Err(ServiceError::PermissionDenied(
+                "customers cannot create services".into(),
+            ));
+        }
+        let reseller_id = resolve_reseller(principal, reseller_id)?;
+        if db::get_reseller(self.db(), &reseller_id, false)
+            .await?
+            .is_none()
+        {
+            return Err(ServiceError::NotFound(format!(
+                "reseller {reseller_id:?} not found"
+            )));
+        }
+        Ok(db::list_customers_sorted(self.db(), &reseller_id).await?)
+    }
+
+    /// Issues a token for `target` (the caller itself, or an account in its tenancy). Returns
+    /// the token id and the secret, which is not stored.
+    pub async fn create_api_token(
+        &self,
+        principal: &Principal,
+        target: Principal,
+        description: String,
+    ) -> Result<(String, String)> {
+        let allowed = match (principal, &target) {
+            (Principal::Admin, Principal::Admin) => true,
+            (Principal::Admin, Principal::Reseller { id }) => {
+                db::get_reseller(self.db(), id, false).await?.is_some()
+            }
+            (Principal::Admin, Principal::Customer { id, .. })
+            | (Principal::Reseller { .. }, Principal::Customer { id, .. }) => {
+                db::get_customer(self.db(), id)
+                    .await?
+                    .is_some_and(|c| can_see_customer(principal, &c))
+            }
+            (Principal::Reseller { id: own }, Principal::Reseller { id }) => own == id,
+            (Principal::Customer { id: own, .. }, Principal::Customer { id, .. }) => own == id,
+            _ => false,
+        };
+        if !allowed {
+            return Err(match target {
+                Principal::Admin => {
+                    ServiceError::PermissionDenied("only the admin can issue admin tokens".into())
+                }
+                Principal::Reseller { id } => {
+                    ServiceError::NotFound(format!("reseller {id:?} not found"))
+                }
+                Principal::Customer { id, .. } => {
+                    ServiceError::NotFound(format!("customer {id:?} not found"))
+                }
+            });
+        }
+        let (id, secret) = self.insert_token(&target, description).await?;
+        Ok((id, secret))
+    }
+
+    async fn insert_token(
+        &self,
+        target: &Principal,
+        description: String,
+    ) -> Result<(String, String)> {
+        let (model, secret) = new_token(target, description);
+        let id = model.id.clone();
+        db::insert_token(self.db(), model).await?;
+        Ok((id, secret))
+    }
+
+    /// Resolves a bearer token to its principal; `None` when it is not a valid token.
+    pub async fn authenticate(&self, secret: &str) -> Result<Option<Principal>> {
+        let Some(token) = db::find_token_by_hash(self.db(), &ids::hash_secret(secret)).await?
+        else {
+            return Ok(None);
+        };
+        Ok(match token.principal_kind.as_str() {
+            "admin" => Some(Principal::Admin),
+            "reseller" => db::get_reseller(self.db(), &token.principal_id, false)
+                .await?
+                .map(|r| Principal::Reseller { id: r.id }),
+            "customer" => db::get_customer(self.db(), &token.principal_id)
+                .await?
+                .map(|c| Principal::Customer {
+                    id: c.id,
+                    reseller_id: c.reseller_id,
+                }),
+            _ => None,
+        })
+    }
+
+    pub async fn describe_caller(&self, principal: &Principal) -> Result<CallerView> {
+        let display_name = match principal {
+            Principal::Admin => "admin".to_owned(),
+            Principal::Reseller { id } => self.get_reseller(principal, id).await?.display_name,
+            Principal::Customer { id, .. } => self.get_customer(principal, id).await?.display_name,
+        };
+        Ok(CallerView {
+            principal: principal.clone(),
+            display_name,
+        })
+    }
+
+    /// On first start with an empty database: creates the admin's first token. Returns the
+    /// secret only to the one replica that won the bootstrap.
+    pub async fn bootstrap_admin(&self) -> Result<Option<String>> {
+        use sea_orm::EntityTrait;
+        use sea_orm::IntoActiveModel;
+        let marker = crate::persistence::entities::cluster_state::Model {
+            name: "admin_bootstrapped".to_owned(),
+            value: "1".to_owned(),
+            create_time: now_millis(),
+        };
+        let txn = self.db().begin().await?;
+        let inserted =
+            crate::persistence::entities::cluster_state::Entity::insert(marker.into_active_model())
+                .on_conflict_do_nothing()
+                .exec_without_returning(&txn)
+                .await?;
+        if !matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
+            return Ok(None);
+        }
+        let (model, secret) = new_token(&Principal::Admin, "bootstrap admin token".to_owned());
+        db::insert_token(&txn, model).await?;
+        txn.commit().await?;
+        Ok(Some(secret))
+    }
+}
+
+/// A new token row and its secret. Only the hash goes into the row.
+fn new_token(target: &Principal, description: String) -> (api_token::Model, String) {
+    let secret = format!("cpt_{}", ids::new_secret(32));
+    let (kind, principal_id) = match target {
+        Principal::Admin => ("admin", String::new()),
+        Principal::Reseller { id } => ("reseller", id.clone()),
+        Principal::Customer { id, .. } => ("customer", id.clone()),
+    };
+    let model = api_token::Model {
+        id: ids::new_id("tok"),
+        token_hash: ids::hash_secret(&secret),
+        principal_kind: kind.to_owned(),
+        principal_id,
+        description,
+        create_time: now_millis(),
+    };
+    (model, secret)
+}
+
+/// Wizard step 2: what a reseller may provision.
+pub struct ProvisioningOptions {
+    pub reseller_id: String,
+    pub allowed_types: Vec<ServiceType>,
+    pub default_type: Option<ServiceType>,
+}
+
+impl ControlPlane {
+    pub async fn provisioning_options(
+        &self,
+        principal: &Principal,
+        reseller_id: Option<&str>,
+    ) -> Result<ProvisioningOptions> {
+        let reseller_id = resolve_reseller(principal, reseller_id)?;
+        let reseller = db::get_reseller(self.db(), &reseller_id, false)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("reseller {reseller_id:?} not found")))?;
+        Ok(ProvisioningOptions {
+            allowed_types: decode_types(&reseller.allowed_types),
+            default_type: reseller
+                .default_type
+                .as_deref()
+                .and_then(|t| t.parse().ok()),
+            reseller_id,
+        })
+    }
+
+    /// Wizard step 3: used, limit and available for every resource.
+    pub async fn reseller_usage(
+        &self,
+        principal: &Principal,
+        reseller_id: Option<&str>,
+    ) -> Result<(String, Limits, crate::domain::Usage)> {
+        if matches!(principal, Principal::Customer { .. }) {
+            return Err(ServiceError::PermissionDenied(
+                "customers cannot view reseller usage".into(),
+            ));
+        }
+        let reseller_id = resolve_reseller(principal, reseller_id)?;
+        let reseller = db::get_reseller(self.db(), &reseller_id, false)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("reseller {reseller_id:?} not found")))?;
+        let usage = service_db::reseller_usage(self.db(), &reseller_id).await?;
+        Ok((reseller_id, limits_of(&reseller), usage))
+    }
+}

@@ -1,0 +1,234 @@
+//! The service layer: every product rule lives here. gRPC handlers convert requests into the
+//! domain inputs below, call one method, and convert the result.
+
+mod accounts;
+mod actions;
+pub mod agents;
+mod media;
+mod nodes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+pub use accounts::{
+    CustomerPatch, NewCustomer, NewReseller, ResellerPatch, decode_types, limits_of,
+};
+pub use actions::ActionRecord;
+pub use media::{DeletionPlan, MediaServicePatch, MediaServiceView, NewMediaService, ServiceScope};
+pub use nodes::{Capability, NewNode, NodeCapabilities, NodeView};
+
+use crate::domain::Principal;
+use crate::error::ServiceError;
+use crate::persistence::Persistence;
+use crate::persistence::entities::{customer, media_service};
+use crate::pki::CertificateAuthority;
+
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    /// An unfinished action whose node is unreachable past this fails.
+    pub action_deadline: Duration,
+    pub join_token_ttl: Duration,
+    pub agent_certificate_validity: Duration,
+    /// A connected node that has not sent a heartbeat for this long is marked unreachable.
+    pub heartbeat_timeout: Duration,
+    /// How often agents send heartbeats (sent to them at connect).
+    pub heartbeat_interval: Duration,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            action_deadline: Duration::from_secs(600),
+            join_token_ttl: Duration::from_secs(3600),
+            agent_certificate_validity: Duration::from_secs(30 * 24 * 3600),
+            heartbeat_timeout: Duration::from_secs(15),
+            heartbeat_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The control plane's state and rules. Cheap to clone.
+#[derive(Clone)]
+pub struct ControlPlane {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    persistence: Persistence,
+    config: ServiceConfig,
+    ca: CertificateAuthority,
+    /// Cancelled when the server shuts down; long-lived streams end on it.
+    shutdown: CancellationToken,
+    /// Bumped whenever this replica changes an action or a node's desired state, so local
+    /// watchers and dispatchers wake at once; other replicas' changes are picked up by polling.
+    changes: watch::Sender<u64>,
+}
+
+impl ControlPlane {
+    pub fn new(
+        persistence: Persistence,
+        config: ServiceConfig,
+        ca: CertificateAuthority,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let (changes, _) = watch::channel(0);
+        ControlPlane {
+            inner: Arc::new(Inner {
+                persistence,
+                config,
+                ca,
+                shutdown,
+                changes,
+            }),
+        }
+    }
+
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
+    pub fn persistence(&self) -> &Persistence {
+        &self.inner.persistence
+    }
+
+    fn db(&self) -> &sea_orm::DatabaseConnection {
+        self.inner.persistence.db()
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.inner.config
+    }
+
+    pub fn ca(&self) -> &CertificateAuthority {
+        &self.inner.ca
+    }
+
+    pub(crate) fn notify_change(&self) {
+        self.inner.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub(crate) fn subscribe_changes(&self) -> watch::Receiver<u64> {
+        self.inner.changes.subscribe()
+    }
+}
+
+fn can_see_customer(principal: &Principal, customer: &customer::Model) -> bool {
+    match principal {
+        Principal::Admin => true,
+        Principal::Reseller { id } => customer.reseller_id == *id,
+        Principal::Customer { id, .. } => customer.id == *id,
+    }
+}
+
+fn can_see_service(principal: &Principal, service: &media_service::Model) -> bool {
+    match principal {
+        Principal::Admin => true,
+        Principal::Reseller { id } => service.reseller_id == *id,
+        Principal::Customer { id, .. } => service.customer_id == *id,
+    }
+}
+
+fn can_see_reseller(principal: &Principal, reseller_id: &str) -> bool {
+    match principal {
+        Principal::Admin => true,
+        Principal::Reseller { id } => id == reseller_id,
+        Principal::Customer {
+            reseller_id: own, ..
+        } => own == reseller_id,
+    }
+}
+
+fn require_admin(principal: &Principal, what: &str) -> Result<()> {
+    if principal.is_admin() {
+        Ok(())
+    } else {
+        Err(ServiceError::PermissionDenied(format!(
+            "only the admin can {what}"
+        )))
+    }
+}
+
+/// Resellers and the admin manage services; customers may only operate their own.
+fn require_manager(principal: &Principal, what: &str) -> Result<()> {
+    match principal {
+        Principal::Admin | Principal::Reseller { .. } => Ok(()),
+        Principal::Customer { .. } => Err(ServiceError::PermissionDenied(format!(
+            "customers cannot {what}"
+        ))),
+    }
+}
+
+/// Resolves which reseller a request is about: the admin must name one; others get their own
+/// (naming another answers NOT_FOUND, as for anything outside the tenancy).
+fn resolve_reseller(principal: &Principal, requested: Option<&str>) -> Result<String> {
+    match (principal, requested) {
+        (Principal::Admin, Some(id)) => Ok(id.to_owned()),
+        (Principal::Admin, None) => Err(ServiceError::invalid_field(
+            "reseller_id",
+            "required when called by the admin",
+        )),
+        (Principal::Reseller { id }, None)
+        | (
+            Principal::Customer {
+                reseller_id: id, ..
+            },
+            None,
+        ) => Ok(id.clone()),
+        (_, Some(id)) if can_see_reseller(principal, id) => Ok(id.to_owned()),
+        (_, Some(id)) => Err(ServiceError::NotFound(format!("reseller {id:?} not found"))),
+    }
+}
+
+/// Page tokens are the last id of the previous page, opaque to callers.
+pub(crate) fn decode_page_token(token: &str) -> Result<Option<String>> {
+    use base64::Engine;
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| ServiceError::invalid_field("page_token", "not a token this server issued"))?;
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|_| ServiceError::invalid_field("page_token", "not a token this server issued"))
+}
+
+pub(crate) fn encode_page_token(last_id: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last_id)
+}
+
+/// Default 50, at most 1000.
+pub(crate) fn page_size(requested: i32) -> Result<u64> {
+    match requested {
+        n if n < 0 => Err(ServiceError::invalid_field(
+            "page_size",
+            "must not be negative",
+        )),
+        0 => Ok(50),
+        n => Ok((n as u64).min(1000)),
+    }
+}
+
+/// Fetches one more row than the page needs to know whether another page follows.
+pub(crate) fn paginate<T>(
+    mut rows: Vec<T>,
+    size: u64,
+    id: impl Fn(&T) -> &str,
+) -> (Vec<T>, String) {
+    if rows.len() as u64 > size {
+        rows.truncate(size as usize);
+        let token = rows
+            .last()
+            .map(|r| encode_page_token(id(r)))
+            .unwrap_or_default();
+        (rows, token)
+    } else {
+        (rows, String::new())
+    }
+}

@@ -1,0 +1,40 @@
+use std::path::PathBuf;
+
+use prost::Message;
+
+const PROTOS: &[&str] = &[
+    "castplane/v1/common.proto",
+    "castplane/v1/accounts.proto",
+    "castplane/v1/catalog.proto",
+    "castplane/v1/actions.proto",
+    "castplane/v1/media_services.proto",
+    "castplane/v1/nodes.proto",
+    "castplane/agent/v1/agent.proto",
+];
+
+/// Messages carrying secrets get a hand-written, redacting `Debug` (see `src/redact.rs`).
+const SECRET_MESSAGES: &[&str] = &[
+    "castplane.v1.ConnectionInfo",
+    "castplane.v1.CreateApiTokenResponse",
+    "castplane.v1.NodeJoinToken",
+    "castplane.agent.v1.JoinRequest",
+    "castplane.agent.v1.ServiceSpec",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // protox is a pure-Rust protobuf compiler, so a fresh machine needs no `protoc`.
+    let fds = protox::compile(PROTOS, ["."])?;
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    // Reflection serves this descriptor set; `compile_fds` does not write it itself.
+    std::fs::write(
+        out_dir.join("castplane_descriptor.bin"),
+        fds.encode_to_vec(),
+    )?;
+    tonic_prost_build::configure()
+        .skip_debug(SECRET_MESSAGES.iter().copied())
+        .compile_fds(fds)?;
+    for proto in PROTOS {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    Ok(())
+}

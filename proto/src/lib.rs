@@ -1,0 +1,18 @@
+//! castplane's wire types: the public API `castplane.v1` and the agent protocol
+//! `castplane.agent.v1`, generated from the `.proto` files beside this crate.
+
+pub mod v1 {
+    tonic::include_proto!("castplane.v1");
+}
+
+pub mod agent {
+    pub mod v1 {
+        tonic::include_proto!("castplane.agent.v1");
+    }
+}
+
+mod redact;
+
+/// The encoded descriptor set of every castplane proto, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/castplane_descriptor.bin"));
