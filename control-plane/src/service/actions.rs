@@ -9,7 +9,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::media::{DeletionPlan, being_deleted};
 use super::{ControlPlane, Result, can_see_service, page_size, paginate};
 use crate::clock::now_millis;
-use crate::domain::{ActionKind, ActionState, Principal, ServiceKind, ServiceType};
+use crate::domain::{ActionKind, ActionState, DesiredState, Principal, ServiceKind, ServiceType};
 use crate::error::ServiceError;
 use crate::ids;
 use crate::persistence::actions::ActionFilter;
@@ -70,11 +70,17 @@ impl ControlPlane {
             update_time: now,
         };
         db::insert_action(&txn, model.clone()).await?;
-        if kind == ActionKind::Delete {
-            service.deleting = true;
-            service.update_time = now;
-            service_db::update_service(&txn, service).await?;
+        // The desired state is the latest intent, recorded as the action is queued: the agent
+        // reconciles towards it, so a desired-state sync racing an in-flight action can never
+        // undo what the action is doing.
+        match kind {
+            ActionKind::Start | ActionKind::Restart => service.desired_state = DesiredState::Running.as_str().to_owned(),
+            ActionKind::Stop => service.desired_state = DesiredState::Stopped.as_str().to_owned(),
+            ActionKind::Delete => service.deleting = true,
         }
+        service.generation += 1;
+        service.update_time = now;
+        service_db::update_service(&txn, service).await?;
         txn.commit().await?;
         self.notify_change();
         tracing::info!(action_id = %model.id, media_service_id = %model.media_service_id, kind = %kind, "queued action");

@@ -250,9 +250,9 @@ impl ControlPlane {
         Ok(out)
     }
 
-    /// Applies an agent's report on an action. Terminal results of start/stop/restart set the
-    /// service's desired state; a successful delete removes the service (tombstone) and frees
-    /// its ports and quota.
+    /// Applies an agent's report on an action. A successful delete removes the service
+    /// (tombstone) and frees its ports and quota; a failed one makes it operable again. (The
+    /// desired state was already set when the action was queued.)
     pub async fn record_action_update(
         &self,
         node_id: &str,
@@ -287,28 +287,18 @@ impl ControlPlane {
             }
         };
         let moved = action_db::transition(&txn, action_id, from, state, message, now).await?;
-        if moved && state == ActionState::Succeeded {
-            let kind: ActionKind = action.kind.parse().map_err(ServiceError::Internal)?;
-            if let Some(mut service) =
+        if moved
+            && state == ActionState::Succeeded
+            && action.kind == ActionKind::Delete.as_str()
+            && let Some(mut service) =
                 service_db::get_live_service(&txn, &action.media_service_id, true).await?
-            {
-                match kind {
-                    ActionKind::Start | ActionKind::Restart => {
-                        service.desired_state = DesiredState::Running.as_str().to_owned()
-                    }
-                    ActionKind::Stop => {
-                        service.desired_state = DesiredState::Stopped.as_str().to_owned()
-                    }
-                    ActionKind::Delete => {
-                        service.delete_time = Some(now);
-                        service.desired_state = DesiredState::Stopped.as_str().to_owned();
-                        service_db::release_ports(&txn, &service.id).await?;
-                    }
-                }
-                service.generation += 1;
-                service.update_time = now;
-                service_db::update_service(&txn, service).await?;
-            }
+        {
+            service.delete_time = Some(now);
+            service.desired_state = DesiredState::Stopped.as_str().to_owned();
+            service.generation += 1;
+            service.update_time = now;
+            service_db::release_ports(&txn, &service.id).await?;
+            service_db::update_service(&txn, service).await?;
         }
         if moved && state == ActionState::Failed && action.kind == ActionKind::Delete.as_str() {
             // A failed delete leaves the service in place and operable again.

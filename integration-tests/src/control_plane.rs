@@ -1,0 +1,131 @@
+//! The control plane, started in-process on port 0 with TLS on its public API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use castplane_control::{Config, ServiceConfig, TlsFiles};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::Client;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct ControlPlaneHandle {
+    data_dir: tempfile::TempDir,
+    database_url: Option<String>,
+    service_config: ServiceConfig,
+    /// The CA (here: the self-signed certificate) clients trust for the public API.
+    pub public_ca_pem: String,
+    pub public_addr: SocketAddr,
+    pub agent_addr: SocketAddr,
+    running: Option<(CancellationToken, JoinHandle<anyhow::Result<()>>)>,
+}
+
+impl ControlPlaneHandle {
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, ServiceConfig::default()).await
+    }
+
+    pub async fn start_with(backend: Backend, service_config: ServiceConfig) -> Self {
+        crate::init_tracing();
+        let data_dir = tempfile::Builder::new().prefix("castplane-cp-").tempdir().expect("temp dir");
+        let database_url = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(crate::postgres::fresh_database().await.expect("a PostgreSQL database for the test")),
+        };
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).expect("test certificate");
+        let public_ca_pem = cert.cert.pem();
+        std::fs::write(data_dir.path().join("public.crt"), &public_ca_pem).expect("write cert");
+        std::fs::write(data_dir.path().join("public.key"), cert.signing_key.serialize_pem()).expect("write key");
+        let mut handle = ControlPlaneHandle {
+            data_dir,
+            database_url,
+            service_config,
+            public_ca_pem,
+            public_addr: "127.0.0.1:0".parse().expect("addr"),
+            agent_addr: "127.0.0.1:0".parse().expect("addr"),
+            running: None,
+        };
+        handle.launch().await;
+        handle
+    }
+
+    fn config(&self) -> Config {
+        Config {
+            data_dir: self.data_dir.path().join("state"),
+            database_url: self.database_url.clone(),
+            public_tls: Some(TlsFiles {
+                cert: self.data_dir.path().join("public.crt"),
+                key: self.data_dir.path().join("public.key"),
+            }),
+            service: self.service_config.clone(),
+        }
+    }
+
+    /// Starts the server, on the same ports as before when restarting.
+    async fn launch(&mut self) {
+        let listeners = castplane_control::bind(self.public_addr, self.agent_addr).await.expect("bind listeners");
+        self.public_addr = listeners.public.local_addr().expect("addr");
+        self.agent_addr = listeners.agent.local_addr().expect("addr");
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(castplane_control::run(self.config(), listeners, shutdown.clone()));
+        self.running = Some((shutdown, task));
+        let token_path = self.config().admin_token_path();
+        crate::wait_for("the admin token", std::time::Duration::from_secs(30), || {
+            let exists = token_path.exists();
+            async move { exists.then_some(()) }
+        })
+        .await;
+    }
+
+    /// Stops the server gracefully (as on SIGTERM).
+    pub async fn stop(&mut self) {
+        if let Some((shutdown, task)) = self.running.take() {
+            shutdown.cancel();
+            task.await.expect("control plane task").expect("control plane exits cleanly");
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.launch().await;
+    }
+
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.config().admin_token_path()).expect("admin token").trim().to_owned()
+    }
+
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.config().admin_token_path()
+    }
+
+    /// The URL agents join and connect to.
+    pub fn agent_url(&self) -> String {
+        format!("https://{}", self.agent_addr)
+    }
+
+    pub fn public_url(&self) -> String {
+        format!("https://localhost:{}", self.public_addr.port())
+    }
+
+    pub async fn client(&self, token: &str) -> Client {
+        Client::connect(&self.public_url(), &self.public_ca_pem, token).await
+    }
+
+    pub async fn admin(&self) -> Client {
+        self.client(&self.admin_token()).await
+    }
+}
+
+impl Drop for ControlPlaneHandle {
+    fn drop(&mut self) {
+        if let Some((shutdown, _)) = &self.running {
+            shutdown.cancel();
+        }
+    }
+}

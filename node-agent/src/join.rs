@@ -1,0 +1,78 @@
+//! `castplane-agent join`: trades a one-time join token for the node's certificate.
+
+use anyhow::{Context, bail};
+use castplane_proto::agent::v1::JoinRequest;
+use castplane_proto::agent::v1::agent_service_client::AgentServiceClient;
+use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
+
+use crate::state::{DataDir, NodeIdentity};
+use crate::tls;
+
+/// Splits `cpjoin.<secret>.<sha256 of the CA certificate>`.
+pub fn parse_join_token(token: &str) -> anyhow::Result<(&str, &str)> {
+    let mut parts = token.trim().splitn(3, '.');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("cpjoin"), Some(secret), Some(hash))
+            if !secret.is_empty() && hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()) =>
+        {
+            Ok((secret, hash))
+        }
+        _ => bail!("not a castplane join token (expected cpjoin.<secret>.<ca sha256>)"),
+    }
+}
+
+/// A fresh key pair and a CSR for it. The key never leaves this host.
+pub fn new_key_and_csr(common_name: &str) -> anyhow::Result<(KeyPair, String)> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::default();
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, common_name);
+    params.distinguished_name = name;
+    let csr = params.serialize_request(&key)?.pem()?;
+    Ok((key, csr))
+}
+
+pub async fn join(control_plane_url: &str, token: &str, data_dir: &DataDir) -> anyhow::Result<NodeIdentity> {
+    let (_, ca_hash) = parse_join_token(token)?;
+    data_dir.create()?;
+    if data_dir.is_joined() {
+        bail!(
+            "{} already holds a joined node; use a fresh data directory to join again",
+            data_dir.root().display()
+        );
+    }
+    let (key, csr_pem) = new_key_and_csr("castplane-node")?;
+    // Verified against the token's CA hash before the token is sent.
+    let channel = tls::connect(control_plane_url, tls::pinned_client_config(ca_hash)?).await?;
+    let response = AgentServiceClient::new(channel)
+        .join(JoinRequest { token: token.trim().to_owned(), csr_pem })
+        .await
+        .map_err(|status| anyhow::anyhow!("join refused: {}", status.message()))?
+        .into_inner();
+    data_dir
+        .save_credentials(&key.serialize_pem(), &response.certificate_pem, &response.ca_certificate_pem)
+        .context("storing the node's credentials")?;
+    let identity = NodeIdentity {
+        node_id: response.node_id,
+        node_name: response.node_name,
+        control_plane_url: control_plane_url.to_owned(),
+    };
+    data_dir.save_identity(&identity)?;
+    tracing::info!(node_id = %identity.node_id, node_name = %identity.node_name, "joined the control plane");
+    Ok(identity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_tokens_parse_strictly() {
+        let hash = "ab".repeat(32);
+        let token = format!("cpjoin.s3cret.{hash}");
+        assert_eq!(parse_join_token(&token).unwrap(), ("s3cret", hash.as_str()));
+        assert!(parse_join_token("cpjoin.s3cret.short").is_err());
+        assert!(parse_join_token(&format!("other.s3cret.{hash}")).is_err());
+        assert!(parse_join_token(&format!("cpjoin..{hash}")).is_err());
+    }
+}

@@ -1,0 +1,86 @@
+//! `castplane-agent`: the node agent binary.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use castplane_agent::state::DataDir;
+use castplane_agent::{AgentConfig, join, run};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+/// castplane's node agent: runs the streaming servers of this host for the control plane.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Join the control plane with a one-time token (from `castctl node add`).
+    Join {
+        /// The control plane's agent listener, e.g. https://cp.example.net:7401.
+        #[arg(long)]
+        control_plane: String,
+        /// The join token; also read from CASTPLANE_JOIN_TOKEN so it stays out of `ps`.
+        #[arg(long, env = "CASTPLANE_JOIN_TOKEN", hide_env_values = true)]
+        token: String,
+        #[arg(long, env = "CASTPLANE_AGENT_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// Connect to the control plane and run this host's services.
+    Run {
+        #[arg(long, env = "CASTPLANE_AGENT_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Overrides the control plane URL recorded at join.
+        #[arg(long)]
+        control_plane: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match Args::parse().command {
+        Command::Join { control_plane, token, data_dir } => {
+            join(&control_plane, &token, &DataDir::new(data_dir)).await.map(|identity| {
+                println!("joined as node {} ({})", identity.node_name, identity.node_id);
+            })
+        }
+        Command::Run { data_dir, control_plane } => {
+            let mut config = AgentConfig::new(data_dir);
+            config.control_plane_url = control_plane;
+            let shutdown = CancellationToken::new();
+            let on_signal = shutdown.clone();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::info!("shutting down; services keep running");
+                on_signal.cancel();
+            });
+            run(config, shutdown).await
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("castplane-agent: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

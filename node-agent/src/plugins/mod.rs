@@ -1,0 +1,323 @@
+//! Streaming-server plugins: what differs between service types.
+//!
+//! The supervisor owns everything generic about a service's process (directories, spawning,
+//! process groups, readiness deadlines, stop/kill, crash loops, adoption, log tailing). A
+//! [`Plugin`] answers the type-specific questions: which config files to write, which program to
+//! run with which arguments and as which user, how to tell that it is ready, how to read its
+//! statistics, and whether a changed spec can be applied by a reload signal.
+//!
+//! Only Icecast is implemented. Video (nginx-rtmp: `SIGQUIT` to stop, `SIGHUP` to reload,
+//! `/healthz` for readiness, `/stat` for statistics) and SHOUTcast (`sc_serv`) become further
+//! implementations of the same trait. AutoDJ (liquidsoap) is a second process of an audio
+//! service; it fits the same interface as its own plugin, supervised as a sibling unit of the
+//! service's server process.
+
+pub mod http;
+pub mod icecast;
+
+use std::ffi::OsString;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use castplane_proto::agent::v1::ServiceSpec;
+use castplane_proto::v1::{PluginCapability, ServiceStats, ServiceType};
+use nix::sys::signal::Signal;
+
+pub use icecast::IcecastPlugin;
+
+/// A boxed future, so [`Plugin`] stays object-safe without an async-trait dependency.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A config file a plugin wants written into the service directory.
+pub struct ConfigFile {
+    pub name: &'static str,
+    pub contents: String,
+    /// Readable by the service's group (the server runs in it) but never by others: configs
+    /// carry passwords.
+    pub mode: u32,
+}
+
+/// The program to run, with its arguments.
+pub struct Launch {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+}
+
+/// The system account a server runs as when the agent runs as root.
+#[derive(Clone, Copy, Debug)]
+pub struct ServiceAccount {
+    pub user: &'static str,
+    pub group: &'static str,
+}
+
+/// One readiness probe's verdict.
+pub enum Readiness {
+    Ready,
+    NotReady(String),
+}
+
+/// How a running service takes a newer spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpdateMode {
+    /// Re-render the config and send the plugin's reload signal.
+    Reload,
+    /// Re-render the config and restart the process.
+    Restart,
+}
+
+pub trait Plugin: Send + Sync {
+    fn service_type(&self) -> ServiceType;
+
+    /// The server program's name as people know it, used in messages ("icecast2 exited …").
+    fn program_name(&self) -> &'static str;
+
+    /// Rejects specs the server cannot run, before anything is written.
+    fn validate(&self, spec: &ServiceSpec) -> Result<(), String>;
+
+    /// Ports the server binds; checked for conflicts before it is spawned.
+    fn ports(&self, spec: &ServiceSpec) -> Result<Vec<u16>, String>;
+
+    /// `None` runs the server as the agent's own user even when that is root.
+    fn account(&self) -> Option<ServiceAccount>;
+
+    fn render(&self, spec: &ServiceSpec, dir: &Path) -> Result<Vec<ConfigFile>, String>;
+
+    fn launch(&self, dir: &Path) -> Result<Launch, String>;
+
+    /// A pid file the server writes once it has initialised; readiness probes wait for it.
+    fn pid_file(&self, dir: &Path) -> Option<PathBuf>;
+
+    /// Whether a process with this command line is this plugin's server for `dir`; guards
+    /// adoption against pid reuse.
+    fn owns_process(&self, cmdline: &[OsString], dir: &Path) -> bool;
+
+    fn probe_ready<'a>(&'a self, spec: &'a ServiceSpec) -> BoxFuture<'a, Readiness>;
+
+    fn stats<'a>(&'a self, spec: &'a ServiceSpec) -> BoxFuture<'a, Result<ServiceStats, String>>;
+
+    fn update_mode(&self, running: &ServiceSpec, next: &ServiceSpec) -> UpdateMode;
+
+    fn stop_signal(&self) -> Signal {
+        Signal::SIGTERM
+    }
+
+    fn reload_signal(&self) -> Signal {
+        Signal::SIGHUP
+    }
+}
+
+/// The plugins this agent implements.
+pub struct Plugins {
+    icecast: Arc<IcecastPlugin>,
+}
+
+impl Default for Plugins {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Plugins {
+    pub fn new() -> Self {
+        Plugins { icecast: Arc::new(IcecastPlugin::new()) }
+    }
+
+    /// The plugin for a service type, or the reason this agent cannot run it.
+    pub fn for_type(&self, service_type: i32) -> Result<Arc<dyn Plugin>, String> {
+        match ServiceType::try_from(service_type) {
+            Ok(ServiceType::Icecast) => Ok(self.icecast.clone()),
+            Ok(ServiceType::Shoutcast) => Err("shoutcast services are not supported by this agent yet".to_owned()),
+            Ok(ServiceType::Video) => Err("video services are not supported by this agent yet".to_owned()),
+            Ok(ServiceType::Unspecified) => Err("the service has no type".to_owned()),
+            Err(_) => Err(format!("unknown service type {service_type}")),
+        }
+    }
+}
+
+/// Where programs are looked up when `PATH` lacks them: services are often started with a
+/// minimal environment, and nginx lives in an sbin directory.
+const FALLBACK_PATH: &[&str] = &["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+
+/// The executable `name` on `PATH` (then the usual system directories).
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let from_env = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default();
+    from_env
+        .into_iter()
+        .chain(FALLBACK_PATH.iter().map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| {
+            std::fs::metadata(candidate).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+        })
+}
+
+const VERSION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs `program args` and returns its stdout and stderr together (tools disagree on which one
+/// carries the version).
+async fn version_output(program: &Path, args: &[&str]) -> Result<String, String> {
+    let run = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(VERSION_TIMEOUT, run)
+        .await
+        .map_err(|_| format!("{} {} did not answer within {} s", program.display(), args.join(" "), VERSION_TIMEOUT.as_secs()))?
+        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push('\n');
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    Ok(text)
+}
+
+/// The first whitespace-separated token after `marker` that starts with a digit.
+fn version_after(text: &str, marker: &str) -> Option<String> {
+    let start = text.find(marker)? + marker.len();
+    text[start..]
+        .split(|c: char| c.is_whitespace() || c == '/')
+        .find(|t| t.starts_with(|c: char| c.is_ascii_digit()))
+        .map(|t| t.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()).to_owned())
+}
+
+/// A program found on this host, with its version when it could be read.
+struct Found {
+    path: PathBuf,
+    version: Result<String, String>,
+}
+
+async fn probe_program(name: &str, args: &[&str], marker: &str) -> Option<Found> {
+    let path = find_program(name)?;
+    let version = version_output(&path, args)
+        .await
+        .and_then(|out| version_after(&out, marker).ok_or_else(|| format!("{} printed no version", path.display())));
+    Some(Found { path, version })
+}
+
+/// Directories where distributions install nginx's dynamic RTMP module.
+const RTMP_MODULE_PATHS: &[&str] = &[
+    "/usr/lib/nginx/modules/ngx_rtmp_module.so",
+    "/usr/lib64/nginx/modules/ngx_rtmp_module.so",
+    "/usr/share/nginx/modules/ngx_rtmp_module.so",
+    "/usr/local/nginx/modules/ngx_rtmp_module.so",
+];
+
+/// Which service types this host can run, one entry per type.
+///
+/// A type is `available` only when its programs are installed **and** this agent has a plugin
+/// for it, because placement trusts this flag: reporting video as available before the plugin
+/// exists would place services here that can only fail. `version` and `detail` still say what
+/// was found, so an operator can see what the host has.
+pub async fn detect_capabilities() -> Vec<PluginCapability> {
+    let (icecast, sc_serv, nginx, liquidsoap) = tokio::join!(
+        probe_program("icecast2", &["-v"], "Icecast"),
+        async { find_program("sc_serv") },
+        probe_program("nginx", &["-v"], "nginx/"),
+        probe_program("liquidsoap", &["--version"], "Liquidsoap"),
+    );
+
+    let autodj_available = liquidsoap.as_ref().is_some_and(|l| l.version.is_ok());
+    let autodj_note = match &liquidsoap {
+        Some(Found { path, version: Ok(v) }) => format!("AutoDJ: liquidsoap {v} at {}", path.display()),
+        Some(Found { path, version: Err(e) }) => format!("AutoDJ unavailable: liquidsoap at {} is unusable: {e}", path.display()),
+        None => "AutoDJ unavailable: liquidsoap not found".to_owned(),
+    };
+
+    let icecast_cap = match icecast {
+        Some(Found { path, version: Ok(v) }) => PluginCapability {
+            r#type: ServiceType::Icecast as i32,
+            available: true,
+            version: format!("icecast2 {v}"),
+            detail: format!("icecast2 at {}; {autodj_note}", path.display()),
+            autodj_available,
+        },
+        Some(Found { path, version: Err(e) }) => PluginCapability {
+            r#type: ServiceType::Icecast as i32,
+            available: false,
+            version: String::new(),
+            detail: format!("icecast2 at {} is unusable: {e}", path.display()),
+            autodj_available,
+        },
+        None => PluginCapability {
+            r#type: ServiceType::Icecast as i32,
+            available: false,
+            version: String::new(),
+            detail: "icecast2 not found (install the icecast2 package)".to_owned(),
+            autodj_available,
+        },
+    };
+
+    let shoutcast_cap = PluginCapability {
+        r#type: ServiceType::Shoutcast as i32,
+        available: false,
+        version: String::new(),
+        detail: match sc_serv {
+            Some(path) => format!(
+                "sc_serv found at {}, but this agent does not support shoutcast services yet; {autodj_note}",
+                path.display()
+            ),
+            None => format!("sc_serv (SHOUTcast DNAS 2, proprietary) not found on PATH; {autodj_note}"),
+        },
+        autodj_available,
+    };
+
+    let rtmp_module = RTMP_MODULE_PATHS.iter().map(Path::new).find(|p| p.is_file());
+    let video_cap = match (nginx, rtmp_module) {
+        (Some(Found { path, version }), Some(module)) => PluginCapability {
+            r#type: ServiceType::Video as i32,
+            available: false,
+            version: version.as_ref().map(|v| format!("nginx {v} (rtmp)")).unwrap_or_default(),
+            detail: format!(
+                "nginx at {} with the RTMP module at {}, but this agent does not support video services yet",
+                path.display(),
+                module.display()
+            ),
+            autodj_available: false,
+        },
+        (Some(Found { path, version }), None) => PluginCapability {
+            r#type: ServiceType::Video as i32,
+            available: false,
+            version: version.as_ref().map(|v| format!("nginx {v}")).unwrap_or_default(),
+            detail: format!("nginx at {} lacks the RTMP module (install libnginx-mod-rtmp)", path.display()),
+            autodj_available: false,
+        },
+        (None, _) => PluginCapability {
+            r#type: ServiceType::Video as i32,
+            available: false,
+            version: String::new(),
+            detail: "nginx not found (install nginx and libnginx-mod-rtmp)".to_owned(),
+            autodj_available: false,
+        },
+    };
+
+    vec![icecast_cap, shoutcast_cap, video_cap]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_read_from_tool_banners() {
+        assert_eq!(version_after("Icecast 2.4.4\n", "Icecast").as_deref(), Some("2.4.4"));
+        assert_eq!(version_after("\nnginx version: nginx/1.22.1\n", "nginx/").as_deref(), Some("1.22.1"));
+        assert_eq!(
+            version_after("Liquidsoap 2.1.3\nCopyright (c) 2003-2022 Savonet team", "Liquidsoap").as_deref(),
+            Some("2.1.3")
+        );
+        assert_eq!(version_after("no banner", "Icecast"), None);
+    }
+
+    #[test]
+    fn unsupported_types_say_so() {
+        let plugins = Plugins::new();
+        let video = plugins.for_type(ServiceType::Video as i32).err();
+        assert_eq!(video.as_deref(), Some("video services are not supported by this agent yet"));
+        assert!(plugins.for_type(ServiceType::Shoutcast as i32).is_err());
+        assert!(plugins.for_type(ServiceType::Unspecified as i32).is_err());
+        assert!(plugins.for_type(ServiceType::Icecast as i32).is_ok());
+    }
+}

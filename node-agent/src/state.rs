@@ -1,0 +1,124 @@
+//! What the agent keeps in its data directory.
+//!
+//! ```text
+//! DATA_DIR/
+//!   node.json      node id, name and control-plane URL (written at join)
+//!   node.key       the node's private key (0600; never leaves the host)
+//!   node.crt       its certificate, signed by the control plane's CA
+//!   ca.crt         the control plane's CA certificate, pinned at join
+//!   actions.jsonl  results of completed actions, so a redelivered action is answered, not re-run
+//!   services/      one directory per service (see the supervisor)
+//! ```
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeIdentity {
+    pub node_id: String,
+    pub node_name: String,
+    /// e.g. `https://cp.example.net:7401`.
+    pub control_plane_url: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        DataDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn identity_path(&self) -> PathBuf {
+        self.root.join("node.json")
+    }
+
+    pub fn key_path(&self) -> PathBuf {
+        self.root.join("node.key")
+    }
+
+    pub fn cert_path(&self) -> PathBuf {
+        self.root.join("node.crt")
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.root.join("ca.crt")
+    }
+
+    pub fn action_log_path(&self) -> PathBuf {
+        self.root.join("actions.jsonl")
+    }
+
+    pub fn services_dir(&self) -> PathBuf {
+        self.root.join("services")
+    }
+
+    pub fn create(&self) -> anyhow::Result<()> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)
+            .with_context(|| format!("creating {}", self.root.display()))
+    }
+
+    pub fn is_joined(&self) -> bool {
+        self.identity_path().exists() && self.key_path().exists() && self.cert_path().exists()
+    }
+
+    pub fn load_identity(&self) -> anyhow::Result<NodeIdentity> {
+        let path = self.identity_path();
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading {} (has this agent joined? run `castplane-agent join` first)",
+                path.display()
+            )
+        })?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    pub fn save_identity(&self, identity: &NodeIdentity) -> anyhow::Result<()> {
+        let json = serde_json::to_vec_pretty(identity)?;
+        write_private(&self.identity_path(), &json)
+    }
+
+    /// Stores a key and its certificate. The certificate is replaced first only after the key
+    /// is safely on disk, so a crash in between leaves a mismatched pair at worst for the
+    /// renewal path, which the next renewal repairs; join is simply repeated.
+    pub fn save_credentials(&self, key_pem: &str, cert_pem: &str, ca_pem: &str) -> anyhow::Result<()> {
+        write_private(&self.key_path(), key_pem.as_bytes())?;
+        write_private(&self.cert_path(), cert_pem.as_bytes())?;
+        write_private(&self.ca_path(), ca_pem.as_bytes())?;
+        Ok(())
+    }
+
+    pub fn read(&self, path: &Path) -> anyhow::Result<String> {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    }
+}
+
+/// Writes `contents` atomically with mode 0600.
+pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

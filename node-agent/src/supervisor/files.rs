@@ -1,0 +1,307 @@
+//! The files of a service directory:
+//!
+//! ```text
+//! services_dir/<service_id>/     owned by the server's account (it writes its pid and access log)
+//!   spec.pb        the last spec, protobuf (0600: carries passwords)
+//!   process.json   pid + start time + generation of the running server, for re-adoption
+//!   icecast.xml    rendered config (0640 root:icecast: carries passwords)
+//!   stderr.log     the server's stdout and stderr, appended
+//!   icecast.pid, access.log   written by icecast2 itself
+//! ```
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions, Permissions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use castplane_proto::agent::v1::ServiceSpec;
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
+pub const SPEC_FILE: &str = "spec.pb";
+pub const PROCESS_FILE: &str = "process.json";
+pub const STDERR_FILE: &str = "stderr.log";
+
+/// The uid/gid a server runs as, when the agent (as root) switches to a service account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Writes `path` so readers see the old or the new file, never a torn one: a temp file in the
+/// same directory, fsynced, renamed over. The temp file starts 0600 so secrets are never
+/// readable by anyone else, even briefly; the group and final mode are set before the rename.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32, group: Option<u32>) -> io::Result<()> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = path.parent().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+    let result = (|| {
+        let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        file.write_all(contents)?;
+        if let Some(gid) = group {
+            std::os::unix::fs::fchown(&file, None, Some(gid))?;
+        }
+        file.set_permissions(Permissions::from_mode(mode))?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Creates `services_dir` and, when servers run under another account, makes it and every
+/// ancestor traversable (o+x) for that account. Only the execute bit is added: nothing becomes
+/// listable or readable, so key files beside it stay private.
+pub fn prepare_services_dir(services_dir: &Path, other_account: bool) -> io::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(0o711).create(services_dir)?;
+    if !other_account {
+        return Ok(());
+    }
+    for dir in services_dir.ancestors() {
+        if dir.as_os_str().is_empty() {
+            continue;
+        }
+        let meta = fs::metadata(dir)?;
+        let mode = meta.permissions().mode();
+        if mode & 0o001 == 0 {
+            tracing::info!(dir = %dir.display(), "adding o+x so service accounts can reach their directories");
+            fs::set_permissions(dir, Permissions::from_mode((mode & 0o7777) | 0o001))?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates a service's directory, owned by the server's account so it can write there.
+pub fn prepare_service_dir(dir: &Path, account: Option<Account>) -> io::Result<()> {
+    fs::DirBuilder::new().mode(0o750).create(dir).or_else(|e| if dir.is_dir() { Ok(()) } else { Err(e) })?;
+    if let Some(a) = account {
+        let meta = fs::metadata(dir)?;
+        if meta.uid() != a.uid || meta.gid() != a.gid {
+            std::os::unix::fs::chown(dir, Some(a.uid), Some(a.gid))?;
+        }
+    }
+    fs::set_permissions(dir, Permissions::from_mode(0o750))
+}
+
+pub fn save_spec(dir: &Path, spec: &ServiceSpec) -> io::Result<()> {
+    write_atomic(&dir.join(SPEC_FILE), &spec.encode_to_vec(), 0o600, None)
+}
+
+pub fn load_spec(dir: &Path) -> io::Result<ServiceSpec> {
+    let bytes = fs::read(dir.join(SPEC_FILE))?;
+    ServiceSpec::decode(bytes.as_slice()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// What the agent remembers about a running server so the next agent can adopt it.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProcessRecord {
+    pub pid: u32,
+    pub start_time: u64,
+    /// The spec generation the server's config was rendered from.
+    pub generation: u64,
+}
+
+pub fn save_process(dir: &Path, record: &ProcessRecord) -> io::Result<()> {
+    let json = serde_json::to_vec(record).map_err(io::Error::other)?;
+    write_atomic(&dir.join(PROCESS_FILE), &json, 0o600, None)
+}
+
+pub fn load_process(dir: &Path) -> Option<ProcessRecord> {
+    serde_json::from_slice(&fs::read(dir.join(PROCESS_FILE)).ok()?).ok()
+}
+
+pub fn remove_if_exists(path: &Path) {
+    if let Err(e) = fs::remove_file(path)
+        && e.kind() != io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %path.display(), error = %e, "cannot remove file");
+    }
+}
+
+/// Reads a pid file; servers write the pid in decimal, maybe followed by a newline.
+pub fn read_pid_file(path: &Path) -> Option<u32> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Opens the server's stdout/stderr file for appending. `O_APPEND` matters twice: several
+/// server generations share the file, and truncating it (see [`StderrTail`]) while the server
+/// holds it open makes its next write land at the new end instead of leaving a hole.
+pub fn open_stderr_log(dir: &Path, group: Option<u32>) -> io::Result<File> {
+    let file = OpenOptions::new().create(true).append(true).mode(0o640).open(dir.join(STDERR_FILE))?;
+    if let Some(gid) = group {
+        std::os::unix::fs::fchown(&file, None, Some(gid))?;
+    }
+    Ok(file)
+}
+
+/// Past this size the log is truncated once it has been read, so a chatty server cannot fill
+/// the disk; the lines went to `tracing` already.
+const MAX_LOG_BYTES: u64 = 4 * 1024 * 1024;
+/// Lines kept for failure reasons.
+const RECENT_LINES: usize = 20;
+const MAX_LINE_CHARS: usize = 400;
+/// One poll reads at most this much, keeping each poll short on the runtime.
+const MAX_READ_PER_POLL: u64 = 256 * 1024;
+
+/// Follows a server's `stderr.log` into `tracing` (with the service id) and keeps its last
+/// lines for failure reasons. A file instead of a pipe keeps the server independent of the
+/// agent: if the agent dies, writes still succeed instead of raising SIGPIPE.
+pub struct StderrTail {
+    path: PathBuf,
+    service_id: String,
+    offset: u64,
+    partial: Vec<u8>,
+    recent: VecDeque<String>,
+}
+
+impl StderrTail {
+    pub fn new(dir: &Path, service_id: &str) -> Self {
+        let path = dir.join(STDERR_FILE);
+        let offset = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        StderrTail { path, service_id: service_id.to_owned(), offset, partial: Vec::new(), recent: VecDeque::new() }
+    }
+
+    /// Starts a new run: only lines from here on belong to it.
+    pub fn mark_start(&mut self) {
+        self.poll();
+        self.flush_partial();
+        self.recent.clear();
+    }
+
+    pub fn poll(&mut self) {
+        let mut file = match File::open(&self.path) {
+            Ok(f) => f,
+            Err(_) => return,
+        };
+        let len = match file.metadata() {
+            Ok(m) => m.len(),
+            Err(_) => return,
+        };
+        if len < self.offset {
+            // Truncated by someone else; start over.
+            self.offset = 0;
+        }
+        if len == self.offset {
+            return;
+        }
+        let mut buf = Vec::new();
+        let read = file
+            .seek(SeekFrom::Start(self.offset))
+            .and_then(|_| (&mut file).take(MAX_READ_PER_POLL).read_to_end(&mut buf));
+        if read.is_err() {
+            return;
+        }
+        self.offset += buf.len() as u64;
+        self.partial.extend_from_slice(&buf);
+        while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            self.push_line(&line[..line.len() - 1]);
+        }
+        if self.offset >= MAX_LOG_BYTES && self.offset == len {
+            if let Err(e) = OpenOptions::new().write(true).open(&self.path).and_then(|f| f.set_len(0)) {
+                tracing::warn!(media_service_id = %self.service_id, error = %e, "cannot truncate server log");
+            } else {
+                self.offset = 0;
+            }
+        }
+    }
+
+    /// Treats an unterminated last line as complete (the server has exited).
+    pub fn flush_partial(&mut self) {
+        if !self.partial.is_empty() {
+            let line = std::mem::take(&mut self.partial);
+            self.push_line(&line);
+        }
+    }
+
+    fn push_line(&mut self, raw: &[u8]) {
+        let text = String::from_utf8_lossy(raw);
+        let text = text.trim_end_matches('\r');
+        if text.trim().is_empty() {
+            return;
+        }
+        let line: String = text.chars().take(MAX_LINE_CHARS).collect();
+        log_server_line(&self.service_id, &line);
+        if self.recent.len() == RECENT_LINES {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(line);
+    }
+
+    /// The last `n` lines of the current run, without icecast's timestamp prefix.
+    pub fn last_lines(&self, n: usize) -> Vec<String> {
+        let skip = self.recent.len().saturating_sub(n);
+        self.recent.iter().skip(skip).map(|l| strip_timestamp(l).to_owned()).collect()
+    }
+}
+
+/// `[2026-11-28  02:50:18] INFO main/main …` → `INFO main/main …`.
+fn strip_timestamp(line: &str) -> &str {
+    if line.starts_with('[')
+        && let Some(end) = line.find("] ")
+    {
+        return &line[end + 2..];
+    }
+    line
+}
+
+fn log_server_line(service_id: &str, line: &str) {
+    let body = strip_timestamp(line);
+    let level = body.split_whitespace().next().unwrap_or("");
+    match level {
+        "EROR" | "ERROR" | "WARN" => tracing::warn!(media_service_id = %service_id, line = %body, "server log"),
+        "DBUG" | "DEBUG" => tracing::debug!(media_service_id = %service_id, line = %body, "server log"),
+        _ => tracing::info!(media_service_id = %service_id, line = %body, "server log"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_writes_replace_and_set_mode() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("secret.conf");
+        write_atomic(&path, b"one", 0o640, None).expect("write");
+        write_atomic(&path, b"two", 0o600, None).expect("rewrite");
+        assert_eq!(fs::read(&path).expect("read"), b"two");
+        assert_eq!(fs::metadata(&path).expect("meta").permissions().mode() & 0o777, 0o600);
+        let leftovers: Vec<_> = fs::read_dir(dir.path()).expect("ls").flatten().map(|e| e.file_name()).collect();
+        assert_eq!(leftovers.len(), 1, "temp files left behind: {leftovers:?}");
+    }
+
+    #[test]
+    fn tail_keeps_last_lines_of_the_current_run() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = open_stderr_log(dir.path(), None).expect("open");
+        writeln!(log, "[2026-01-01  00:00:00] INFO old run").expect("write");
+        let mut tail = StderrTail::new(dir.path(), "svc");
+        tail.mark_start();
+        writeln!(log, "[2026-01-01  00:00:01] EROR connection/x Could not create listener socket").expect("write");
+        write!(log, "Server startup failed. Exiting").expect("write");
+        tail.poll();
+        assert_eq!(tail.last_lines(5), vec!["EROR connection/x Could not create listener socket"]);
+        tail.flush_partial();
+        assert_eq!(tail.last_lines(1), vec!["Server startup failed. Exiting"]);
+        assert_eq!(tail.last_lines(10).len(), 2);
+    }
+
+    #[test]
+    fn specs_and_process_records_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spec = ServiceSpec { id: "svc".into(), admin_password: "pw".into(), generation: 7, ..Default::default() };
+        save_spec(dir.path(), &spec).expect("save");
+        assert_eq!(load_spec(dir.path()).expect("load"), spec);
+        assert_eq!(fs::metadata(dir.path().join(SPEC_FILE)).expect("meta").permissions().mode() & 0o777, 0o600);
+        let record = ProcessRecord { pid: 42, start_time: 99, generation: 7 };
+        save_process(dir.path(), &record).expect("save");
+        assert_eq!(load_process(dir.path()), Some(record));
+    }
+}

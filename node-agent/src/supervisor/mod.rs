@@ -1,0 +1,474 @@
+//! Process supervision of the node's services.
+//!
+//! Each service has a directory under `services_dir` (see [`files`]) and one task (an
+//! [`actor::Actor`]) that owns its process: it executes start/stop/restart/delete and reconcile
+//! commands one at a time, restarts the server with backoff when it dies while it should run,
+//! gives up after a crash loop, and publishes observed state and statistics.
+//!
+//! Servers run in their own process groups with their output in a file, so they survive the
+//! agent: [`Supervisor::detach`] leaves them running and the next agent re-adopts them from
+//! `process.json` / the server's pid file ([`Supervisor::adopt_existing`]), verified against
+//! `/proc/PID/cmdline` and the process start time, without restarting them.
+//!
+//! A running service whose spec gets a newer `generation` is updated by re-rendering its config
+//! and sending the plugin's reload signal (SIGHUP for icecast2) when the plugin deems that
+//! enough, or by a restart otherwise (icecast2: when its port changes, because a reload does not
+//! re-bind sockets). A source already connected keeps its old mount limits until it reconnects.
+
+mod actor;
+pub mod files;
+pub mod process;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use castplane_proto::agent::v1::{ObservedService, ServiceSpec};
+use castplane_proto::v1::{ObservedState, PluginCapability};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::plugins::{self, Plugins};
+use actor::{Actor, Command, Reply, Shared};
+use files::StderrTail;
+use process::Proc;
+
+#[derive(Clone, Debug)]
+pub struct SupervisorConfig {
+    /// `<agent data dir>/services`; one directory per service.
+    pub services_dir: PathBuf,
+    /// How long a server gets after SIGTERM before its process group is killed.
+    pub stop_grace: Duration,
+    /// This many unexpected exits within `crash_loop_window` → FAILED, no more restarts.
+    pub crash_loop_exits: u32,
+    pub crash_loop_window: Duration,
+    pub stats_interval: Duration,
+    pub ready_timeout: Duration,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        SupervisorConfig {
+            services_dir: PathBuf::from("services"),
+            stop_grace: Duration::from_secs(10),
+            crash_loop_exits: 5,
+            crash_loop_window: Duration::from_secs(60),
+            stats_interval: Duration::from_secs(5),
+            ready_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Runs and watches the node's streaming servers. Cheap to clone (shared inside).
+#[derive(Clone)]
+pub struct Supervisor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Arc<SupervisorConfig>,
+    plugins: Arc<Plugins>,
+    services: Mutex<HashMap<String, Arc<Handle>>>,
+    events: broadcast::Sender<ObservedService>,
+    cancel: CancellationToken,
+}
+
+struct Handle {
+    tx: mpsc::UnboundedSender<Command>,
+    shared: Arc<Mutex<Shared>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What a new actor starts from: nothing (a new service) or what adoption found.
+struct Initial {
+    spec: Option<ServiceSpec>,
+    proc: Option<Proc>,
+    running_generation: Option<u64>,
+}
+
+/// Ids become directory names, so only a safe alphabet is accepted (no `/`, no `..`).
+pub fn valid_service_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn check_id(id: &str) -> Result<(), String> {
+    if valid_service_id(id) { Ok(()) } else { Err(format!("invalid service id {id:?}")) }
+}
+
+const EVENT_CAPACITY: usize = 1024;
+/// A command is retried on a fresh actor this often if the old one went away meanwhile (a
+/// delete raced with it).
+const COMMAND_ATTEMPTS: usize = 3;
+
+impl Supervisor {
+    pub fn new(mut config: SupervisorConfig) -> Self {
+        // Servers get absolute paths in their command lines and configs, and adoption compares
+        // them, so they must not depend on the agent's working directory.
+        if let Ok(abs) = std::path::absolute(&config.services_dir) {
+            config.services_dir = abs;
+        }
+        Supervisor {
+            inner: Arc::new(Inner {
+                config: Arc::new(config),
+                plugins: Arc::new(Plugins::new()),
+                services: Mutex::new(HashMap::new()),
+                events: broadcast::channel(EVENT_CAPACITY).0,
+                cancel: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// Which plugins this host can run; see [`plugins::detect_capabilities`].
+    pub async fn capabilities(&self) -> Vec<PluginCapability> {
+        plugins::detect_capabilities().await
+    }
+
+    fn service_dir(&self, id: &str) -> PathBuf {
+        self.inner.config.services_dir.join(id)
+    }
+
+    fn services(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Handle>>> {
+        // A panic while holding this lock cannot leave the map inconsistent (single inserts
+        // and removes), so poisoning is ignored.
+        self.inner.services.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn handle(&self, id: &str) -> Option<Arc<Handle>> {
+        self.services().get(id).cloned()
+    }
+
+    /// The service's handle, spawning its actor if it has none.
+    fn handle_or_spawn(&self, id: &str, initial: impl FnOnce() -> Initial) -> Result<Arc<Handle>, String> {
+        let mut services = self.services();
+        if let Some(h) = services.get(id) {
+            return Ok(h.clone());
+        }
+        if self.inner.cancel.is_cancelled() {
+            return Err("the agent is shutting down".to_owned());
+        }
+        let initial = initial();
+        let dir = self.service_dir(id);
+        let (state, message, pid) = match &initial.proc {
+            Some(p) => (ObservedState::Running, "adopted running process".to_owned(), Some(p.pid())),
+            None => (ObservedState::Stopped, "stopped".to_owned(), None),
+        };
+        let shared = Arc::new(Mutex::new(Shared::new(state, message, pid)));
+        let running_spec = match (&initial.spec, initial.running_generation) {
+            (Some(spec), Some(generation)) if initial.proc.is_some() => Some(ServiceSpec { generation, ..spec.clone() }),
+            _ => None,
+        };
+        let actor = Actor {
+            id: id.to_owned(),
+            stderr: StderrTail::new(&dir, id),
+            dir,
+            config: self.inner.config.clone(),
+            plugins: self.inner.plugins.clone(),
+            shared: shared.clone(),
+            events: self.inner.events.clone(),
+            cancel: self.inner.cancel.child_token(),
+            desired_running: initial.spec.as_ref().is_some_and(|s| s.desired_running),
+            spec: initial.spec,
+            proc: initial.proc,
+            running_spec,
+            exits: VecDeque::new(),
+            backoff_until: None,
+            failed_generation: None,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(actor.run(rx));
+        let handle = Arc::new(Handle { tx, shared, task: Mutex::new(Some(task)) });
+        services.insert(id.to_owned(), handle.clone());
+        Ok(handle)
+    }
+
+    fn forget(&self, id: &str, handle: &Arc<Handle>) {
+        let mut services = self.services();
+        if services.get(id).is_some_and(|h| Arc::ptr_eq(h, handle)) {
+            services.remove(id);
+        }
+    }
+
+    /// Sends a command to the service's actor and waits for its answer.
+    async fn call(&self, id: &str, make: impl Fn(Reply) -> Command) -> Result<(), String> {
+        for _ in 0..COMMAND_ATTEMPTS {
+            let handle = self.handle_or_spawn(id, || Initial { spec: None, proc: None, running_generation: None })?;
+            let (tx, rx) = oneshot::channel();
+            if handle.tx.send(make(tx)).is_ok()
+                && let Ok(result) = rx.await
+            {
+                return result;
+            }
+            if self.inner.cancel.is_cancelled() {
+                return Err("the agent is shutting down".to_owned());
+            }
+            // The actor ended (deleted) before answering; a fresh one takes the command.
+            self.forget(id, &handle);
+        }
+        Err(format!("service {id} is busy; try again"))
+    }
+
+    /// At agent start: loads every service directory's spec and re-adopts servers still
+    /// running, without restarting them. Services that should run but do not are started
+    /// (in the background). Idempotent: services already known are left alone.
+    pub async fn adopt_existing(&self) -> anyhow::Result<()> {
+        let services_dir = self.inner.config.services_dir.clone();
+        let run_as_other = nix::unistd::geteuid().is_root();
+        let dir = services_dir.clone();
+        tokio::task::spawn_blocking(move || files::prepare_services_dir(&dir, run_as_other))
+            .await
+            .context("preparing the services directory")?
+            .with_context(|| format!("preparing {}", services_dir.display()))?;
+
+        let found = {
+            let dir = services_dir.clone();
+            let plugins = self.inner.plugins.clone();
+            let known: HashSet<String> = self.services().keys().cloned().collect();
+            tokio::task::spawn_blocking(move || scan_services(&dir, &plugins, &known))
+                .await
+                .context("scanning the services directory")?
+                .with_context(|| format!("reading {}", services_dir.display()))?
+        };
+
+        for (id, spec, adopted) in found {
+            let desired = spec.desired_running;
+            let adopted_pid = adopted.as_ref().map(|(p, _)| p.pid());
+            let spawn_spec = spec.clone();
+            let handle = match self.handle_or_spawn(&id, move || {
+                let (proc, generation) = adopted.map_or((None, None), |(p, g)| (Some(p), Some(g)));
+                Initial { spec: Some(spawn_spec), proc, running_generation: generation }
+            }) {
+                Ok(h) => h,
+                Err(e) => anyhow::bail!("{e}"),
+            };
+            match adopted_pid {
+                Some(pid) => tracing::info!(media_service_id = %id, pid, "adopted running server"),
+                None if desired => {
+                    tracing::info!(media_service_id = %id, "server should run but is not running; starting it");
+                    let _ = handle.tx.send(Command::Ensure(Box::new(spec)));
+                }
+                None => tracing::info!(media_service_id = %id, "known stopped service"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Every known service's observed state now, ordered by id.
+    pub async fn observed(&self) -> Vec<ObservedService> {
+        let mut all: Vec<ObservedService> = self
+            .services()
+            .iter()
+            .filter_map(|(id, h)| h.shared.lock().ok().map(|s| s.to_observed(id)))
+            .collect();
+        all.sort_by(|a, b| a.media_service_id.cmp(&b.media_service_id));
+        all
+    }
+
+    /// Observed-state updates: one on every state change, and one per `stats_interval` with
+    /// fresh statistics for running services.
+    pub fn subscribe(&self) -> broadcast::Receiver<ObservedService> {
+        self.inner.events.subscribe()
+    }
+
+    /// Converges on the control plane's full desired state without waiting for any service:
+    /// each service's actor does the work. Services known here but absent from `desired` are
+    /// stopped and their directories removed. A service that is FAILED is not retried for the
+    /// same generation (crash-loop protection holds); a newer generation or an explicit start
+    /// retries it.
+    pub async fn reconcile(&self, desired: Vec<ServiceSpec>) {
+        // Directories of services this agent has not loaded yet (adopt_existing not called)
+        // must be adopted first, or their running servers would be orphaned by the cleanup.
+        if let Err(e) = self.adopt_existing().await {
+            tracing::warn!(error = %e, "cannot scan the services directory before reconciling");
+        }
+        let mut wanted = HashSet::new();
+        for spec in desired {
+            if let Err(e) = check_id(&spec.id) {
+                tracing::warn!(error = %e, "ignoring desired service");
+                continue;
+            }
+            wanted.insert(spec.id.clone());
+            let id = spec.id.clone();
+            let mut spec = Some(spec);
+            for _ in 0..COMMAND_ATTEMPTS {
+                let handle = match self.handle_or_spawn(&id, || Initial { spec: None, proc: None, running_generation: None }) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        tracing::warn!(media_service_id = %id, error = %e, "cannot reconcile service");
+                        break;
+                    }
+                };
+                let Some(s) = spec.take() else { break };
+                match handle.tx.send(Command::Ensure(Box::new(s))) {
+                    Ok(()) => break,
+                    Err(mpsc::error::SendError(cmd)) => {
+                        self.forget(&id, &handle);
+                        if let Command::Ensure(s) = cmd {
+                            spec = Some(*s);
+                        }
+                    }
+                }
+            }
+        }
+        let unwanted: Vec<String> = self.services().keys().filter(|id| !wanted.contains(*id)).cloned().collect();
+        for id in unwanted {
+            let this = self.clone();
+            tokio::spawn(async move {
+                tracing::info!(media_service_id = %id, "service is no longer assigned to this node; deleting");
+                if let Err(e) = this.delete(&id).await {
+                    tracing::warn!(media_service_id = %id, error = %e, "cannot delete unassigned service");
+                }
+            });
+        }
+    }
+
+    /// Starts the service (desired: running) and waits until it is ready. Already running →
+    /// `Ok` without a restart (a newer spec generation is applied by reload or restart).
+    /// Clears a crash loop.
+    pub async fn start(&self, spec: &ServiceSpec) -> Result<(), String> {
+        check_id(&spec.id)?;
+        self.call(&spec.id, |reply| Command::Start(Box::new(spec.clone()), reply)).await
+    }
+
+    /// Stops the service (desired: stopped). Stopped or unknown → `Ok`.
+    pub async fn stop(&self, service_id: &str) -> Result<(), String> {
+        if !valid_service_id(service_id) || self.handle(service_id).is_none() {
+            return Ok(());
+        }
+        self.call(service_id, Command::Stop).await
+    }
+
+    /// Stop + start: always a new process. Clears a crash loop.
+    pub async fn restart(&self, spec: &ServiceSpec) -> Result<(), String> {
+        check_id(&spec.id)?;
+        self.call(&spec.id, |reply| Command::Restart(Box::new(spec.clone()), reply)).await
+    }
+
+    /// Stops the service and removes its whole directory. Unknown → `Ok`.
+    pub async fn delete(&self, service_id: &str) -> Result<(), String> {
+        check_id(service_id)?;
+        if let Some(handle) = self.handle(service_id) {
+            let (tx, rx) = oneshot::channel();
+            if handle.tx.send(Command::Delete(tx)).is_ok() {
+                match rx.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) if self.inner.cancel.is_cancelled() => return Err("the agent is shutting down".to_owned()),
+                    // The actor was already gone (deleted concurrently): fall through.
+                    Err(_) => {}
+                }
+            }
+            self.forget(service_id, &handle);
+            if let Ok(mut task) = handle.task.lock() {
+                task.take();
+            }
+        }
+        // Also covers a directory this supervisor never loaded.
+        let dir = self.service_dir(service_id);
+        tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("cannot remove {}: {e}", dir.display())),
+            _ => Ok(()),
+        })
+        .await
+        .map_err(|e| format!("removing the service directory: {e}"))?
+    }
+
+    pub async fn pid(&self, service_id: &str) -> Option<u32> {
+        self.handle(service_id).and_then(|h| h.shared.lock().ok().and_then(|s| s.pid))
+    }
+
+    /// Agent shutdown: ends supervision but leaves every server running for the next agent to
+    /// adopt. Afterwards commands fail with "the agent is shutting down".
+    pub async fn detach(&self) {
+        self.inner.cancel.cancel();
+        let tasks: Vec<JoinHandle<()>> =
+            self.services().values().filter_map(|h| h.task.lock().ok().and_then(|mut t| t.take())).collect();
+        for task in tasks {
+            if let Err(e) = task.await {
+                tracing::warn!(error = %e, "service task ended abnormally");
+            }
+        }
+    }
+
+    /// Stops every service (tests, demo cleanup).
+    pub async fn stop_all(&self) {
+        let ids: Vec<String> = self.services().keys().cloned().collect();
+        let stops = ids.iter().map(|id| async move {
+            if let Err(e) = self.stop(id).await {
+                tracing::warn!(media_service_id = %id, error = %e, "cannot stop service");
+            }
+        });
+        futures::future::join_all(stops).await;
+    }
+}
+
+/// Blocking: reads every service directory not yet `known`, returning its spec and, when its
+/// server still runs, the adopted process and the generation its config came from.
+fn scan_services(
+    services_dir: &Path,
+    plugins: &Plugins,
+    known: &HashSet<String>,
+) -> std::io::Result<Vec<(String, ServiceSpec, Option<(Proc, u64)>)>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(services_dir)? {
+        let entry = entry?;
+        let Some(id) = entry.file_name().to_str().map(str::to_owned) else { continue };
+        if !valid_service_id(&id) || known.contains(&id) || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let dir = entry.path();
+        let spec = match files::load_spec(&dir) {
+            Ok(spec) => spec,
+            Err(e) => {
+                tracing::warn!(media_service_id = %id, error = %e, "service directory without a readable spec; leaving it alone");
+                continue;
+            }
+        };
+        let adopted = plugins.for_type(spec.r#type).ok().and_then(|plugin| find_running(plugin.as_ref(), &dir, &spec));
+        found.push((id, spec, adopted));
+    }
+    Ok(found)
+}
+
+/// The server still running for `dir`, from `process.json` or else the server's own pid file,
+/// verified by its command line (and start time, against pid reuse).
+fn find_running(plugin: &dyn plugins::Plugin, dir: &Path, spec: &ServiceSpec) -> Option<(Proc, u64)> {
+    let record = files::load_process(dir);
+    let mut candidates: Vec<(u32, Option<u64>, u64)> = Vec::new();
+    if let Some(r) = record {
+        candidates.push((r.pid, Some(r.start_time), r.generation));
+    }
+    if let Some(pid) = plugin.pid_file(dir).as_deref().and_then(files::read_pid_file) {
+        // Without our record the generation is unknown; assume the persisted spec's.
+        candidates.push((pid, None, record.filter(|r| r.pid == pid).map_or(spec.generation, |r| r.generation)));
+    }
+    for (pid, start_time, generation) in candidates {
+        let Some(stat) = process::stat(pid) else { continue };
+        if stat.state == 'Z' || stat.state == 'X' || start_time.is_some_and(|t| t != stat.start_time) {
+            continue;
+        }
+        if !process::cmdline(pid).is_some_and(|cmd| plugin.owns_process(&cmd, dir)) {
+            continue;
+        }
+        let own_group = stat.pgrp == pid as i32;
+        return Some((Proc::Adopted { pid, start_time: stat.start_time, own_group }, generation));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_ids_cannot_escape_the_services_dir() {
+        assert!(valid_service_id("svc-01_a"));
+        assert!(!valid_service_id(""));
+        assert!(!valid_service_id(".."));
+        assert!(!valid_service_id("a/b"));
+        assert!(!valid_service_id("a b"));
+        assert!(!valid_service_id(&"x".repeat(129)));
+    }
+}
