@@ -24,7 +24,8 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Args)]
+/// `Debug` is written by hand below so the token never appears in debug output.
+#[derive(Args)]
 pub struct GlobalArgs {
     /// Control plane API, e.g. https://cp.example.net:7400 [default: as saved by `castctl
     /// login`, else http://127.0.0.1:7400]
@@ -49,6 +50,18 @@ pub struct GlobalArgs {
     /// castctl's config file [default: $XDG_CONFIG_HOME/castplane/castctl.toml]
     #[arg(long, global = true, env = "CASTCTL_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for GlobalArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GlobalArgs")
+            .field("endpoint", &self.endpoint)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("ca_cert", &self.ca_cert)
+            .field("output", &self.output)
+            .field("config", &self.config)
+            .finish()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -122,6 +135,7 @@ pub struct LimitArgs {
 pub enum ResellerCommand {
     /// Create a reseller (and its primary account); limits not given are unlimited
     Create {
+        /// The reseller's name (also its primary account's)
         #[arg(long, value_name = "NAME")]
         name: String,
         #[command(flatten)]
@@ -136,10 +150,15 @@ pub enum ResellerCommand {
     /// List resellers
     List,
     /// Show one reseller
-    Get { id: String },
+    Get {
+        /// Reseller id (rsl_…)
+        id: String,
+    },
     /// Change a reseller; only the flags given are changed
     Update {
+        /// Reseller id (rsl_…)
         id: String,
+        /// The reseller's name (also its primary account's)
         #[arg(long, value_name = "NAME")]
         name: Option<String>,
         #[command(flatten)]
@@ -159,6 +178,7 @@ pub enum CustomerCommand {
     Create {
         #[arg(long, value_name = "NAME")]
         name: String,
+        /// Contact address
         #[arg(long)]
         email: Option<String>,
         /// Reseller id (required for the admin)
@@ -168,12 +188,17 @@ pub enum CustomerCommand {
     /// List customers
     List(ResellerFilter),
     /// Show one customer
-    Get { id: String },
+    Get {
+        /// Customer id (cus_…)
+        id: String,
+    },
     /// Change a customer; only the flags given are changed
     Update {
+        /// Customer id (cus_…)
         id: String,
         #[arg(long, value_name = "NAME")]
         name: Option<String>,
+        /// Contact address
         #[arg(long)]
         email: Option<String>,
     },
@@ -195,6 +220,7 @@ pub enum TokenCommand {
         /// A token for this customer
         #[arg(long, value_name = "ID")]
         customer: Option<String>,
+        /// What the token is for, e.g. "billing sync"
         #[arg(long, default_value = "")]
         description: String,
     },
@@ -244,15 +270,19 @@ pub struct CreateServiceArgs {
     /// Reseller whose customers the wizard offers (admin only; others use their own)
     #[arg(long, value_name = "ID")]
     pub reseller: Option<String>,
+    /// Service type
     #[arg(long = "type", value_enum, value_name = "TYPE")]
     pub service_type: Option<ServiceTypeArg>,
     /// Lowercase letters, digits and hyphens; unique per reseller
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+    /// Most listeners at once
     #[arg(long, value_name = "N")]
     pub max_listeners: Option<u32>,
+    /// Highest bitrate a source may send (kbps)
     #[arg(long, value_name = "KBPS")]
     pub max_bitrate_kbps: Option<u32>,
+    /// Disk quota (MB)
     #[arg(long, value_name = "MB")]
     pub disk_mb: Option<u64>,
     /// Bandwidth allowance (GB per month)
@@ -294,10 +324,13 @@ pub enum ServiceCommand {
     Create(CreateServiceArgs),
     /// List media services
     List {
+        /// Which of a reseller's services: its own, its customers', or all
         #[arg(long, value_enum, default_value_t = ScopeArg::All)]
         scope: ScopeArg,
+        /// Only this customer's services
         #[arg(long, value_name = "ID")]
         customer: Option<String>,
+        /// Only this reseller's services
         #[arg(long, value_name = "ID")]
         reseller: Option<String>,
         /// Node name or id
@@ -310,14 +343,19 @@ pub enum ServiceCommand {
     Update {
         #[command(flatten)]
         target: ServiceRef,
+        /// Name shown to listeners
         #[arg(long, value_name = "TEXT")]
         display_name: Option<String>,
+        /// Most listeners at once
         #[arg(long, value_name = "N")]
         max_listeners: Option<u32>,
+        /// Highest bitrate a source may send (kbps)
         #[arg(long, value_name = "KBPS")]
         max_bitrate_kbps: Option<u32>,
+        /// Disk quota (MB)
         #[arg(long, value_name = "MB")]
         disk_mb: Option<u64>,
+        /// Bandwidth allowance (GB per month)
         #[arg(long, value_name = "GB")]
         bandwidth_gb: Option<u64>,
         /// Turn AutoDJ on (`--autodj` or `--autodj true`) or off (`--autodj false`)
@@ -358,17 +396,24 @@ pub enum ServiceCommand {
 #[derive(Debug, Subcommand)]
 pub enum ActionCommand {
     /// Show one action with its transitions
-    Get { id: String },
+    Get {
+        /// Action id (act_…)
+        id: String,
+    },
     /// List actions, newest last
     List {
         /// Only this service's actions (name or id)
         #[arg(long, value_name = "SERVICE")]
         service: Option<String>,
+        /// Only actions in this state
         #[arg(long, value_enum)]
         state: Option<ActionStateArg>,
     },
     /// Follow an action until it finishes; exit non-zero if it failed
-    Watch { id: String },
+    Watch {
+        /// Action id (act_…)
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -20,13 +20,17 @@ use crate::error::{CliError, Result, chain};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// For unary calls and for the first response of a stream; a watched stream may then run on.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+const KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// Adds `authorization: Bearer <token>` to each call.
 #[derive(Clone)]
 pub struct BearerAuth(MetadataValue<Ascii>);
 
 impl Interceptor for BearerAuth {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         request
             .metadata_mut()
             .insert("authorization", self.0.clone());
@@ -71,9 +75,11 @@ async fn channel(settings: &Settings) -> Result<Channel> {
     let uri = endpoint.uri().clone();
     let host = uri.host().ok_or_else(|| bad("no host"))?;
     let endpoint = match uri.scheme_str() {
-        Some("https") => endpoint.tls_config(tls_config(settings).await?).map_err(|err| {
-            CliError::failed(format!("configuring TLS for {url}: {}", chain(&err)))
-        })?,
+        Some("https") => endpoint
+            .tls_config(tls_config(settings).await?)
+            .map_err(|err| {
+                CliError::failed(format!("configuring TLS for {url}: {}", chain(&err)))
+            })?,
         Some("http") => {
             // The server only serves plaintext on loopback; anywhere else the token would
             // cross the network in the clear.
@@ -89,6 +95,10 @@ async fn channel(settings: &Settings) -> Result<Channel> {
     endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(CALL_TIMEOUT)
+        // A watched action may go quiet for minutes; pings keep the connection (and any
+        // proxy on the way) from treating it as dead.
+        .http2_keep_alive_interval(KEEPALIVE)
+        .keep_alive_while_idle(true)
         .connect()
         .await
         .map_err(|err| CliError::failed(format!("cannot connect to {url}: {}", chain(&err))))

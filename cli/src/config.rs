@@ -11,13 +11,28 @@ use crate::error::{CliError, Result};
 
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:7400";
 
-/// What `castctl login` saves. The token is a secret, so the file is written 0600.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// What `castctl login` saves. The token is a secret, so the file is written 0600 (and
+/// `Debug` is written by hand to leave it out).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     pub endpoint: Option<String>,
     pub token: Option<String>,
     pub ca_cert: Option<PathBuf>,
+}
+
+fn redacted(token: &Option<String>) -> Option<&'static str> {
+    token.as_ref().map(|_| "<redacted>")
+}
+
+impl std::fmt::Debug for ConfigFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigFile")
+            .field("endpoint", &self.endpoint)
+            .field("token", &redacted(&self.token))
+            .field("ca_cert", &self.ca_cert)
+            .finish()
+    }
 }
 
 /// Where the config file lives: `--config`/`CASTCTL_CONFIG`, else the XDG location.
@@ -90,7 +105,7 @@ pub fn save(path: &Path, config: &ConfigFile) -> Result<()> {
 }
 
 /// The settings a command connects with.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Settings {
     pub endpoint: String,
     pub token: Option<String>,
@@ -98,6 +113,17 @@ pub struct Settings {
     /// Set when the file holds a token that was not used because the endpoint differs; the
     /// missing-token error mentions it.
     pub saved_for_other_endpoint: Option<String>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("endpoint", &self.endpoint)
+            .field("token", &redacted(&self.token))
+            .field("ca_cert", &self.ca_cert)
+            .field("saved_for_other_endpoint", &self.saved_for_other_endpoint)
+            .finish()
+    }
 }
 
 pub fn resolve(global: &GlobalArgs, file: Option<&ConfigFile>) -> Settings {
@@ -198,7 +224,18 @@ mod tests {
         assert_eq!(s.token, None);
         assert_eq!(s.ca_cert, None);
         let err = s.require_token().expect_err("no token");
-        assert!(err.to_string().contains("saved token is for https://cp.example.net:7400"));
+        assert!(
+            err.to_string()
+                .contains("saved token is for https://cp.example.net:7400")
+        );
+    }
+
+    #[test]
+    fn debug_output_leaves_the_token_out() {
+        let s = resolve(&global(None, Some("cpt_secret")), Some(&file()));
+        assert!(!format!("{s:?}").contains("cpt_secret"));
+        assert!(!format!("{:?}", file()).contains("cpt_saved"));
+        assert!(!format!("{:?}", global(None, Some("cpt_secret"))).contains("cpt_secret"));
     }
 
     #[test]

@@ -90,6 +90,14 @@ fn render_status(status: &tonic::Status) -> String {
         message = "the server gave no message".to_owned();
     }
     let mut out = format!("error: {message} ({})", code_name(status.code()));
+    // A detail often repeats the message word for word; then only its naming part is new.
+    let described = |description: &str| {
+        if description.is_empty() || message.contains(description) {
+            String::new()
+        } else {
+            format!(": {description}")
+        }
+    };
     let details = status.get_error_details();
     if let Some(bad_request) = details.bad_request() {
         for v in &bad_request.field_violations {
@@ -98,15 +106,17 @@ fn render_status(status: &tonic::Status) -> String {
     }
     if let Some(quota) = details.quota_failure() {
         for v in &quota.violations {
-            let _ = write!(out, "\n  quota {}: {}", v.subject, v.description);
+            let _ = write!(out, "\n  quota {}{}", v.subject, described(&v.description));
         }
     }
     if let Some(precondition) = details.precondition_failure() {
         for v in &precondition.violations {
             let _ = write!(
                 out,
-                "\n  precondition {} on {}: {}",
-                v.r#type, v.subject, v.description
+                "\n  precondition {} on {}{}",
+                v.r#type,
+                v.subject,
+                described(&v.description)
             );
         }
     }

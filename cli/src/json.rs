@@ -33,7 +33,10 @@ impl ToJson for prost_types::Timestamp {
 }
 
 fn types_json(types: &[i32]) -> Value {
-    types.iter().map(|t| enum_json::<pb::ServiceType>(*t)).collect()
+    types
+        .iter()
+        .map(|t| enum_json::<pb::ServiceType>(*t))
+        .collect()
 }
 
 impl ToJson for pb::Limit {

@@ -145,17 +145,25 @@ pub async fn service_id(api: &Api, name_or_id: &str) -> Result<String> {
         },
     )
     .await?;
-    let matches: Vec<_> = services.iter().filter(|s| s.name == name_or_id).collect();
+    pick_service(&services, name_or_id)
+}
+
+/// The one service with this name; none or several is an error naming the candidates.
+fn pick_service(services: &[pb::MediaService], name: &str) -> Result<String> {
+    let matches: Vec<_> = services.iter().filter(|s| s.name == name).collect();
     match matches.as_slice() {
         [one] => Ok(one.id.clone()),
         [] => Err(CliError::failed(format!(
-            "no media service named {name_or_id:?} is visible to you"
+            "no media service named {name:?} is visible to you"
         ))),
         many => Err(CliError::failed(format!(
-            "{} media services are named {name_or_id:?} (names are unique per reseller); use an id: {}",
+            "{} media services are named {name:?} (names are unique per reseller only); use an id: {}",
             many.len(),
             many.iter()
-                .map(|s| format!("{} (reseller {}, customer {})", s.id, s.reseller_id, s.customer_id))
+                .map(|s| format!(
+                    "{} (reseller {}, customer {})",
+                    s.id, s.reseller_id, s.customer_id
+                ))
                 .collect::<Vec<_>>()
                 .join(", ")
         ))),
@@ -184,9 +192,7 @@ pub async fn node(api: &Api, name_or_id: &str) -> Result<pb::Node> {
     let mut matches = matches.into_iter();
     match (matches.next(), count) {
         (Some(node), 1) => Ok(node),
-        (None, _) => Err(CliError::failed(format!(
-            "no node named {name_or_id:?}"
-        ))),
+        (None, _) => Err(CliError::failed(format!("no node named {name_or_id:?}"))),
         (Some(first), _) => Err(CliError::failed(format!(
             "{count} nodes are named {name_or_id:?}; use an id: {}",
             std::iter::once(first)
@@ -195,5 +201,35 @@ pub async fn node(api: &Api, name_or_id: &str) -> Result<pb::Node> {
                 .collect::<Vec<_>>()
                 .join(", ")
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(id: &str, name: &str, reseller: &str) -> pb::MediaService {
+        pb::MediaService {
+            id: id.into(),
+            name: name.into(),
+            reseller_id: reseller.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn names_resolve_to_one_id_or_list_the_candidates() {
+        let services = [
+            service("svc_1", "radio", "rsl_a"),
+            service("svc_2", "radio", "rsl_b"),
+            service("svc_3", "talk", "rsl_a"),
+        ];
+        assert_eq!(pick_service(&services, "talk").expect("one"), "svc_3");
+        let err = pick_service(&services, "radio").expect_err("ambiguous");
+        let text = err.to_string();
+        assert!(text.contains("svc_1 (reseller rsl_a"), "{text}");
+        assert!(text.contains("svc_2 (reseller rsl_b"), "{text}");
+        let err = pick_service(&services, "jazz").expect_err("none");
+        assert!(err.to_string().contains("no media service named \"jazz\""));
     }
 }

@@ -42,13 +42,15 @@ pub fn write_stdout(text: &str) -> Result<()> {
     }
 }
 
-/// A borderless table with a header row, in the style of other fleet CLIs.
+/// A borderless table with a header row, in the style of other fleet CLIs. Rows are never
+/// wrapped: a row per line keeps the output greppable, and tables also go to places whose
+/// width is unknown or zero (pipes, a fresh pty).
 pub fn table<const N: usize>(header: [&str; N]) -> Table {
     let mut table = Table::new();
     table
         .load_preset(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(header.iter().map(|h| Cell::new(h)));
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(header.into_iter().map(Cell::new));
     table
 }
 
@@ -57,7 +59,7 @@ pub fn fields(rows: Vec<(&str, String)>) -> Table {
     let mut table = Table::new();
     table
         .load_preset(presets::NOTHING)
-        .set_content_arrangement(ContentArrangement::Dynamic);
+        .set_content_arrangement(ContentArrangement::Disabled);
     for (name, value) in rows {
         table.add_row(vec![format!("{name}:"), value]);
     }
@@ -68,7 +70,12 @@ pub fn fields(rows: Vec<(&str, String)>) -> Table {
 pub fn render(table: &Table) -> String {
     table
         .lines()
-        .map(|line| line.trim_end().strip_prefix(' ').unwrap_or(&line).to_owned())
+        .map(|line| {
+            line.trim_end()
+                .strip_prefix(' ')
+                .unwrap_or(&line)
+                .to_owned()
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -167,7 +174,10 @@ mod tests {
         assert_eq!(enum_text::<pb::ServiceType>(1), "icecast");
         assert_eq!(enum_text::<pb::NodeStatus>(1), "pending-join");
         assert_eq!(enum_text::<pb::ServiceType>(99), "unknown(99)");
-        assert_eq!(enum_json::<pb::ActionState>(4), Value::from("ACTION_STATE_SUCCEEDED"));
+        assert_eq!(
+            enum_json::<pb::ActionState>(4),
+            Value::from("ACTION_STATE_SUCCEEDED")
+        );
         assert_eq!(enum_json::<pb::ActionState>(42), Value::from(42));
     }
 

@@ -109,7 +109,10 @@ mod tests {
         assert!(parse_limit("-1").is_err());
         assert!(parse_limit("ten").is_err());
         assert!(parse_limit("").is_err());
-        assert_eq!(parse_limit("unlimited").map(LimitArg::to_wire).unwrap().max, None);
+        assert_eq!(
+            parse_limit("unlimited").map(LimitArg::to_wire).unwrap().max,
+            None
+        );
     }
 
     #[test]
@@ -139,7 +142,10 @@ mod tests {
     fn type_lists() {
         assert_eq!(
             parse_type_list("icecast,video"),
-            Ok(TypeList(vec![pb::ServiceType::Icecast, pb::ServiceType::Video]))
+            Ok(TypeList(vec![
+                pb::ServiceType::Icecast,
+                pb::ServiceType::Video
+            ]))
         );
         assert_eq!(
             parse_type_list("Shoutcast, shoutcast"),

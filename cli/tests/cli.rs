@@ -37,8 +37,7 @@ async fn start_server(tls: Option<castplane_control::TlsFiles>) -> Result<Server
         public_tls: tls.clone(),
         service: castplane_control::ServiceConfig::default(),
     };
-    let listeners =
-        castplane_control::bind("127.0.0.1:0".parse()?, "127.0.0.1:0".parse()?).await?;
+    let listeners = castplane_control::bind("127.0.0.1:0".parse()?, "127.0.0.1:0".parse()?).await?;
     let port = listeners.public.local_addr()?.port();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(castplane_control::run(config, listeners, shutdown.clone()));
@@ -286,7 +285,11 @@ async fn reseller_create_with_limits_and_types() -> Result<()> {
     assert!(str_of(&reseller, "primary_customer_id").starts_with("cus_"));
     let limits = &reseller["limits"];
     assert_eq!(limits["customers"]["max"], 2);
-    assert_eq!(limits["services"]["max"], Value::Null, "unlimited has no max");
+    assert_eq!(
+        limits["services"]["max"],
+        Value::Null,
+        "unlimited has no max"
+    );
     assert_eq!(limits["listener_slots"]["max"], 500);
     assert_eq!(limits["max_bitrate_kbps"]["max"], 320);
     assert_eq!(limits["disk_mb"]["max"], 10000);
@@ -336,7 +339,15 @@ async fn reseller_update_changes_only_the_given_limit() -> Result<()> {
         .await;
     let id = str_of(&reseller, "id");
     let updated = server
-        .admin(&["reseller", "update", id, "--max-services", "7", "-o", "json"])
+        .admin(&[
+            "reseller",
+            "update",
+            id,
+            "--max-services",
+            "7",
+            "-o",
+            "json",
+        ])
         .await
         .ok()
         .json();
@@ -354,7 +365,15 @@ async fn reseller_update_changes_only_the_given_limit() -> Result<()> {
 
     // `unlimited` clears one limit and leaves the rest.
     let updated = server
-        .admin(&["reseller", "update", id, "--max-disk-mb", "unlimited", "-o", "json"])
+        .admin(&[
+            "reseller",
+            "update",
+            id,
+            "--max-disk-mb",
+            "unlimited",
+            "-o",
+            "json",
+        ])
         .await
         .ok()
         .json();
@@ -409,7 +428,11 @@ async fn customers_and_wizard_choices_sorted_with_labels() -> Result<()> {
     assert!(lines[0].starts_with("NAME"), "{}", run.stdout);
     assert!(lines[1].starts_with("Alpha Beats"), "{}", run.stdout);
     assert!(lines[3].contains("Mango Media"), "{}", run.stdout);
-    assert!(lines[3].contains("reseller (primary account)"), "{}", run.stdout);
+    assert!(
+        lines[3].contains("reseller (primary account)"),
+        "{}",
+        run.stdout
+    );
     assert!(lines[4].contains("sub-account"), "{}", run.stdout);
 
     let run = server
@@ -491,7 +514,14 @@ async fn usage_shows_used_limit_available() -> Result<()> {
 async fn service_create_without_a_terminal_lists_missing_flags() -> Result<()> {
     let server = start_server(None).await?;
     let run = server
-        .admin(&["service", "create", "--name", "radio", "--max-listeners", "10"])
+        .admin(&[
+            "service",
+            "create",
+            "--name",
+            "radio",
+            "--max-listeners",
+            "10",
+        ])
         .await;
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     for flag in [
@@ -501,7 +531,11 @@ async fn service_create_without_a_terminal_lists_missing_flags() -> Result<()> {
         "--disk-mb",
         "--bandwidth-gb",
     ] {
-        assert!(run.stderr.contains(flag), "{flag} missing from: {}", run.stderr);
+        assert!(
+            run.stderr.contains(flag),
+            "{flag} missing from: {}",
+            run.stderr
+        );
     }
     assert!(!run.stderr.contains("--name"), "{}", run.stderr);
     assert!(!run.stderr.contains("--max-listeners"), "{}", run.stderr);
@@ -518,7 +552,14 @@ async fn server_errors_print_the_message_and_fail() -> Result<()> {
     server.customer(rid, "only one").await;
 
     let run = server
-        .admin(&["customer", "create", "--reseller", rid, "--name", "one too many"])
+        .admin(&[
+            "customer",
+            "create",
+            "--reseller",
+            rid,
+            "--name",
+            "one too many",
+        ])
         .await;
     assert_eq!(run.code, Some(1));
     assert!(run.stderr.starts_with("error: "), "{}", run.stderr);
@@ -543,7 +584,8 @@ async fn server_errors_print_the_message_and_fail() -> Result<()> {
     let run = server.admin(&["service", "start", "no-such-radio"]).await;
     assert_eq!(run.code, Some(1));
     assert!(
-        run.stderr.contains("no media service named \"no-such-radio\""),
+        run.stderr
+            .contains("no media service named \"no-such-radio\""),
         "{}",
         run.stderr
     );
@@ -582,7 +624,11 @@ async fn node_add_prints_a_join_token() -> Result<()> {
     assert!(run.stdout.contains("edge-1"), "{}", run.stdout);
     assert!(run.stdout.contains("pending-join"), "{}", run.stdout);
     assert!(run.stdout.contains("cpjoin."), "{}", run.stdout);
-    assert!(run.stdout.contains("castplane-agent join"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("castplane-agent join"),
+        "{}",
+        run.stdout
+    );
 
     let json = server
         .admin(&[
@@ -619,9 +665,17 @@ async fn node_add_prints_a_join_token() -> Result<()> {
     assert!(line.contains("0/10"), "ports used/total: {line}");
 
     // By name and by id.
-    let by_name = server.admin(&["node", "get", "edge-2", "-o", "json"]).await.ok().json();
+    let by_name = server
+        .admin(&["node", "get", "edge-2", "-o", "json"])
+        .await
+        .ok()
+        .json();
     assert_eq!(by_name["id"], node_id.as_str());
-    let by_id = server.admin(&["node", "get", &node_id, "-o", "json"]).await.ok().json();
+    let by_id = server
+        .admin(&["node", "get", &node_id, "-o", "json"])
+        .await
+        .ok()
+        .json();
     assert_eq!(by_id["name"], "edge-2");
 
     let token = server
@@ -638,7 +692,15 @@ async fn node_add_prints_a_join_token() -> Result<()> {
 
     // A bad range never reaches the server.
     let run = server
-        .admin(&["node", "add", "edge-3", "--public-host", "h", "--ports", "9-1"])
+        .admin(&[
+            "node",
+            "add",
+            "edge-3",
+            "--public-host",
+            "h",
+            "--ports",
+            "9-1",
+        ])
         .await;
     assert_eq!(run.code, Some(2));
     Ok(())
@@ -688,7 +750,10 @@ async fn tokens_for_resellers_and_customers() -> Result<()> {
         "SERVICE_TYPE_ICECAST"
     );
     let customer = server
-        .as_token(&secret, &["customer", "create", "--name", "Sub One", "-o", "json"])
+        .as_token(
+            &secret,
+            &["customer", "create", "--name", "Sub One", "-o", "json"],
+        )
         .await
         .ok()
         .json();
@@ -701,7 +766,14 @@ async fn tokens_for_resellers_and_customers() -> Result<()> {
     let ctoken = server
         .as_token(
             &secret,
-            &["token", "create", "--customer", str_of(&customer, "id"), "-o", "json"],
+            &[
+                "token",
+                "create",
+                "--customer",
+                str_of(&customer, "id"),
+                "-o",
+                "json",
+            ],
         )
         .await
         .ok()
@@ -823,9 +895,240 @@ async fn https_endpoint_with_an_extra_ca() -> Result<()> {
     let run = server
         .castctl_with(
             &[("CASTPLANE_TOKEN", &server.admin_token)],
-            &["--config", "/nonexistent/castctl.toml", "--endpoint", &server.endpoint, "whoami"],
+            &[
+                "--config",
+                "/nonexistent/castctl.toml",
+                "--endpoint",
+                &server.endpoint,
+                "whoami",
+            ],
         )
         .await;
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     Ok(())
+}
+
+/// A castctl process on a pseudo-terminal, driven like a person at a keyboard.
+struct Terminal {
+    child: std::process::Child,
+    master: std::fs::File,
+    screen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+    seen: usize,
+}
+
+impl Terminal {
+    fn spawn(server: &Server, args: &[&str]) -> Result<Terminal> {
+        use std::io::Read;
+        let size = nix::pty::Winsize {
+            ws_row: 40,
+            ws_col: 160,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = nix::pty::openpty(&size, None)?;
+        let home = server.dir.path().join("home");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_castctl"))
+            .arg("--config")
+            .arg(server.config_path())
+            .args(args)
+            .env_remove("CASTPLANE_CA_CERT")
+            .env_remove("CASTCTL_CONFIG")
+            .env("CASTPLANE_ENDPOINT", &server.endpoint)
+            .env("CASTPLANE_TOKEN", &server.admin_token)
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", &home)
+            .env("TERM", "xterm")
+            .stdin(pty.slave.try_clone()?)
+            .stdout(pty.slave.try_clone()?)
+            .stderr(pty.slave)
+            .spawn()?;
+        let master = std::fs::File::from(pty.master);
+        let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut reading = master.try_clone()?;
+        let sink = screen.clone();
+        // Reads until the child's side closes (EIO), so the pty never fills up.
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reading.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if let Ok(mut screen) = sink.lock() {
+                    screen.extend_from_slice(&buf[..n]);
+                }
+            }
+        });
+        Ok(Terminal {
+            child,
+            master,
+            screen,
+            reader: Some(reader),
+            seen: 0,
+        })
+    }
+
+    fn text(&self) -> String {
+        let bytes = self.screen.lock().map(|s| s.clone()).unwrap_or_default();
+        strip_ansi(&String::from_utf8_lossy(&bytes))
+    }
+
+    /// Waits until `needle` appears after what was already matched.
+    fn expect(&mut self, needle: &str) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = self.text();
+            if let Some(at) = text.get(self.seen..).and_then(|rest| rest.find(needle)) {
+                self.seen += at + needle.len();
+                // Give the prompt a moment to switch the terminal to raw mode.
+                std::thread::sleep(Duration::from_millis(150));
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{needle:?} did not appear; the screen:\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn keys(&mut self, keys: &str) -> Result<()> {
+        use std::io::Write;
+        self.master.write_all(keys.as_bytes())?;
+        self.master.flush()?;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<(Option<i32>, String)> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                bail!("castctl did not exit; the screen:\n{}", self.text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        Ok((status.code(), self.text()))
+    }
+}
+
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                // Parameters, then one final byte in @..~.
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+const DOWN: &str = "\u{1b}[B";
+const UP: &str = "\u{1b}[A";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wizard_asks_only_for_what_is_missing() -> Result<()> {
+    let server = start_server(None).await?;
+    let reseller = server
+        .reseller(&[
+            "--name",
+            "Mango Media",
+            "--max-listener-slots",
+            "300",
+            "--allow-types",
+            "icecast,video",
+            "--default-type",
+            "video",
+        ])
+        .await;
+    let rid = str_of(&reseller, "id").to_owned();
+    server.customer(&rid, "alpha sub").await;
+
+    let args = [
+        "service",
+        "create",
+        "--reseller",
+        &rid,
+        "--name",
+        "wiz-radio",
+        "--max-listeners",
+        "10",
+        "--max-bitrate-kbps",
+        "64",
+        "--disk-mb",
+        "10",
+        "--bandwidth-gb",
+        "1",
+    ];
+    let term = Terminal::spawn(&server, &args)?;
+    // The dialogue blocks while waiting for the screen; keep it off the server's threads.
+    let (code, screen) = tokio::task::spawn_blocking(move || answer_wizard(term)).await??;
+
+    assert!(
+        !screen.contains("Service name"),
+        "--name was given:\n{screen}"
+    );
+    assert!(
+        !screen.contains("Max listeners"),
+        "--max-listeners was given:\n{screen}"
+    );
+    let usage_row = screen
+        .lines()
+        .find(|l| l.trim_start().starts_with("listener slots"))
+        .unwrap_or_default();
+    assert!(usage_row.contains("300"), "{usage_row:?}");
+    // No agent has joined here, so the request reaches the server and placement refuses it.
+    assert_eq!(code, Some(1), "{screen}");
+    assert!(screen.contains("no node can run icecast"), "{screen}");
+    assert!(screen.contains("FAILED_PRECONDITION"), "{screen}");
+
+    let options = server
+        .admin(&["catalog", "options", "--reseller", &rid, "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(options["default_service_type"], "SERVICE_TYPE_VIDEO");
+    Ok(())
+}
+
+/// Answers the wizard for `wizard_asks_only_for_what_is_missing`.
+fn answer_wizard(mut term: Terminal) -> Result<(Option<i32>, String)> {
+    // Step 1: the customers a–z, labelled; pick the primary account (second).
+    term.expect("Step 1 of 3")?;
+    term.expect("alpha sub — sub-account")?;
+    term.expect("Mango Media — reseller (primary account)")?;
+    term.keys(DOWN)?;
+    term.keys("\r")?;
+    // Step 2: the saved default (video) is preselected; go up to icecast, don't remember it.
+    term.expect("Step 2 of 3")?;
+    term.expect("[default]")?;
+    term.keys(UP)?;
+    term.keys("\r")?;
+    term.expect("Use selected type as default in the future?")?;
+    term.keys("n")?;
+    // Step 3: the usage table, then only the values no flag gave.
+    term.expect("Step 3 of 3")?;
+    term.expect("listener slots")?;
+    term.expect("Display name")?;
+    term.keys("\r")?;
+    term.expect("Enable AutoDJ")?;
+    term.keys("n")?;
+    term.expect("Create icecast service \"wiz-radio\"")?;
+    term.keys("y")?;
+    term.finish()
 }

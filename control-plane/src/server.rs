@@ -115,10 +115,14 @@ pub async fn run(
     health_reporter
         .set_serving::<MediaServiceServiceServer<MediaServiceApi>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(castplane_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Both reflection versions: older grpcurl and IDEs only speak v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(castplane_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
 
     let mut public = Server::builder();
     if let Some(tls) = &config.public_tls {
@@ -133,7 +137,8 @@ pub async fn run(
     let public = public
         .layer(AuthLayer::new(control_plane.clone()))
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(AccountServiceServer::new(AccountApi {
             control_plane: cp(),
         }))

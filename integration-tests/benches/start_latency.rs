@@ -1,1 +1,173 @@
-fn main() {}
+//! Start latency of an Icecast service, three ways, over `CASTPLANE_BENCH_RUNS` runs (default 20):
+//!
+//! 1. API: StartMediaService → the action SUCCEEDED (the agent reports success only once
+//!    icecast2 answers /status-json.xsl), through TLS, the database, dispatch and the agent.
+//! 2. Supervisor: the agent's supervisor starting the same kind of service directly.
+//! 3. Raw spawn: icecast2 spawned by hand with the supervisor's rendered config, same
+//!    readiness check (pid file, then a status-json body with a server_id).
+//!
+//! Prints median, p99, min and max. Run with `cargo bench -p castplane-integration-tests`.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use castplane_agent::supervisor::{Supervisor, SupervisorConfig};
+use castplane_integration_tests::client::{icecast_request, limits};
+use castplane_integration_tests::{AgentHandle, Backend, ControlPlaneHandle, free_port, wait_for};
+use castplane_proto::agent::v1::ServiceSpec;
+use castplane_proto::v1 as pb;
+
+fn main() -> anyhow::Result<()> {
+    let runs: usize = std::env::var("CASTPLANE_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let api = via_api(runs).await?;
+        report("API call → action succeeded (icecast2 ready)", &api);
+        let (supervised, config_path) = via_supervisor(runs).await?;
+        report("supervisor.start → icecast2 ready", &supervised);
+        let raw = tokio::task::spawn_blocking(move || raw_spawn(runs, &config_path)).await??;
+        report("raw spawn → icecast2 ready", &raw);
+        let overhead: Vec<Duration> = api.iter().zip(&raw).map(|(a, r)| a.saturating_sub(*r)).collect();
+        report("API overhead over raw spawn (pairwise)", &overhead);
+        Ok(())
+    })
+}
+
+fn report(label: &str, samples: &[Duration]) {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let n = sorted.len();
+    let p99 = sorted[((n as f64 * 0.99).ceil() as usize).clamp(1, n) - 1];
+    println!(
+        "{label:<48} n={n:<3} median {:>7.1} ms  p99 {:>7.1} ms  min {:>7.1} ms  max {:>7.1} ms",
+        ms(sorted[n / 2]),
+        ms(p99),
+        ms(sorted[0]),
+        ms(sorted[n - 1])
+    );
+}
+
+async fn via_api(runs: usize) -> anyhow::Result<Vec<Duration>> {
+    let cp = ControlPlaneHandle::start(Backend::Sqlite).await;
+    let admin = cp.admin().await;
+    let port = free_port() as u32;
+    let (node, token) = admin.create_node("bench", port, port).await;
+    let agent = AgentHandle::join_and_start(&cp, &token).await;
+    wait_for("the node", Duration::from_secs(30), || {
+        let admin = admin.clone();
+        let id = node.id.clone();
+        async move { (admin.node(&id).await.status == pb::NodeStatus::Online as i32).then_some(()) }
+    })
+    .await;
+    let reseller = admin.create_reseller("Bench", limits(None, None, None, None, None, None), &[pb::ServiceType::Icecast]).await;
+    let service = admin.media().create_media_service(icecast_request(&reseller.primary_customer_id, "bench-fm", 10)).await?.into_inner();
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let began = Instant::now();
+        let action = admin.media().start_media_service(pb::StartMediaServiceRequest { id: service.id.clone() }).await?.into_inner();
+        let mut watch = admin.actions().watch_action(pb::WatchActionRequest { id: action.id }).await?.into_inner();
+        while let Some(update) = watch.message().await? {
+            if update.state == pb::ActionState::Succeeded as i32 {
+                break;
+            }
+            anyhow::ensure!(update.state != pb::ActionState::Failed as i32, "start failed: {}", update.error);
+        }
+        samples.push(began.elapsed());
+        let stop = admin.media().stop_media_service(pb::StopMediaServiceRequest { id: service.id.clone() }).await?.into_inner();
+        let mut watch = admin.actions().watch_action(pb::WatchActionRequest { id: stop.id }).await?.into_inner();
+        while watch.message().await?.is_some() {}
+    }
+    agent.shutdown().await;
+    Ok(samples)
+}
+
+/// Returns the samples and a copy of the rendered config for the raw runs.
+async fn via_supervisor(runs: usize) -> anyhow::Result<(Vec<Duration>, std::path::PathBuf)> {
+    let dir = tempfile::Builder::new().prefix("castplane-bench-").tempdir()?;
+    let supervisor = Supervisor::new(SupervisorConfig { services_dir: dir.path().join("services"), ..Default::default() });
+    let port = free_port() as u32;
+    let spec = ServiceSpec {
+        id: "svc_bench".to_owned(),
+        name: "bench".to_owned(),
+        display_name: "Bench".to_owned(),
+        r#type: pb::ServiceType::Icecast as i32,
+        ports: vec![pb::PortAssignment { purpose: "http".to_owned(), port }],
+        max_listeners: 10,
+        max_bitrate_kbps: 128,
+        source_password: "bench-source".to_owned(),
+        admin_password: "bench-admin".to_owned(),
+        relay_password: "bench-relay".to_owned(),
+        public_host: "127.0.0.1".to_owned(),
+        desired_running: true,
+        generation: 1,
+        ..Default::default()
+    };
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let began = Instant::now();
+        supervisor.start(&spec).await.map_err(anyhow::Error::msg)?;
+        samples.push(began.elapsed());
+        supervisor.stop(&spec.id).await.map_err(anyhow::Error::msg)?;
+    }
+    // The raw runs reuse this exact config, from a directory the icecast2 user can write.
+    let config = dir.path().join("services").join(&spec.id).join("icecast.xml");
+    let kept = dir.keep();
+    let _ = kept;
+    supervisor.detach().await;
+    Ok((samples, config))
+}
+
+fn raw_spawn(runs: usize, config: &Path) -> anyhow::Result<Vec<Duration>> {
+    let text = std::fs::read_to_string(config)?;
+    let between = |tag: &str| -> Option<String> {
+        let open = format!("<{tag}>");
+        let start = text.find(&open)? + open.len();
+        let end = text[start..].find(&format!("</{tag}>"))? + start;
+        Some(text[start..end].trim().to_owned())
+    };
+    let pidfile = between("pidfile").ok_or_else(|| anyhow::anyhow!("no <pidfile> in {}", config.display()))?;
+    let port: u16 = between("port").and_then(|p| p.parse().ok()).ok_or_else(|| anyhow::anyhow!("no <port>"))?;
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let _ = std::fs::remove_file(&pidfile);
+        let mut command = Command::new("icecast2");
+        command.arg("-c").arg(config).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        if nix::unistd::geteuid().is_root() {
+            use std::os::unix::process::CommandExt;
+            let user = nix::unistd::User::from_name("icecast2")?.ok_or_else(|| anyhow::anyhow!("no icecast2 user"))?;
+            command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+        }
+        let began = Instant::now();
+        let mut child = command.spawn()?;
+        let deadline = began + Duration::from_secs(15);
+        while !Path::new(&pidfile).exists() {
+            anyhow::ensure!(Instant::now() < deadline, "no pid file");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        while !status_ready(port) {
+            anyhow::ensure!(Instant::now() < deadline, "icecast2 not ready");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        samples.push(began.elapsed());
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)?;
+        child.wait()?;
+    }
+    Ok(samples)
+}
+
+fn status_ready(port: u16) -> bool {
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream.write_all(b"GET /status-json.xsl HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut body = String::new();
+    let _ = stream.read_to_string(&mut body);
+    // The same readiness as the supervisor's: the body parses and names the server.
+    body.split_once("\r\n\r\n")
+        .and_then(|(_, json)| serde_json::from_str::<serde_json::Value>(json).ok())
+        .is_some_and(|v| v.pointer("/icestats/server_id").is_some())
+}

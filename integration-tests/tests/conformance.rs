@@ -674,6 +674,19 @@ async fn authentication_is_required_except_for_health(backend: Backend) {
     let mut health = tonic_health::pb::health_client::HealthClient::new(anonymous.channel());
     let served = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.expect("health without a token").into_inner();
     assert_eq!(served.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    // Reflection too, so grpcurl works without credentials.
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::{ServerReflectionRequest, server_reflection_request::MessageRequest, server_reflection_response::MessageResponse};
+    let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let mut replies = ServerReflectionClient::new(anonymous.channel())
+        .server_reflection_info(futures::stream::iter(vec![request]))
+        .await
+        .expect("reflection without a token")
+        .into_inner();
+    let reply = replies.message().await.expect("reply").expect("a reply");
+    let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else { panic!("unexpected reply {reply:?}") };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"castplane.v1.MediaServiceService".to_owned()), "{names:?}");
     let no_header = castplane_proto::v1::account_service_client::AccountServiceClient::new(anonymous.channel());
     assert_code(no_header.clone().get_caller(pb::GetCallerRequest {}).await, Code::Unauthenticated, "no token");
     let caller = cp.admin().await.accounts().get_caller(pb::GetCallerRequest {}).await.expect("admin").into_inner();

@@ -6,6 +6,8 @@ pub mod v1 {
 }
 
 pub mod agent {
+    // Generated: the stream's oneofs carry whole specs by value, which is what we want on the wire.
+    #[allow(clippy::large_enum_variant)]
     pub mod v1 {
         tonic::include_proto!("castplane.agent.v1");
     }

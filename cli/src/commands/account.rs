@@ -14,7 +14,10 @@ use crate::output::{Output, enum_text, fields, or_dash, render};
 
 async fn caller(api: &Api) -> Result<pb::Caller> {
     let mut client = api.accounts.clone();
-    Ok(client.get_caller(pb::GetCallerRequest {}).await?.into_inner())
+    Ok(client
+        .get_caller(pb::GetCallerRequest {})
+        .await?
+        .into_inner())
 }
 
 fn describe(caller: &pb::Caller) -> String {
@@ -34,13 +37,19 @@ pub async fn login(settings: &Settings, path: Option<&Path>, out: Output) -> Res
     let path = path.ok_or_else(|| {
         CliError::usage("cannot tell where to save the login: set --config, CASTCTL_CONFIG or HOME")
     })?;
+    if settings.token.is_none() {
+        return Err(CliError::usage(
+            "login needs a token: pass --token TOKEN or set CASTPLANE_TOKEN",
+        ));
+    }
     let api = client::connect(settings).await?;
     let caller = caller(&api).await?;
     // Saved absolute, so later commands run from any directory find it.
     let ca_cert = match &settings.ca_cert {
-        Some(p) => Some(std::fs::canonicalize(p).map_err(|err| {
-            CliError::failed(format!("{}: {err}", p.display()))
-        })?),
+        Some(p) => Some(
+            std::fs::canonicalize(p)
+                .map_err(|err| CliError::failed(format!("{}: {err}", p.display())))?,
+        ),
         None => None,
     };
     let file = ConfigFile {
@@ -75,7 +84,10 @@ pub async fn whoami(ctx: &Ctx, endpoint: &str) -> Result<()> {
         || {
             render(&fields(vec![
                 ("Endpoint", endpoint.to_owned()),
-                ("Kind", enum_text::<pb::PrincipalKind>(caller.principal_kind)),
+                (
+                    "Kind",
+                    enum_text::<pb::PrincipalKind>(caller.principal_kind),
+                ),
                 ("Id", or_dash(&caller.principal_id)),
                 ("Name", caller.display_name.clone()),
             ]))

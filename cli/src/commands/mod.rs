@@ -32,9 +32,15 @@ pub async fn run(cli: Cli) -> Result<()> {
         wizard::precheck(args)?;
     }
     let config_path = config::config_path(&cli.global);
-    let file = config::load(config_path.as_deref())?;
+    let is_login = matches!(cli.command, Command::Login);
+    let file = match config::load(config_path.as_deref()) {
+        Ok(file) => file,
+        // Logging in again is how a broken file gets replaced.
+        Err(_) if is_login => None,
+        Err(err) => return Err(err),
+    };
     let settings = config::resolve(&cli.global, file.as_ref());
-    if let Command::Login = cli.command {
+    if is_login {
         return account::login(&settings, config_path.as_deref(), out).await;
     }
     let ctx = Ctx {
@@ -42,6 +48,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         out,
     };
     match cli.command {
+        // Handled above, before connecting with possibly unsaved settings.
         Command::Login => Ok(()),
         Command::Whoami => account::whoami(&ctx, &settings.endpoint).await,
         Command::Reseller(command) => reseller::run(&ctx, command).await,

@@ -72,10 +72,10 @@ pub async fn run(ctx: &Ctx, command: NodeCommand) -> Result<()> {
 fn join_text(token: &pb::NodeJoinToken) -> String {
     format!(
         "Join token (shown once; valid for one join until {}):\n  {}\n\
-         On the host run:\n  CASTPLANE_JOIN_TOKEN='{}' castplane-agent join --control-plane https://CONTROL-PLANE:7401 --data-dir /var/lib/castplane-agent",
+         On the host, with the token in CASTPLANE_JOIN_TOKEN (which keeps it out of `ps`), run:\n  \
+         castplane-agent join --control-plane https://CONTROL-PLANE:7401 --data-dir /var/lib/castplane-agent",
         time_text(token.expire_time.as_ref()),
         token.token,
-        token.token
     )
 }
 
@@ -130,7 +130,10 @@ fn node_detail(node: &pb::Node) -> String {
         ("Ports used", ports_text(node)),
         ("Services", services_text(node)),
         ("Agent version", or_dash(&node.agent_version)),
-        ("Last heartbeat", time_text(node.last_heartbeat_time.as_ref())),
+        (
+            "Last heartbeat",
+            time_text(node.last_heartbeat_time.as_ref()),
+        ),
         ("Joined", time_text(node.join_time.as_ref())),
         (
             "Certificate expires",

@@ -130,7 +130,7 @@ fn show(ctx: &Ctx, reseller: &pb::Reseller) -> Result<()> {
 }
 
 fn detail(r: &pb::Reseller) -> String {
-    let l = r.limits.clone().unwrap_or_default();
+    let l = r.limits.unwrap_or_default();
     render(&fields(vec![
         ("Id", r.id.clone()),
         ("Name", r.display_name.clone()),
@@ -140,7 +140,10 @@ fn detail(r: &pb::Reseller) -> String {
         ("Max customers", limit_text(l.customers.as_ref())),
         ("Max services", limit_text(l.services.as_ref())),
         ("Max listener slots", limit_text(l.listener_slots.as_ref())),
-        ("Max bitrate (kbps)", limit_text(l.max_bitrate_kbps.as_ref())),
+        (
+            "Max bitrate (kbps)",
+            limit_text(l.max_bitrate_kbps.as_ref()),
+        ),
         ("Max disk (MB)", limit_text(l.disk_mb.as_ref())),
         (
             "Max bandwidth (GB/month)",
@@ -173,7 +176,7 @@ fn list_table(resellers: &[pb::Reseller]) -> String {
         "BW-GB",
     ]);
     for r in resellers {
-        let l = r.limits.clone().unwrap_or_default();
+        let l = r.limits.unwrap_or_default();
         t.add_row(vec![
             r.id.clone(),
             r.display_name.clone(),

@@ -119,9 +119,7 @@ pub async fn run(ctx: &Ctx, command: ServiceCommand) -> Result<()> {
         ServiceCommand::Connection(target) => {
             let id = lookup::service_id(&ctx.api, &target.service).await?;
             let info = client
-                .get_media_service_connection_info(pb::GetMediaServiceConnectionInfoRequest {
-                    id,
-                })
+                .get_media_service_connection_info(pb::GetMediaServiceConnectionInfoRequest { id })
                 .await?
                 .into_inner();
             // Showing the source password is this command's purpose.
@@ -222,8 +220,7 @@ async fn queue(ctx: &Ctx, args: ActionArgs, kind: Kind) -> Result<()> {
 /// Prints the queued action, or with `--wait` follows it and prints how it ended.
 async fn finish_queue(ctx: &Ctx, action: pb::Action, wait: bool) -> Result<()> {
     if !wait {
-        ctx.out
-            .emit(|| action.to_json(), || queued_text(&action))?;
+        ctx.out.emit(|| action.to_json(), || queued_text(&action))?;
         return Ok(());
     }
     let done = watch::until_finished(&ctx.api, action).await?;
@@ -256,7 +253,12 @@ async fn delete(ctx: &Ctx, args: ActionArgs, confirm: bool, dry_run: bool) -> Re
         _ => {
             return ctx.out.emit(
                 || response.to_json(),
-                || format!("Dry run for {id}: nothing was changed.\n{}", plan_text(&plan)),
+                || {
+                    format!(
+                        "Dry run for {id}: nothing was changed.\n{}",
+                        plan_text(&plan)
+                    )
+                },
             );
         }
     };
@@ -288,9 +290,7 @@ fn plan_text(plan: &pb::DeletionPlan) -> String {
     text.push_str("\nDestroyed:");
     list(&plan.destroyed, &mut text);
     if plan.requires_confirmation {
-        text.push_str(
-            "\nThis destroys files permanently: it needs --confirm-permanent-deletion.",
-        );
+        text.push_str("\nThis destroys files permanently: it needs --confirm-permanent-deletion.");
     }
     text
 }
@@ -335,7 +335,10 @@ pub fn service_detail(s: &pb::MediaService) -> String {
         ("Bandwidth (GB/month)", s.bandwidth_gb_per_month.to_string()),
         ("AutoDJ", if s.autodj { "on" } else { "off" }.to_owned()),
         ("Ports", ports_text(&s.ports)),
-        ("Desired state", enum_text::<pb::DesiredState>(s.desired_state)),
+        (
+            "Desired state",
+            enum_text::<pb::DesiredState>(s.desired_state),
+        ),
         ("Status", enum_text::<pb::ObservedState>(status.state)),
         ("Status message", or_dash(&status.message)),
         ("Listeners", stats.listeners.to_string()),

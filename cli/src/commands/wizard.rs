@@ -295,7 +295,9 @@ async fn pick_customer(
         .into_inner()
         .choices;
     if choices.is_empty() {
-        return Err(CliError::failed("the reseller has no customers to choose from"));
+        return Err(CliError::failed(
+            "the reseller has no customers to choose from",
+        ));
     }
     eprintln!("Step 1 of 3: customer");
     // In the server's order, which is the wizard's a–z order.

@@ -58,6 +58,22 @@ pub async fn find_by_join_token(
         .await?)
 }
 
+/// The node holding this certificate as its current or (during renewal) previous one.
+pub async fn find_by_certificate(
+    db: &impl ConnectionTrait,
+    fingerprint: &str,
+) -> Result<Option<node::Model>> {
+    use sea_orm::Condition;
+    Ok(node::Entity::find()
+        .filter(
+            Condition::any()
+                .add(node::Column::CertFingerprint.eq(fingerprint))
+                .add(node::Column::PreviousCertFingerprint.eq(fingerprint)),
+        )
+        .one(db)
+        .await?)
+}
+
 pub async fn update_node(db: &impl ConnectionTrait, model: node::Model) -> Result<()> {
     // Every column is written; the primary key in the model selects the row.
     let active = model.into_active_model().reset_all();

@@ -99,6 +99,10 @@ impl ControlPlane {
         let service = self.visible_service(principal, service_id).await?;
         let ports =
             service_db::ports_of_services(self.db(), std::slice::from_ref(&service.id)).await?;
+        // A dry run answers what the real call would: a deletion already queued is refused.
+        if service.deleting {
+            return Err(being_deleted(&service));
+        }
         let plan = self.deletion_plan(&service, &ports)?;
         if validate_only {
             return Ok((plan, None));

@@ -86,18 +86,9 @@ impl ControlPlane {
     /// during renewal, previous) certificate, so a re-joined node's old certificate stops working.
     pub async fn authenticate_node(&self, cert_der: &[u8]) -> Result<node::Model> {
         let fingerprint = crate::pki::fingerprint_der(cert_der);
-        let nodes = db::all_nodes(self.db()).await?;
-        nodes
-            .into_iter()
-            .find(|n| {
-                n.cert_fingerprint.as_deref() == Some(fingerprint.as_str())
-                    || n.previous_cert_fingerprint.as_deref() == Some(fingerprint.as_str())
-            })
-            .ok_or_else(|| {
-                ServiceError::Unauthenticated(
-                    "client certificate does not belong to any node".into(),
-                )
-            })
+        db::find_by_certificate(self.db(), &fingerprint).await?.ok_or_else(|| {
+            ServiceError::Unauthenticated("client certificate does not belong to any node".into())
+        })
     }
 
     pub async fn renew_node_certificate(
@@ -301,14 +292,7 @@ impl ControlPlane {
             service_db::update_service(&txn, service).await?;
         }
         if moved && state == ActionState::Failed && action.kind == ActionKind::Delete.as_str() {
-            // A failed delete leaves the service in place and operable again.
-            if let Some(mut service) =
-                service_db::get_live_service(&txn, &action.media_service_id, true).await?
-            {
-                service.deleting = false;
-                service.update_time = now;
-                service_db::update_service(&txn, service).await?;
-            }
+            reopen_after_failed_delete(&txn, &action.media_service_id, now).await?;
         }
         txn.commit().await?;
         if moved {
@@ -367,13 +351,7 @@ impl ControlPlane {
             )
             .await?;
             if failed && action.kind == ActionKind::Delete.as_str() {
-                if let Some(mut service) =
-                    service_db::get_live_service(&txn, &action.media_service_id, true).await?
-                {
-                    service.deleting = false;
-                    service.update_time = now;
-                    service_db::update_service(&txn, service).await?;
-                }
+                reopen_after_failed_delete(&txn, &action.media_service_id, now).await?;
             }
             txn.commit().await?;
             if failed {
@@ -383,4 +361,18 @@ impl ControlPlane {
         }
         Ok(())
     }
+}
+
+/// A failed delete leaves the service in place, operable again.
+async fn reopen_after_failed_delete(
+    txn: &sea_orm::DatabaseTransaction,
+    service_id: &str,
+    now: i64,
+) -> Result<()> {
+    if let Some(mut service) = service_db::get_live_service(txn, service_id, true).await? {
+        service.deleting = false;
+        service.update_time = now;
+        service_db::update_service(txn, service).await?;
+    }
+    Ok(())
 }

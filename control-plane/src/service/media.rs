@@ -150,6 +150,10 @@ impl ControlPlane {
         new: NewMediaService,
     ) -> Result<MediaServiceView> {
         require_manager(principal, "create media services")?;
+        // Nodes are the provider's business: resellers get placement, not a choice of host.
+        if new.node_id.is_some() && !principal.is_admin() {
+            return Err(ServiceError::PermissionDenied("only the admin can choose a node".into()));
+        }
         if new.autodj && new.service_type.kind() == ServiceKind::Video {
             return Err(ServiceError::invalid_field(
                 "media_service.autodj",

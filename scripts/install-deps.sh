@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what castplane's demo and tests need on Debian 12: the streaming servers
+# (icecast2, ffmpeg, liquidsoap, nginx with the RTMP module) and PostgreSQL's server binaries
+# (the tests start their own throwaway cluster). Idempotent; quiet when all is present.
+set -euo pipefail
+
+packages=(icecast2 ffmpeg liquidsoap nginx libnginx-mod-rtmp postgresql ca-certificates)
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  # --no-install-recommends keeps it to ~250 MB; no service is started by these packages
+  # except PostgreSQL's own cluster, which castplane does not use.
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is missing: install Rust (https://rustup.rs), version 1.94 or newer" >&2
+  exit 1
+fi
