@@ -4,7 +4,7 @@
 # (the tests start their own throwaway cluster). Idempotent; quiet when all is present.
 set -euo pipefail
 
-packages=(icecast2 ffmpeg liquidsoap nginx libnginx-mod-rtmp postgresql ca-certificates)
+packages=(icecast2 ffmpeg liquidsoap nginx libnginx-mod-rtmp postgresql ca-certificates curl)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

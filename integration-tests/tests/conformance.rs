@@ -354,26 +354,49 @@ async fn quota_edges_on_create_and_update(backend: Backend) {
         s.bandwidth_gb_per_month = bandwidth;
         r
     };
-    // Exactly at the limits is fine.
+    // Over the per-service bitrate cap: refused with the resource, the ask and the cap.
     let a = create(&client, request("a", 60, 128, 200, 20)).await.expect("a fits");
+    let status = assert_code(create(&client, request("c", 1, 256, 0, 0)).await, Code::ResourceExhausted, "bitrate");
+    assert!(status.message().contains("max_bitrate_kbps: asked for 256, 128 available"), "{}", status.message());
+    let details = status.get_error_details();
+    let quota = details.quota_failure().expect("QuotaFailure details");
+    assert!(quota.violations[0].subject.ends_with("max_bitrate_kbps"), "{:?}", quota.violations);
+    // Exactly at the limits is fine.
     let b = create(&client, request("b", 40, 64, 100, 10)).await.expect("b fits exactly");
     let before = usage(&client, &reseller.id).await;
     assert_eq!(used(&before, pb::Resource::ListenerSlots), 100);
     assert_eq!(available(&before, pb::Resource::ListenerSlots), Some(0));
     assert_eq!(available(&before, pb::Resource::DiskMb), Some(0));
     assert_eq!(available(&before, pb::Resource::BandwidthGbPerMonth), Some(0));
+    assert_eq!(available(&before, pb::Resource::MaxBitrateKbps), Some(128));
 
-    // One over, on each resource, is refused with the resource, the ask and what is left.
+    // One over on a pool: refused, naming it.
     let cases = [
-        (request("c", 1, 64, 0, 0), "listener_slots", "asked for 1, 0 available"),
-        (request("c", 0 + 1, 256, 0, 0), "max_bitrate_kbps", "asked for 256, 128 available"),
+        (request("c", 1, 64, 0, 0), "listener_slots", "listener_slots: asked for 1, 0 available"),
     ];
     for (req, resource, detail) in cases {
         let status = assert_code(create(&client, req).await, Code::ResourceExhausted, resource);
-        assert!(status.message().contains(resource) && status.message().contains(detail), "{}", status.message());
+        assert!(status.message().contains(detail), "{}", status.message());
         let details = status.get_error_details();
         let quota = details.quota_failure().expect("QuotaFailure details");
         assert!(quota.violations[0].subject.ends_with(resource), "{:?}", quota.violations);
+    }
+    // Growing a service by one unit of a full pool is refused too, naming the pool.
+    for (path, disk, bandwidth, resource) in [
+        ("disk_quota_mb", 201, 20, "disk_mb: asked for 1, 0 available"),
+        ("bandwidth_gb_per_month", 200, 21, "bandwidth_gb_per_month: asked for 1, 0 available"),
+    ] {
+        let grow = pb::UpdateMediaServiceRequest {
+            media_service: Some(pb::MediaService {
+                id: a.id.clone(),
+                disk_quota_mb: disk,
+                bandwidth_gb_per_month: bandwidth,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask { paths: vec![path.to_owned()] }),
+        };
+        let status = assert_code(client.media().update_media_service(grow).await, Code::ResourceExhausted, path);
+        assert!(status.message().contains(resource), "{}", status.message());
     }
     // Nothing was written: same services, same usage.
     assert_eq!(list_all(&client, pb::ServiceScope::All).await.len(), 2);
