@@ -40,6 +40,8 @@ cleanup() {
     # Stopping the agent leaves services running (by design); stop the service first.
     timeout 60 "$BIN/castctl" service stop "$SERVICE" --wait >/dev/null 2>&1 || echo "demo: could not stop $SERVICE cleanly" >&2
   fi
+  # Whatever happened above, leave no streaming server behind.
+  pkill -TERM -f "$DEMO/agent/services/" 2>/dev/null || true
   for pid in $AGENT_PID $CP_PID; do
     kill -TERM "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
@@ -58,7 +60,9 @@ wait_until() { # SECONDS DESCRIPTION COMMAND...
 }
 
 say "starting the control plane on $API (SQLite in $DEMO/control)"
-"$BIN/castplane-control" --data-dir "$DEMO/control" --listen "$API" --agent-listen "$AGENT_LISTEN" \
+# Each daemon runs in its own session, so Ctrl-C reaches only this script, which then stops
+# them in order: stream, service, agent, control plane.
+setsid "$BIN/castplane-control" --data-dir "$DEMO/control" --listen "$API" --agent-listen "$AGENT_LISTEN" \
   >"$DEMO/control.log" 2>&1 &
 CP_PID=$!
 wait_until 30 "the admin token" test -s "$DEMO/control/admin.token"
@@ -69,7 +73,7 @@ JOIN_TOKEN=$(castctl node add demo-host --public-host 127.0.0.1 --ports "$PORTS"
 [ -n "$JOIN_TOKEN" ] || die "no join token"
 CASTPLANE_JOIN_TOKEN="$JOIN_TOKEN" "$BIN/castplane-agent" join --control-plane "https://$AGENT_LISTEN" \
   --data-dir "$DEMO/agent" >>"$DEMO/agent.log" 2>&1 || die "join failed (see $DEMO/agent.log)"
-"$BIN/castplane-agent" run --data-dir "$DEMO/agent" >>"$DEMO/agent.log" 2>&1 &
+setsid "$BIN/castplane-agent" run --data-dir "$DEMO/agent" >>"$DEMO/agent.log" 2>&1 &
 AGENT_PID=$!
 node_online() { castctl node get demo-host -o json | grep -q NODE_STATUS_ONLINE; }
 wait_until 30 "the node to come online" node_online
@@ -93,7 +97,7 @@ SOURCE_PASSWORD=$(json_field source_password <<<"$CONNECTION")
 SOURCE_PORT=$(sed -n 's/^ *"source_port": *\([0-9]*\).*/\1/p' <<<"$CONNECTION" | head -n 1)
 
 say "feeding a 440 Hz sine tone with ffmpeg"
-ffmpeg -hide_banner -loglevel error -re -f lavfi -i sine=frequency=440 -c:a libmp3lame -b:a 128k \
+setsid ffmpeg -hide_banner -loglevel error -re -f lavfi -i sine=frequency=440 -c:a libmp3lame -b:a 128k \
   -content_type audio/mpeg -f mp3 "icecast://source:${SOURCE_PASSWORD}@127.0.0.1:${SOURCE_PORT}/live" \
   >"$DEMO/ffmpeg.log" 2>&1 &
 SOURCE_PID=$!
@@ -104,7 +108,7 @@ castctl service get "$SERVICE"
 cat <<MSG
 
   Stream URL: $STREAM_URL
-  Try:  curl -s $STREAM_URL | head -c 100000 > /tmp/demo.mp3 && file /tmp/demo.mp3
+  Try:  curl -s $STREAM_URL | head -c 100000 | ffprobe -hide_banner -   (Audio: mp3, 128 kb/s)
   Or play it in any player (mpv, VLC, a browser). Manage it with castctl, e.g.:
         CASTCTL_CONFIG=$CASTCTL_CONFIG $BIN/castctl service get $SERVICE
 

@@ -20,8 +20,13 @@ use castplane_proto::agent::v1::ServiceSpec;
 use castplane_proto::v1 as pb;
 
 fn main() -> anyhow::Result<()> {
-    let runs: usize = std::env::var("CASTPLANE_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runs: usize = std::env::var("CASTPLANE_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let api = via_api(runs).await?;
         report("API call → action succeeded (icecast2 ready)", &api);
@@ -29,7 +34,11 @@ fn main() -> anyhow::Result<()> {
         report("supervisor.start → icecast2 ready", &supervised);
         let raw = tokio::task::spawn_blocking(move || raw_spawn(runs, &config_path)).await??;
         report("raw spawn → icecast2 ready", &raw);
-        let overhead: Vec<Duration> = api.iter().zip(&raw).map(|(a, r)| a.saturating_sub(*r)).collect();
+        let overhead: Vec<Duration> = api
+            .iter()
+            .zip(&raw)
+            .map(|(a, r)| a.saturating_sub(*r))
+            .collect();
         report("API overhead over raw spawn (pairwise)", &overhead);
         Ok(())
     })
@@ -62,22 +71,60 @@ async fn via_api(runs: usize) -> anyhow::Result<Vec<Duration>> {
         async move { (admin.node(&id).await.status == pb::NodeStatus::Online as i32).then_some(()) }
     })
     .await;
-    let reseller = admin.create_reseller("Bench", limits(None, None, None, None, None, None), &[pb::ServiceType::Icecast]).await;
-    let service = admin.media().create_media_service(icecast_request(&reseller.primary_customer_id, "bench-fm", 10)).await?.into_inner();
+    let reseller = admin
+        .create_reseller(
+            "Bench",
+            limits(None, None, None, None, None, None),
+            &[pb::ServiceType::Icecast],
+        )
+        .await;
+    let service = admin
+        .media()
+        .create_media_service(icecast_request(
+            &reseller.primary_customer_id,
+            "bench-fm",
+            10,
+        ))
+        .await?
+        .into_inner();
     let mut samples = Vec::with_capacity(runs);
     for _ in 0..runs {
         let began = Instant::now();
-        let action = admin.media().start_media_service(pb::StartMediaServiceRequest { id: service.id.clone() }).await?.into_inner();
-        let mut watch = admin.actions().watch_action(pb::WatchActionRequest { id: action.id }).await?.into_inner();
+        let action = admin
+            .media()
+            .start_media_service(pb::StartMediaServiceRequest {
+                id: service.id.clone(),
+            })
+            .await?
+            .into_inner();
+        let mut watch = admin
+            .actions()
+            .watch_action(pb::WatchActionRequest { id: action.id })
+            .await?
+            .into_inner();
         while let Some(update) = watch.message().await? {
             if update.state == pb::ActionState::Succeeded as i32 {
                 break;
             }
-            anyhow::ensure!(update.state != pb::ActionState::Failed as i32, "start failed: {}", update.error);
+            anyhow::ensure!(
+                update.state != pb::ActionState::Failed as i32,
+                "start failed: {}",
+                update.error
+            );
         }
         samples.push(began.elapsed());
-        let stop = admin.media().stop_media_service(pb::StopMediaServiceRequest { id: service.id.clone() }).await?.into_inner();
-        let mut watch = admin.actions().watch_action(pb::WatchActionRequest { id: stop.id }).await?.into_inner();
+        let stop = admin
+            .media()
+            .stop_media_service(pb::StopMediaServiceRequest {
+                id: service.id.clone(),
+            })
+            .await?
+            .into_inner();
+        let mut watch = admin
+            .actions()
+            .watch_action(pb::WatchActionRequest { id: stop.id })
+            .await?
+            .into_inner();
         while watch.message().await?.is_some() {}
     }
     agent.shutdown().await;
@@ -86,15 +133,23 @@ async fn via_api(runs: usize) -> anyhow::Result<Vec<Duration>> {
 
 /// Returns the samples and a copy of the rendered config for the raw runs.
 async fn via_supervisor(runs: usize) -> anyhow::Result<(Vec<Duration>, std::path::PathBuf)> {
-    let dir = tempfile::Builder::new().prefix("castplane-bench-").tempdir()?;
-    let supervisor = Supervisor::new(SupervisorConfig { services_dir: dir.path().join("services"), ..Default::default() });
+    let dir = tempfile::Builder::new()
+        .prefix("castplane-bench-")
+        .tempdir()?;
+    let supervisor = Supervisor::new(SupervisorConfig {
+        services_dir: dir.path().join("services"),
+        ..Default::default()
+    });
     let port = free_port() as u32;
     let spec = ServiceSpec {
         id: "svc_bench".to_owned(),
         name: "bench".to_owned(),
         display_name: "Bench".to_owned(),
         r#type: pb::ServiceType::Icecast as i32,
-        ports: vec![pb::PortAssignment { purpose: "http".to_owned(), port }],
+        ports: vec![pb::PortAssignment {
+            purpose: "http".to_owned(),
+            port,
+        }],
         max_listeners: 10,
         max_bitrate_kbps: 128,
         source_password: "bench-source".to_owned(),
@@ -110,10 +165,17 @@ async fn via_supervisor(runs: usize) -> anyhow::Result<(Vec<Duration>, std::path
         let began = Instant::now();
         supervisor.start(&spec).await.map_err(anyhow::Error::msg)?;
         samples.push(began.elapsed());
-        supervisor.stop(&spec.id).await.map_err(anyhow::Error::msg)?;
+        supervisor
+            .stop(&spec.id)
+            .await
+            .map_err(anyhow::Error::msg)?;
     }
     // The raw runs reuse this exact config, from a directory the icecast2 user can write.
-    let config = dir.path().join("services").join(&spec.id).join("icecast.xml");
+    let config = dir
+        .path()
+        .join("services")
+        .join(&spec.id)
+        .join("icecast.xml");
     let kept = dir.keep();
     let _ = kept;
     supervisor.detach().await;
@@ -128,16 +190,25 @@ fn raw_spawn(runs: usize, config: &Path) -> anyhow::Result<Vec<Duration>> {
         let end = text[start..].find(&format!("</{tag}>"))? + start;
         Some(text[start..end].trim().to_owned())
     };
-    let pidfile = between("pidfile").ok_or_else(|| anyhow::anyhow!("no <pidfile> in {}", config.display()))?;
-    let port: u16 = between("port").and_then(|p| p.parse().ok()).ok_or_else(|| anyhow::anyhow!("no <port>"))?;
+    let pidfile = between("pidfile")
+        .ok_or_else(|| anyhow::anyhow!("no <pidfile> in {}", config.display()))?;
+    let port: u16 = between("port")
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no <port>"))?;
     let mut samples = Vec::with_capacity(runs);
     for _ in 0..runs {
         let _ = std::fs::remove_file(&pidfile);
         let mut command = Command::new("icecast2");
-        command.arg("-c").arg(config).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        command
+            .arg("-c")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         if nix::unistd::geteuid().is_root() {
             use std::os::unix::process::CommandExt;
-            let user = nix::unistd::User::from_name("icecast2")?.ok_or_else(|| anyhow::anyhow!("no icecast2 user"))?;
+            let user = nix::unistd::User::from_name("icecast2")?
+                .ok_or_else(|| anyhow::anyhow!("no icecast2 user"))?;
             command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
         }
         let began = Instant::now();
@@ -152,16 +223,24 @@ fn raw_spawn(runs: usize, config: &Path) -> anyhow::Result<Vec<Duration>> {
             std::thread::sleep(Duration::from_millis(5));
         }
         samples.push(began.elapsed());
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )?;
         child.wait()?;
     }
     Ok(samples)
 }
 
 fn status_ready(port: u16) -> bool {
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream.write_all(b"GET /status-json.xsl HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+    if stream
+        .write_all(b"GET /status-json.xsl HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
         return false;
     }
     let mut body = String::new();

@@ -23,13 +23,22 @@ pub struct AgentHandle {
 impl AgentHandle {
     /// Joins with `token` (no run yet).
     pub async fn join(control_plane: &ControlPlaneHandle, token: &str) -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new().prefix("castplane-agent-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("castplane-agent-")
+            .tempdir()?;
         let data_dir = dir.path().join("agent");
-        let identity = castplane_agent::join(&control_plane.agent_url(), token, &DataDir::new(&data_dir)).await?;
+        let identity =
+            castplane_agent::join(&control_plane.agent_url(), token, &DataDir::new(&data_dir))
+                .await?;
         let mut config = AgentConfig::new(&data_dir);
         config.heartbeat_interval = std::time::Duration::from_secs(1);
         config.max_reconnect_backoff = std::time::Duration::from_secs(1);
-        Ok(AgentHandle { dir, node_id: identity.node_id, config, running: None })
+        Ok(AgentHandle {
+            dir,
+            node_id: identity.node_id,
+            config,
+            running: None,
+        })
     }
 
     pub async fn join_and_start(control_plane: &ControlPlaneHandle, token: &str) -> Self {
@@ -92,7 +101,10 @@ pub struct AgentProcess {
 
 impl AgentProcess {
     pub fn spawn(data_dir: &Path) -> std::io::Result<Self> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.with_extension("log"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.with_extension("log"))?;
         let child = Command::new(agent_binary())
             .args(["run", "--data-dir"])
             .arg(data_dir)
@@ -125,17 +137,26 @@ impl Drop for AgentProcess {
 /// `target/<profile>/castplane-agent`, next to the test binary's `deps/` directory.
 pub fn agent_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target profile dir");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile dir");
     profile_dir.join("castplane-agent")
 }
 
 /// Kills (by process group) every process whose command line mentions `dir`.
 pub fn kill_processes_under(dir: &Path) {
     let needle = dir.to_string_lossy().into_owned();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
     for entry in entries.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
         if String::from_utf8_lossy(&cmdline).contains(&needle) && pid != std::process::id() as i32 {
             let pid = nix::unistd::Pid::from_raw(pid);
             let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);

@@ -16,8 +16,13 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 pub struct Bearer(MetadataValue<tonic::metadata::Ascii>);
 
 impl Interceptor for Bearer {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        request.metadata_mut().insert("authorization", self.0.clone());
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
         Ok(request)
     }
 }
@@ -32,7 +37,9 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(url: &str, ca_pem: &str, token: &str) -> Self {
-        let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem)).domain_name("localhost");
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca_pem))
+            .domain_name("localhost");
         let channel = Channel::from_shared(url.to_owned())
             .expect("url")
             .tls_config(tls)
@@ -69,7 +76,12 @@ impl Client {
     }
 
     /// A reseller with the given limits (None = unlimited) and allowed types.
-    pub async fn create_reseller(&self, name: &str, limits: pb::ResellerLimits, types: &[pb::ServiceType]) -> pb::Reseller {
+    pub async fn create_reseller(
+        &self,
+        name: &str,
+        limits: pb::ResellerLimits,
+        types: &[pb::ServiceType],
+    ) -> pb::Reseller {
         self.accounts()
             .create_reseller(pb::CreateResellerRequest {
                 reseller: Some(pb::Reseller {
@@ -127,19 +139,34 @@ impl Client {
             .await
             .expect("create node")
             .into_inner();
-        (response.node.expect("node"), response.join_token.expect("join token").token)
+        (
+            response.node.expect("node"),
+            response.join_token.expect("join token").token,
+        )
     }
 
     pub async fn node(&self, id: &str) -> pb::Node {
-        self.nodes().get_node(pb::GetNodeRequest { id: id.to_owned() }).await.expect("get node").into_inner()
+        self.nodes()
+            .get_node(pb::GetNodeRequest { id: id.to_owned() })
+            .await
+            .expect("get node")
+            .into_inner()
     }
 
     pub async fn action(&self, id: &str) -> pb::Action {
-        self.actions().get_action(pb::GetActionRequest { id: id.to_owned() }).await.expect("get action").into_inner()
+        self.actions()
+            .get_action(pb::GetActionRequest { id: id.to_owned() })
+            .await
+            .expect("get action")
+            .into_inner()
     }
 
     pub async fn service(&self, id: &str) -> pb::MediaService {
-        self.media().get_media_service(pb::GetMediaServiceRequest { id: id.to_owned() }).await.expect("get service").into_inner()
+        self.media()
+            .get_media_service(pb::GetMediaServiceRequest { id: id.to_owned() })
+            .await
+            .expect("get service")
+            .into_inner()
     }
 }
 
@@ -164,7 +191,11 @@ pub fn limits(
 }
 
 /// A create request with sensible defaults for the fields a test does not care about.
-pub fn icecast_request(customer_id: &str, name: &str, max_listeners: u32) -> pb::CreateMediaServiceRequest {
+pub fn icecast_request(
+    customer_id: &str,
+    name: &str,
+    max_listeners: u32,
+) -> pb::CreateMediaServiceRequest {
     pb::CreateMediaServiceRequest {
         media_service: Some(pb::MediaService {
             customer_id: customer_id.to_owned(),

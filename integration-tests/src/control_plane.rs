@@ -33,15 +33,30 @@ impl ControlPlaneHandle {
 
     pub async fn start_with(backend: Backend, service_config: ServiceConfig) -> Self {
         crate::init_tracing();
-        let data_dir = tempfile::Builder::new().prefix("castplane-cp-").tempdir().expect("temp dir");
+        let data_dir = tempfile::Builder::new()
+            .prefix("castplane-cp-")
+            .tempdir()
+            .expect("temp dir");
         let database_url = match backend {
             Backend::Sqlite => None,
-            Backend::Postgres => Some(crate::postgres::fresh_database().await.expect("a PostgreSQL database for the test")),
+            Backend::Postgres => Some(
+                crate::postgres::fresh_database()
+                    .await
+                    .expect("a PostgreSQL database for the test"),
+            ),
         };
-        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).expect("test certificate");
+        let cert = rcgen::generate_simple_self_signed(vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+        ])
+        .expect("test certificate");
         let public_ca_pem = cert.cert.pem();
         std::fs::write(data_dir.path().join("public.crt"), &public_ca_pem).expect("write cert");
-        std::fs::write(data_dir.path().join("public.key"), cert.signing_key.serialize_pem()).expect("write key");
+        std::fs::write(
+            data_dir.path().join("public.key"),
+            cert.signing_key.serialize_pem(),
+        )
+        .expect("write key");
         let mut handle = ControlPlaneHandle {
             data_dir,
             database_url,
@@ -69,17 +84,27 @@ impl ControlPlaneHandle {
 
     /// Starts the server, on the same ports as before when restarting.
     async fn launch(&mut self) {
-        let listeners = castplane_control::bind(self.public_addr, self.agent_addr).await.expect("bind listeners");
+        let listeners = castplane_control::bind(self.public_addr, self.agent_addr)
+            .await
+            .expect("bind listeners");
         self.public_addr = listeners.public.local_addr().expect("addr");
         self.agent_addr = listeners.agent.local_addr().expect("addr");
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(castplane_control::run(self.config(), listeners, shutdown.clone()));
+        let task = tokio::spawn(castplane_control::run(
+            self.config(),
+            listeners,
+            shutdown.clone(),
+        ));
         self.running = Some((shutdown, task));
         let token_path = self.config().admin_token_path();
-        crate::wait_for("the admin token", std::time::Duration::from_secs(30), || {
-            let exists = token_path.exists();
-            async move { exists.then_some(()) }
-        })
+        crate::wait_for(
+            "the admin token",
+            std::time::Duration::from_secs(30),
+            || {
+                let exists = token_path.exists();
+                async move { exists.then_some(()) }
+            },
+        )
         .await;
     }
 
@@ -87,7 +112,9 @@ impl ControlPlaneHandle {
     pub async fn stop(&mut self) {
         if let Some((shutdown, task)) = self.running.take() {
             shutdown.cancel();
-            task.await.expect("control plane task").expect("control plane exits cleanly");
+            task.await
+                .expect("control plane task")
+                .expect("control plane exits cleanly");
         }
     }
 
@@ -97,7 +124,10 @@ impl ControlPlaneHandle {
     }
 
     pub fn admin_token(&self) -> String {
-        std::fs::read_to_string(self.config().admin_token_path()).expect("admin token").trim().to_owned()
+        std::fs::read_to_string(self.config().admin_token_path())
+            .expect("admin token")
+            .trim()
+            .to_owned()
     }
 
     pub fn admin_token_path(&self) -> PathBuf {

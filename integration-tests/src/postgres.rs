@@ -31,10 +31,17 @@ fn server_url() -> anyhow::Result<String> {
 pub async fn fresh_database() -> anyhow::Result<String> {
     let server = server_url()?;
     let name = format!("castplane_test_{:016x}", rand::random::<u64>());
-    let admin = Database::connect(server.as_str()).await.context("connecting to the test PostgreSQL")?;
-    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await?;
+    let admin = Database::connect(server.as_str())
+        .await
+        .context("connecting to the test PostgreSQL")?;
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await?;
     admin.close().await?;
-    let base = server.rsplit_once('/').map(|(base, _)| base).unwrap_or(&server);
+    let base = server
+        .rsplit_once('/')
+        .map(|(base, _)| base)
+        .unwrap_or(&server);
     Ok(format!("{base}/{name}"))
 }
 
@@ -43,7 +50,12 @@ fn bin_dir() -> anyhow::Result<PathBuf> {
         return Ok(PathBuf::from(dir));
     }
     let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect())
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
         .unwrap_or_default();
     candidates.sort();
     candidates
@@ -55,12 +67,16 @@ fn bin_dir() -> anyhow::Result<PathBuf> {
 
 fn start_cluster() -> anyhow::Result<String> {
     let bin = bin_dir()?;
-    let root = tempfile::Builder::new().prefix("castplane-pg-").tempdir()?.keep();
+    let root = tempfile::Builder::new()
+        .prefix("castplane-pg-")
+        .tempdir()?
+        .keep();
     let data = root.join("data");
     let socket_dir = root.join("sock");
     std::fs::create_dir_all(&socket_dir)?;
     let run_as = if nix::unistd::geteuid().is_root() {
-        let user = nix::unistd::User::from_name("postgres")?.context("running as root needs a `postgres` user")?;
+        let user = nix::unistd::User::from_name("postgres")?
+            .context("running as root needs a `postgres` user")?;
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))?;
         nix::unistd::chown(&root, Some(user.uid), Some(user.gid))?;
         nix::unistd::chown(&socket_dir, Some(user.uid), Some(user.gid))?;
@@ -79,7 +95,17 @@ fn start_cluster() -> anyhow::Result<String> {
     let output = command(&bin.join("initdb"))
         .args(["-D"])
         .arg(&data)
-        .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale", "C"])
+        .args([
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale",
+            "C",
+        ])
         .output()
         .context("running initdb")?;
     if !output.status.success() {
@@ -123,7 +149,10 @@ fn start_cluster() -> anyhow::Result<String> {
             }
         }
         if Instant::now() > deadline {
-            bail!("the throwaway PostgreSQL did not start within 30 s (see {})", log_path.display());
+            bail!(
+                "the throwaway PostgreSQL did not start within 30 s (see {})",
+                log_path.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -12,9 +12,29 @@ pub struct Source(Child);
 impl Source {
     pub fn icecast(port: u16, password: &str, mount: &str) -> std::io::Result<Self> {
         let child = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "sine=frequency=440"])
-            .args(["-c:a", "libmp3lame", "-b:a", "128k", "-content_type", "audio/mpeg", "-f", "mp3"])
-            .arg(format!("icecast://source:{password}@127.0.0.1:{port}{mount}"))
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-re",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440",
+            ])
+            .args([
+                "-c:a",
+                "libmp3lame",
+                "-b:a",
+                "128k",
+                "-content_type",
+                "audio/mpeg",
+                "-f",
+                "mp3",
+            ])
+            .arg(format!(
+                "icecast://source:{password}@127.0.0.1:{port}{mount}"
+            ))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -34,7 +54,11 @@ impl Drop for Source {
 pub fn read_stream(port: u16, path: &str, want: usize, timeout: Duration) -> Option<Vec<u8>> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nUser-Agent: castplane-test\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nUser-Agent: castplane-test\r\n\r\n"
+    )
+    .ok()?;
     let deadline = Instant::now() + timeout;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
@@ -68,7 +92,11 @@ pub fn looks_like_mp3(bytes: &[u8]) -> bool {
     if bytes.starts_with(b"ID3") {
         return true;
     }
-    bytes.windows(2).filter(|w| w[0] == 0xFF && (w[1] & 0xE0) == 0xE0).count() >= 10
+    bytes
+        .windows(2)
+        .filter(|w| w[0] == 0xFF && (w[1] & 0xE0) == 0xE0)
+        .count()
+        >= 10
 }
 
 pub fn port_open(port: u16) -> bool {
@@ -78,12 +106,17 @@ pub fn port_open(port: u16) -> bool {
 /// The pid of the icecast2 running the service `service_id` under `data_dir`, from /proc.
 pub fn icecast_pid(data_dir: &Path, service_id: &str) -> Option<u32> {
     let needle = format!("{}/services/{service_id}/", data_dir.display());
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
-        let pid: u32 = entry.file_name().to_string_lossy().parse().ok()?;
-        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-        let text = String::from_utf8_lossy(&cmdline);
-        let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-        let zombie = stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
-        (text.contains("icecast2") && text.contains(&needle) && !zombie).then_some(pid)
-    })
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_string_lossy().parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let text = String::from_utf8_lossy(&cmdline);
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let zombie = stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+            (text.contains("icecast2") && text.contains(&needle) && !zombie).then_some(pid)
+        })
 }

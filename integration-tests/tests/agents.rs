@@ -6,13 +6,17 @@ use std::time::Duration;
 
 use castplane_agent::state::DataDir;
 use castplane_agent::tls;
+use castplane_control::ServiceConfig;
 use castplane_integration_tests::client::{icecast_request, limits};
-use castplane_integration_tests::streaming::{Source, icecast_pid, looks_like_mp3, port_open, read_stream};
-use castplane_integration_tests::{AgentHandle, AgentProcess, Backend, Client, ControlPlaneHandle, free_port, wait_for};
+use castplane_integration_tests::streaming::{
+    Source, icecast_pid, looks_like_mp3, port_open, read_stream,
+};
+use castplane_integration_tests::{
+    AgentHandle, AgentProcess, Backend, Client, ControlPlaneHandle, free_port, wait_for,
+};
 use castplane_proto::agent::v1 as apb;
 use castplane_proto::agent::v1::agent_service_client::AgentServiceClient;
 use castplane_proto::v1 as pb;
-use castplane_control::ServiceConfig;
 use tonic::Code;
 
 const LONG: Duration = Duration::from_secs(60);
@@ -25,7 +29,10 @@ fn unlimited() -> pb::ResellerLimits {
 fn free_range(n: u32) -> (u32, u32) {
     loop {
         let first = free_port() as u32;
-        if first + n < 65000 && (first..first + n).all(|p| std::net::TcpListener::bind(("0.0.0.0", p as u16)).is_ok()) {
+        if first + n < 65000
+            && (first..first + n)
+                .all(|p| std::net::TcpListener::bind(("0.0.0.0", p as u16)).is_ok())
+        {
             return (first, first + n - 1);
         }
     }
@@ -43,8 +50,22 @@ async fn setup(config: ServiceConfig, ports: u32) -> (Setup, String) {
     let admin = cp.admin().await;
     let (first, last) = free_range(ports);
     let (node, token) = admin.create_node("stream-host", first, last).await;
-    let reseller = admin.create_reseller("Live Radio", unlimited(), &[pb::ServiceType::Icecast, pb::ServiceType::Video]).await;
-    (Setup { cp, admin, node, owner: reseller.primary_customer_id }, token)
+    let reseller = admin
+        .create_reseller(
+            "Live Radio",
+            unlimited(),
+            &[pb::ServiceType::Icecast, pb::ServiceType::Video],
+        )
+        .await;
+    (
+        Setup {
+            cp,
+            admin,
+            node,
+            owner: reseller.primary_customer_id,
+        },
+        token,
+    )
 }
 
 async fn wait_online(admin: &Client, node_id: &str) -> pb::Node {
@@ -53,7 +74,8 @@ async fn wait_online(admin: &Client, node_id: &str) -> pb::Node {
         let id = node_id.to_owned();
         async move {
             let node = admin.node(&id).await;
-            (node.status == pb::NodeStatus::Online as i32 && !node.capabilities.is_empty()).then_some(node)
+            (node.status == pb::NodeStatus::Online as i32 && !node.capabilities.is_empty())
+                .then_some(node)
         }
     })
     .await
@@ -74,7 +96,9 @@ async fn finished(client: &Client, id: &str) -> pb::Action {
         let id = id.to_owned();
         async move {
             let a = client.action(&id).await;
-            (a.state == pb::ActionState::Succeeded as i32 || a.state == pb::ActionState::Failed as i32).then_some(a)
+            (a.state == pb::ActionState::Succeeded as i32
+                || a.state == pb::ActionState::Failed as i32)
+                .then_some(a)
         }
     })
     .await
@@ -82,26 +106,48 @@ async fn finished(client: &Client, id: &str) -> pb::Action {
 
 async fn succeeded(client: &Client, id: &str) -> pb::Action {
     let action = finished(client, id).await;
-    assert_eq!(action.state, pb::ActionState::Succeeded as i32, "action failed: {}", action.error);
+    assert_eq!(
+        action.state,
+        pb::ActionState::Succeeded as i32,
+        "action failed: {}",
+        action.error
+    );
     action
 }
 
 async fn create(client: &Client, owner: &str, name: &str) -> pb::MediaService {
-    client.media().create_media_service(icecast_request(owner, name, 10)).await.expect("create").into_inner()
+    client
+        .media()
+        .create_media_service(icecast_request(owner, name, 10))
+        .await
+        .expect("create")
+        .into_inner()
 }
 
 async fn start(client: &Client, id: &str) -> pb::Action {
-    client.media().start_media_service(pb::StartMediaServiceRequest { id: id.to_owned() }).await.expect("start").into_inner()
+    client
+        .media()
+        .start_media_service(pb::StartMediaServiceRequest { id: id.to_owned() })
+        .await
+        .expect("start")
+        .into_inner()
 }
 
 fn http_port(service: &pb::MediaService) -> u16 {
-    service.ports.iter().find(|p| p.purpose == "http").map(|p| p.port as u16).expect("http port")
+    service
+        .ports
+        .iter()
+        .find(|p| p.purpose == "http")
+        .map(|p| p.port as u16)
+        .expect("http port")
 }
 
 async fn source_password(client: &Client, id: &str) -> String {
     client
         .media()
-        .get_media_service_connection_info(pb::GetMediaServiceConnectionInfoRequest { id: id.to_owned() })
+        .get_media_service_connection_info(pb::GetMediaServiceConnectionInfoRequest {
+            id: id.to_owned(),
+        })
         .await
         .expect("connection info")
         .into_inner()
@@ -116,30 +162,79 @@ async fn join_tokens_are_single_use_expire_and_pin_the_control_plane() {
     use std::os::unix::fs::PermissionsExt;
     let data = DataDir::new(agent.data_dir());
     for path in [data.key_path(), data.cert_path(), data.ca_path()] {
-        assert_eq!(std::fs::metadata(&path).expect("file").permissions().mode() & 0o777, 0o600, "{}", path.display());
+        assert_eq!(
+            std::fs::metadata(&path).expect("file").permissions().mode() & 0o777,
+            0o600,
+            "{}",
+            path.display()
+        );
     }
-    let replay = AgentHandle::join(&s.cp, &token).await.err().expect("replayed token refused");
-    assert!(format!("{replay:#}").contains("invalid, expired or already used"), "{replay:#}");
+    let replay = AgentHandle::join(&s.cp, &token)
+        .await
+        .err()
+        .expect("replayed token refused");
+    assert!(
+        format!("{replay:#}").contains("invalid, expired or already used"),
+        "{replay:#}"
+    );
 
     // A token for a control plane with another CA: refused before the secret is sent.
-    let fresh = s.admin.nodes().create_node_join_token(pb::CreateNodeJoinTokenRequest { node_id: s.node.id.clone(), ttl_seconds: 0 }).await.expect("token").into_inner();
+    let fresh = s
+        .admin
+        .nodes()
+        .create_node_join_token(pb::CreateNodeJoinTokenRequest {
+            node_id: s.node.id.clone(),
+            ttl_seconds: 0,
+        })
+        .await
+        .expect("token")
+        .into_inner();
     let (prefix, _) = fresh.token.rsplit_once('.').expect("token shape");
     let forged = format!("{prefix}.{}", "0".repeat(64));
-    let pinned = AgentHandle::join(&s.cp, &forged).await.err().expect("wrong CA hash refused");
-    assert!(format!("{pinned:#}").contains("does not match"), "{pinned:#}");
+    let pinned = AgentHandle::join(&s.cp, &forged)
+        .await
+        .err()
+        .expect("wrong CA hash refused");
+    assert!(
+        format!("{pinned:#}").contains("does not match"),
+        "{pinned:#}"
+    );
     // …and the genuine token was not consumed by that attempt.
-    AgentHandle::join(&s.cp, &fresh.token).await.expect("genuine token still works");
+    AgentHandle::join(&s.cp, &fresh.token)
+        .await
+        .expect("genuine token still works");
 
     // An expired token is refused.
-    let short = s.admin.nodes().create_node_join_token(pb::CreateNodeJoinTokenRequest { node_id: s.node.id.clone(), ttl_seconds: 1 }).await.expect("token").into_inner();
+    let short = s
+        .admin
+        .nodes()
+        .create_node_join_token(pb::CreateNodeJoinTokenRequest {
+            node_id: s.node.id.clone(),
+            ttl_seconds: 1,
+        })
+        .await
+        .expect("token")
+        .into_inner();
     let expiry = short.expire_time.expect("expiry");
-    wait_for("the token to expire", Duration::from_secs(10), || async move {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?;
-        (now.as_secs() as i64 > expiry.seconds + 1).then_some(())
-    })
+    wait_for(
+        "the token to expire",
+        Duration::from_secs(10),
+        || async move {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()?;
+            (now.as_secs() as i64 > expiry.seconds + 1).then_some(())
+        },
+    )
     .await;
-    let expired = AgentHandle::join(&s.cp, &short.token).await.err().expect("expired token refused");
-    assert!(format!("{expired:#}").contains("invalid, expired or already used"), "{expired:#}");
+    let expired = AgentHandle::join(&s.cp, &short.token)
+        .await
+        .err()
+        .expect("expired token refused");
+    assert!(
+        format!("{expired:#}").contains("invalid, expired or already used"),
+        "{expired:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -159,33 +254,56 @@ async fn only_the_nodes_own_certificate_opens_a_session() {
     };
     let client_key = rcgen::KeyPair::generate().expect("key");
     let mut params = rcgen::CertificateParams::default();
-    params.distinguished_name.push(rcgen::DnType::CommonName, s.node.id.clone());
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, s.node.id.clone());
     let client_cert = params.signed_by(&client_key, &foreign_ca.1).expect("sign");
-    let config = tls::mtls_client_config(&ca_pem, &client_cert.pem(), &client_key.serialize_pem()).expect("config");
+    let config = tls::mtls_client_config(&ca_pem, &client_cert.pem(), &client_key.serialize_pem())
+        .expect("config");
     let outcome = match tls::connect(&s.cp.agent_url(), config).await {
         Err(err) => Err(format!("{err:#}")),
         Ok(channel) => AgentServiceClient::new(channel)
-            .renew_certificate(apb::RenewCertificateRequest { csr_pem: String::new() })
+            .renew_certificate(apb::RenewCertificateRequest {
+                csr_pem: String::new(),
+            })
             .await
             .map(|_| ())
             .map_err(|status| format!("{status}")),
     };
     let error = outcome.expect_err("a foreign certificate must not get through");
-    assert!(!error.contains("does not belong to any node"), "refused by the handler, not the handshake: {error}");
+    assert!(
+        !error.contains("does not belong to any node"),
+        "refused by the handler, not the handshake: {error}"
+    );
 
     // Without a certificate only Join is possible.
-    let anonymous = tls::connect(&s.cp.agent_url(), tls::pinned_client_config(&ca_hash(&ca_pem)).expect("config")).await.expect("connect");
+    let anonymous = tls::connect(
+        &s.cp.agent_url(),
+        tls::pinned_client_config(&ca_hash(&ca_pem)).expect("config"),
+    )
+    .await
+    .expect("connect");
     let status = AgentServiceClient::new(anonymous)
-        .renew_certificate(apb::RenewCertificateRequest { csr_pem: String::new() })
+        .renew_certificate(apb::RenewCertificateRequest {
+            csr_pem: String::new(),
+        })
         .await
         .expect_err("no client certificate");
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
 
     // The node's own certificate works.
-    let own = tls::mtls_client_config(&ca_pem, &data.read(&data.cert_path()).expect("cert"), &data.read(&data.key_path()).expect("key")).expect("config");
+    let own = tls::mtls_client_config(
+        &ca_pem,
+        &data.read(&data.cert_path()).expect("cert"),
+        &data.read(&data.key_path()).expect("key"),
+    )
+    .expect("config");
     let channel = tls::connect(&s.cp.agent_url(), own).await.expect("connect");
     let (_, csr) = castplane_agent::join::new_key_and_csr("x").expect("csr");
-    AgentServiceClient::new(channel).renew_certificate(apb::RenewCertificateRequest { csr_pem: csr }).await.expect("own certificate accepted");
+    AgentServiceClient::new(channel)
+        .renew_certificate(apb::RenewCertificateRequest { csr_pem: csr })
+        .await
+        .expect("own certificate accepted");
 }
 
 trait Pipe: Sized {
@@ -206,19 +324,36 @@ async fn icecast_service_lifecycle_end_to_end() {
     let (s, token) = setup(ServiceConfig::default(), 3).await;
     let agent = AgentHandle::join_and_start(&s.cp, &token).await;
     let node = wait_online(&s.admin, &s.node.id).await;
-    let icecast = node.capabilities.iter().find(|c| c.r#type == pb::ServiceType::Icecast as i32).expect("icecast capability");
-    assert!(icecast.available && !icecast.version.is_empty(), "{icecast:?}");
-    let shoutcast = node.capabilities.iter().find(|c| c.r#type == pb::ServiceType::Shoutcast as i32).expect("shoutcast capability");
+    let icecast = node
+        .capabilities
+        .iter()
+        .find(|c| c.r#type == pb::ServiceType::Icecast as i32)
+        .expect("icecast capability");
+    assert!(
+        icecast.available && !icecast.version.is_empty(),
+        "{icecast:?}"
+    );
+    let shoutcast = node
+        .capabilities
+        .iter()
+        .find(|c| c.r#type == pb::ServiceType::Shoutcast as i32)
+        .expect("shoutcast capability");
     assert!(!shoutcast.available, "{shoutcast:?}");
 
     let service = create(&s.admin, &s.owner, "live-fm").await;
     let port = http_port(&service);
     let started = succeeded(&s.admin, &start(&s.admin, &service.id).await.id).await;
-    assert_eq!(started.transitions.len(), 4, "queued, dispatched, running, succeeded: {:?}", started.transitions);
+    assert_eq!(
+        started.transitions.len(),
+        4,
+        "queued, dispatched, running, succeeded: {:?}",
+        started.transitions
+    );
     assert!(port_open(port));
 
     // A broadcaster connects, a listener gets MP3.
-    let _source = Source::icecast(port, &source_password(&s.admin, &service.id).await, "/live").expect("ffmpeg");
+    let _source = Source::icecast(port, &source_password(&s.admin, &service.id).await, "/live")
+        .expect("ffmpeg");
     let audio = tokio::task::spawn_blocking(move || {
         let deadline = std::time::Instant::now() + LONG;
         loop {
@@ -242,12 +377,23 @@ async fn icecast_service_lifecycle_end_to_end() {
         async move {
             let status = admin.service(&id).await.status?;
             let stats = status.stats?;
-            (status.state == pb::ObservedState::Running as i32 && stats.sources >= 1 && stats.mounts.iter().any(|m| m == "/live")).then_some(())
+            (status.state == pb::ObservedState::Running as i32
+                && stats.sources >= 1
+                && stats.mounts.iter().any(|m| m == "/live"))
+            .then_some(())
         }
     })
     .await;
 
-    let stopped = s.admin.media().stop_media_service(pb::StopMediaServiceRequest { id: service.id.clone() }).await.expect("stop").into_inner();
+    let stopped = s
+        .admin
+        .media()
+        .stop_media_service(pb::StopMediaServiceRequest {
+            id: service.id.clone(),
+        })
+        .await
+        .expect("stop")
+        .into_inner();
     succeeded(&s.admin, &stopped.id).await;
     assert!(!port_open(port), "port closed after stop");
     assert!(icecast_pid(agent.data_dir(), &service.id).is_none());
@@ -255,18 +401,42 @@ async fn icecast_service_lifecycle_end_to_end() {
     let started = start(&s.admin, &service.id).await;
     succeeded(&s.admin, &started.id).await;
     let first_pid = icecast_pid(agent.data_dir(), &service.id).expect("running");
-    let restarted = s.admin.media().restart_media_service(pb::RestartMediaServiceRequest { id: service.id.clone() }).await.expect("restart").into_inner();
+    let restarted = s
+        .admin
+        .media()
+        .restart_media_service(pb::RestartMediaServiceRequest {
+            id: service.id.clone(),
+        })
+        .await
+        .expect("restart")
+        .into_inner();
     succeeded(&s.admin, &restarted.id).await;
     let second_pid = icecast_pid(agent.data_dir(), &service.id).expect("running again");
     assert_ne!(first_pid, second_pid, "restart spawns a new process");
     assert!(port_open(port));
 
-    let deleted = s.admin.media().delete_media_service(pb::DeleteMediaServiceRequest { id: service.id.clone(), ..Default::default() }).await.expect("delete").into_inner();
+    let deleted = s
+        .admin
+        .media()
+        .delete_media_service(pb::DeleteMediaServiceRequest {
+            id: service.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("delete")
+        .into_inner();
     succeeded(&s.admin, &deleted.action.expect("action").id).await;
-    assert!(!agent.data_dir().join("services").join(&service.id).exists(), "the service's directory is gone");
+    assert!(
+        !agent.data_dir().join("services").join(&service.id).exists(),
+        "the service's directory is gone"
+    );
     assert!(!port_open(port));
     let again = create(&s.admin, &s.owner, "next-fm").await;
-    assert_eq!(http_port(&again), port, "the freed port is given to the next service");
+    assert_eq!(
+        http_port(&again),
+        port,
+        "the freed port is given to the next service"
+    );
     agent.shutdown().await;
 }
 
@@ -283,7 +453,11 @@ async fn supervision_restarts_a_killed_icecast_and_reports_a_crash_loop() {
 
     let mut pid = icecast_pid(agent.data_dir(), &service.id).expect("running");
     for kill in 1..=3 {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).expect("kill -9");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill -9");
         if kill == 3 {
             break;
         }
@@ -294,7 +468,11 @@ async fn supervision_restarts_a_killed_icecast_and_reports_a_crash_loop() {
             let admin = s.admin.clone();
             async move {
                 let new = icecast_pid(&dir, &id).filter(|p| *p != old)?;
-                let running = admin.service(&id).await.status.is_some_and(|st| st.state == pb::ObservedState::Running as i32);
+                let running = admin
+                    .service(&id)
+                    .await
+                    .status
+                    .is_some_and(|st| st.state == pb::ObservedState::Running as i32);
                 running.then_some(new)
             }
         })
@@ -303,11 +481,20 @@ async fn supervision_restarts_a_killed_icecast_and_reports_a_crash_loop() {
     let status = wait_for("the crash loop to be reported", LONG, || {
         let admin = s.admin.clone();
         let id = service.id.clone();
-        async move { admin.service(&id).await.status.filter(|st| st.state == pb::ObservedState::Failed as i32) }
+        async move {
+            admin
+                .service(&id)
+                .await
+                .status
+                .filter(|st| st.state == pb::ObservedState::Failed as i32)
+        }
     })
     .await;
     assert!(!status.message.is_empty(), "the failure carries a reason");
-    assert!(icecast_pid(agent.data_dir(), &service.id).is_none(), "no more restarts");
+    assert!(
+        icecast_pid(agent.data_dir(), &service.id).is_none(),
+        "no more restarts"
+    );
     agent.shutdown().await;
 }
 
@@ -329,24 +516,41 @@ async fn an_agent_killed_mid_action_completes_it_exactly_once_without_restarting
         let id = action.id.clone();
         async move {
             let state = admin.action(&id).await.state;
-            (state == pb::ActionState::Running as i32 || state == pb::ActionState::Succeeded as i32).then_some(())
+            (state == pb::ActionState::Running as i32 || state == pb::ActionState::Succeeded as i32)
+                .then_some(())
         }
     })
     .await;
     process.kill();
     wait_status(&s.admin, &s.node.id, pb::NodeStatus::Unreachable, LONG).await;
-    assert_eq!(icecast_pid(&data_dir, &steady.id), Some(steady_pid), "services outlive the agent");
+    assert_eq!(
+        icecast_pid(&data_dir, &steady.id),
+        Some(steady_pid),
+        "services outlive the agent"
+    );
 
     let _process = AgentProcess::spawn(&data_dir).expect("respawn");
     let done = succeeded(&s.admin, &action.id).await;
-    let successes = done.transitions.iter().filter(|t| t.state == pb::ActionState::Succeeded as i32).count();
+    let successes = done
+        .transitions
+        .iter()
+        .filter(|t| t.state == pb::ActionState::Succeeded as i32)
+        .count();
     assert_eq!(successes, 1, "{:?}", done.transitions);
     assert!(port_open(http_port(&target)));
     wait_online(&s.admin, &s.node.id).await;
-    assert_eq!(icecast_pid(&data_dir, &steady.id), Some(steady_pid), "the running service was re-adopted, not restarted");
+    assert_eq!(
+        icecast_pid(&data_dir, &steady.id),
+        Some(steady_pid),
+        "the running service was re-adopted, not restarted"
+    );
     // The re-adopted service is still supervised.
     let log = std::fs::read_to_string(data_dir.join("actions.jsonl")).expect("action log");
-    assert_eq!(log.matches(&action.id).count(), 1, "executed and recorded once");
+    assert_eq!(
+        log.matches(&action.id).count(),
+        1,
+        "executed and recorded once"
+    );
     drop(_process);
     agent.stop_services().await;
 }
@@ -369,14 +573,24 @@ async fn actions_queued_across_a_control_plane_restart_complete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn liveness_and_deadlines() {
-    let config = ServiceConfig { heartbeat_timeout: Duration::from_secs(3), action_deadline: Duration::from_secs(3), ..Default::default() };
+    let config = ServiceConfig {
+        heartbeat_timeout: Duration::from_secs(3),
+        action_deadline: Duration::from_secs(3),
+        ..Default::default()
+    };
     let (s, token) = setup(config, 3).await;
     let mut agent = AgentHandle::join_and_start(&s.cp, &token).await;
     wait_online(&s.admin, &s.node.id).await;
 
     // A closed stream marks the node unreachable at once (well within the heartbeat timeout).
     agent.stop().await;
-    wait_status(&s.admin, &s.node.id, pb::NodeStatus::Unreachable, Duration::from_secs(2)).await;
+    wait_status(
+        &s.admin,
+        &s.node.id,
+        pb::NodeStatus::Unreachable,
+        Duration::from_secs(2),
+    )
+    .await;
 
     // An action whose node stays unreachable past its deadline fails, saying so.
     let service = create(&s.admin, &s.owner, "lonely-fm").await;
@@ -392,27 +606,51 @@ async fn liveness_and_deadlines() {
         &data.read(&data.key_path()).expect("key"),
     )
     .expect("config");
-    let channel = tls::connect(&s.cp.agent_url(), config).await.expect("connect");
+    let channel = tls::connect(&s.cp.agent_url(), config)
+        .await
+        .expect("connect");
     let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(apb::AgentMessage { body: Some(apb::agent_message::Body::Hello(apb::Hello::default())) }).await.expect("hello");
-    let _inbound = AgentServiceClient::new(channel).session(tokio_stream::wrappers::ReceiverStream::new(rx)).await.expect("session");
+    tx.send(apb::AgentMessage {
+        body: Some(apb::agent_message::Body::Hello(apb::Hello::default())),
+    })
+    .await
+    .expect("hello");
+    let _inbound = AgentServiceClient::new(channel)
+        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("session");
     wait_status(&s.admin, &s.node.id, pb::NodeStatus::Online, LONG).await;
-    wait_status(&s.admin, &s.node.id, pb::NodeStatus::Unreachable, Duration::from_secs(15)).await;
+    wait_status(
+        &s.admin,
+        &s.node.id,
+        pb::NodeStatus::Unreachable,
+        Duration::from_secs(15),
+    )
+    .await;
     drop(tx);
     agent.stop_services().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn certificates_are_renewed_without_disturbing_services() {
-    let config = ServiceConfig { agent_certificate_validity: Duration::from_secs(400), ..Default::default() };
+    let config = ServiceConfig {
+        agent_certificate_validity: Duration::from_secs(400),
+        ..Default::default()
+    };
     let (s, token) = setup(config, 3).await;
     let mut agent = AgentHandle::join(&s.cp, &token).await.expect("join");
     // Renew once less than 99% of the (backdated) lifetime remains: right away, and again
     // whenever a check finds the new certificate due.
     agent.config.renew_when_remaining = 0.99;
     agent.config.renewal_check_interval = Duration::from_secs(1);
-    let before = s.admin.node(&s.node.id).await.certificate_expire_time.expect("expiry");
-    let cert_before = std::fs::read_to_string(DataDir::new(agent.data_dir()).cert_path()).expect("cert");
+    let before = s
+        .admin
+        .node(&s.node.id)
+        .await
+        .certificate_expire_time
+        .expect("expiry");
+    let cert_before =
+        std::fs::read_to_string(DataDir::new(agent.data_dir()).cert_path()).expect("cert");
     agent.start();
     wait_online(&s.admin, &s.node.id).await;
     let service = create(&s.admin, &s.owner, "renew-fm").await;
@@ -421,14 +659,31 @@ async fn certificates_are_renewed_without_disturbing_services() {
     let renewed = wait_for("a renewed certificate", LONG, || {
         let admin = s.admin.clone();
         let id = s.node.id.clone();
-        async move { admin.node(&id).await.certificate_expire_time.filter(|t| t.seconds > before.seconds) }
+        async move {
+            admin
+                .node(&id)
+                .await
+                .certificate_expire_time
+                .filter(|t| t.seconds > before.seconds)
+        }
     })
     .await;
     assert!(renewed.seconds > before.seconds);
-    assert_ne!(std::fs::read_to_string(DataDir::new(agent.data_dir()).cert_path()).expect("cert"), cert_before);
+    assert_ne!(
+        std::fs::read_to_string(DataDir::new(agent.data_dir()).cert_path()).expect("cert"),
+        cert_before
+    );
     wait_online(&s.admin, &s.node.id).await;
     // Still controllable with the new certificate, and the service was never touched.
-    let stop = s.admin.media().stop_media_service(pb::StopMediaServiceRequest { id: service.id.clone() }).await.expect("stop").into_inner();
+    let stop = s
+        .admin
+        .media()
+        .stop_media_service(pb::StopMediaServiceRequest {
+            id: service.id.clone(),
+        })
+        .await
+        .expect("stop")
+        .into_inner();
     assert_eq!(icecast_pid(agent.data_dir(), &service.id), Some(pid));
     succeeded(&s.admin, &stop.id).await;
     agent.shutdown().await;

@@ -27,7 +27,11 @@ pub struct ActionLog {
 impl ActionLog {
     /// Loads the log; a torn last line (crash mid-write) is skipped.
     pub fn open(path: PathBuf) -> anyhow::Result<Self> {
-        let mut log = ActionLog { path, results: HashMap::new(), order: Vec::new() };
+        let mut log = ActionLog {
+            path,
+            results: HashMap::new(),
+            order: Vec::new(),
+        };
         match std::fs::read_to_string(&log.path) {
             Ok(text) => {
                 for line in text.lines() {
@@ -53,7 +57,10 @@ impl ActionLog {
     pub fn record(&mut self, result: ActionResult) -> anyhow::Result<()> {
         let mut line = serde_json::to_vec(&result)?;
         line.push(b'\n');
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
         file.write_all(&line)?;
         file.sync_data()?;
         self.remember(result);
@@ -95,9 +102,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("actions.jsonl");
         let mut log = ActionLog::open(path.clone()).unwrap();
-        log.record(ActionResult { action_id: "act_1".into(), succeeded: true, message: String::new() }).unwrap();
-        log.record(ActionResult { action_id: "act_2".into(), succeeded: false, message: "boom".into() }).unwrap();
-        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"action_id\":\"act_3\",").unwrap();
+        log.record(ActionResult {
+            action_id: "act_1".into(),
+            succeeded: true,
+            message: String::new(),
+        })
+        .unwrap();
+        log.record(ActionResult {
+            action_id: "act_2".into(),
+            succeeded: false,
+            message: "boom".into(),
+        })
+        .unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"action_id\":\"act_3\",")
+            .unwrap();
         let reopened = ActionLog::open(path).unwrap();
         assert!(reopened.get("act_1").unwrap().succeeded);
         assert_eq!(reopened.get("act_2").unwrap().message, "boom");

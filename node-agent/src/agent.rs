@@ -42,7 +42,10 @@ pub struct AgentConfig {
 impl AgentConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         let data_dir = data_dir.into();
-        let supervisor = SupervisorConfig { services_dir: DataDir::new(&data_dir).services_dir(), ..Default::default() };
+        let supervisor = SupervisorConfig {
+            services_dir: DataDir::new(&data_dir).services_dir(),
+            ..Default::default()
+        };
         AgentConfig {
             data_dir,
             control_plane_url: None,
@@ -78,9 +81,15 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     let _ = rustls::crypto::ring::default_provider().install_default();
     let data_dir = DataDir::new(&config.data_dir);
     let identity = data_dir.load_identity()?;
-    let url = config.control_plane_url.clone().unwrap_or_else(|| identity.control_plane_url.clone());
+    let url = config
+        .control_plane_url
+        .clone()
+        .unwrap_or_else(|| identity.control_plane_url.clone());
     let supervisor = Supervisor::new(config.supervisor.clone());
-    supervisor.adopt_existing().await.context("re-adopting running services")?;
+    supervisor
+        .adopt_existing()
+        .await
+        .context("re-adopting running services")?;
     let shared = Arc::new(Shared {
         supervisor: supervisor.clone(),
         action_log: Mutex::new(ActionLog::open(data_dir.action_log_path())?),
@@ -121,7 +130,9 @@ async fn session(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     if renewal::due(data_dir, config.renew_when_remaining)? {
-        renewal::renew(data_dir, url).await.context("renewing the node certificate")?;
+        renewal::renew(data_dir, url)
+            .await
+            .context("renewing the node certificate")?;
     }
     let tls_config = tls::mtls_client_config(
         &data_dir.read(&data_dir.ca_path())?,
@@ -137,7 +148,8 @@ async fn session(
         capabilities: shared.supervisor.capabilities().await,
         services: shared.supervisor.observed().await,
     };
-    tx.send(message(apb::agent_message::Body::Hello(hello))).await?;
+    tx.send(message(apb::agent_message::Body::Hello(hello)))
+        .await?;
     let mut inbound = client
         .session(ReceiverStream::new(rx))
         .await
@@ -206,7 +218,10 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn reconcile_latest(supervisor: Supervisor, mut desired: watch::Receiver<Option<Vec<apb::ServiceSpec>>>) {
+async fn reconcile_latest(
+    supervisor: Supervisor,
+    mut desired: watch::Receiver<Option<Vec<apb::ServiceSpec>>>,
+) {
     while desired.changed().await.is_ok() {
         let latest = desired.borrow_and_update().clone();
         if let Some(services) = latest {
@@ -228,25 +243,39 @@ fn update(action_id: &str, state: pb::ActionState, text: &str) -> apb::AgentMess
 }
 
 fn result_update(result: &ActionResult) -> apb::AgentMessage {
-    let state = if result.succeeded { pb::ActionState::Succeeded } else { pb::ActionState::Failed };
+    let state = if result.succeeded {
+        pb::ActionState::Succeeded
+    } else {
+        pb::ActionState::Failed
+    };
     update(&result.action_id, state, &result.message)
 }
 
 /// Executes an action at most once per id: a recorded result is replayed, an action still
 /// running is left to finish, anything else runs in its own task.
 async fn handle_action(shared: Arc<Shared>, tx: &Outbound, action: apb::ExecuteAction) {
-    let recorded = shared.action_log.lock().ok().and_then(|log| log.get(&action.action_id).cloned());
+    let recorded = shared
+        .action_log
+        .lock()
+        .ok()
+        .and_then(|log| log.get(&action.action_id).cloned());
     if let Some(result) = recorded {
         tracing::info!(action_id = %action.action_id, "action already done; replaying its result");
         let _ = tx.send(result_update(&result)).await;
         return;
     }
-    let newly_started = shared.in_flight.lock().map(|mut set| set.insert(action.action_id.clone())).unwrap_or(false);
+    let newly_started = shared
+        .in_flight
+        .lock()
+        .map(|mut set| set.insert(action.action_id.clone()))
+        .unwrap_or(false);
     if !newly_started {
         tracing::info!(action_id = %action.action_id, "action redelivered while still running");
         return;
     }
-    let _ = tx.send(update(&action.action_id, pb::ActionState::Running, "")).await;
+    let _ = tx
+        .send(update(&action.action_id, pb::ActionState::Running, ""))
+        .await;
     tokio::spawn(async move {
         let kind = pb::ActionKind::try_from(action.kind).unwrap_or(pb::ActionKind::Unspecified);
         tracing::info!(action_id = %action.action_id, kind = kind.as_str_name(), "executing action");
@@ -276,7 +305,11 @@ async fn handle_action(shared: Arc<Shared>, tx: &Outbound, action: apb::ExecuteA
     });
 }
 
-async fn execute(supervisor: &Supervisor, kind: pb::ActionKind, spec: Option<&apb::ServiceSpec>) -> Result<(), String> {
+async fn execute(
+    supervisor: &Supervisor,
+    kind: pb::ActionKind,
+    spec: Option<&apb::ServiceSpec>,
+) -> Result<(), String> {
     let spec = spec.ok_or_else(|| "the action carries no service".to_owned())?;
     match kind {
         pb::ActionKind::Start => supervisor.start(spec).await,

@@ -13,7 +13,9 @@ pub fn parse_join_token(token: &str) -> anyhow::Result<(&str, &str)> {
     let mut parts = token.trim().splitn(3, '.');
     match (parts.next(), parts.next(), parts.next()) {
         (Some("cpjoin"), Some(secret), Some(hash))
-            if !secret.is_empty() && hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()) =>
+            if !secret.is_empty()
+                && hash.len() == 64
+                && hash.chars().all(|c| c.is_ascii_hexdigit()) =>
         {
             Ok((secret, hash))
         }
@@ -32,7 +34,11 @@ pub fn new_key_and_csr(common_name: &str) -> anyhow::Result<(KeyPair, String)> {
     Ok((key, csr))
 }
 
-pub async fn join(control_plane_url: &str, token: &str, data_dir: &DataDir) -> anyhow::Result<NodeIdentity> {
+pub async fn join(
+    control_plane_url: &str,
+    token: &str,
+    data_dir: &DataDir,
+) -> anyhow::Result<NodeIdentity> {
     let (_, ca_hash) = parse_join_token(token)?;
     data_dir.create()?;
     if data_dir.is_joined() {
@@ -45,12 +51,19 @@ pub async fn join(control_plane_url: &str, token: &str, data_dir: &DataDir) -> a
     // Verified against the token's CA hash before the token is sent.
     let channel = tls::connect(control_plane_url, tls::pinned_client_config(ca_hash)?).await?;
     let response = AgentServiceClient::new(channel)
-        .join(JoinRequest { token: token.trim().to_owned(), csr_pem })
+        .join(JoinRequest {
+            token: token.trim().to_owned(),
+            csr_pem,
+        })
         .await
         .map_err(|status| anyhow::anyhow!("join refused: {}", status.message()))?
         .into_inner();
     data_dir
-        .save_credentials(&key.serialize_pem(), &response.certificate_pem, &response.ca_certificate_pem)
+        .save_credentials(
+            &key.serialize_pem(),
+            &response.certificate_pem,
+            &response.ca_certificate_pem,
+        )
         .context("storing the node's credentials")?;
     let identity = NodeIdentity {
         node_id: response.node_id,

@@ -42,16 +42,28 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let result = match Args::parse().command {
-        Command::Join { control_plane, token, data_dir } => {
-            join(&control_plane, &token, &DataDir::new(data_dir)).await.map(|identity| {
-                println!("joined as node {} ({})", identity.node_name, identity.node_id);
-            })
-        }
-        Command::Run { data_dir, control_plane } => {
+        Command::Join {
+            control_plane,
+            token,
+            data_dir,
+        } => join(&control_plane, &token, &DataDir::new(data_dir))
+            .await
+            .map(|identity| {
+                println!(
+                    "joined as node {} ({})",
+                    identity.node_name, identity.node_id
+                );
+            }),
+        Command::Run {
+            data_dir,
+            control_plane,
+        } => {
             let mut config = AgentConfig::new(data_dir);
             config.control_plane_url = control_plane;
             let shutdown = CancellationToken::new();

@@ -95,7 +95,12 @@ impl DataDir {
     /// Stores a key and its certificate. The certificate is replaced first only after the key
     /// is safely on disk, so a crash in between leaves a mismatched pair at worst for the
     /// renewal path, which the next renewal repairs; join is simply repeated.
-    pub fn save_credentials(&self, key_pem: &str, cert_pem: &str, ca_pem: &str) -> anyhow::Result<()> {
+    pub fn save_credentials(
+        &self,
+        key_pem: &str,
+        cert_pem: &str,
+        ca_pem: &str,
+    ) -> anyhow::Result<()> {
         write_private(&self.key_path(), key_pem.as_bytes())?;
         write_private(&self.cert_path(), cert_pem.as_bytes())?;
         write_private(&self.ca_path(), ca_pem.as_bytes())?;

@@ -53,9 +53,10 @@ impl ServerCertVerifier for PinnedCaVerifier {
             })?;
         let mut roots = RootCertStore::empty();
         roots.add(ca.clone().into_owned())?;
-        let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
-            .build()
-            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        let verifier =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+                .build()
+                .map_err(|e| rustls::Error::General(e.to_string()))?;
         verifier.verify_server_cert(end_entity, &[], server_name, ocsp_response, now)
     }
 
@@ -65,7 +66,12 @@ impl ServerCertVerifier for PinnedCaVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -74,18 +80,28 @@ impl ServerCertVerifier for PinnedCaVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
 /// For join: trusts only a server whose chain holds the CA with this SHA-256 (hex).
 pub fn pinned_client_config(ca_sha256: &str) -> anyhow::Result<ClientConfig> {
     let provider = provider();
-    let verifier = Arc::new(PinnedCaVerifier { ca_sha256: ca_sha256.to_ascii_lowercase(), provider: provider.clone() });
+    let verifier = Arc::new(PinnedCaVerifier {
+        ca_sha256: ca_sha256.to_ascii_lowercase(),
+        provider: provider.clone(),
+    });
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .dangerous()
@@ -96,7 +112,11 @@ pub fn pinned_client_config(ca_sha256: &str) -> anyhow::Result<ClientConfig> {
 }
 
 /// Mutual TLS with the pinned CA and the node's certificate.
-pub fn mtls_client_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> anyhow::Result<ClientConfig> {
+pub fn mtls_client_config(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> anyhow::Result<ClientConfig> {
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(cert.context("parsing the CA certificate")?)?;
@@ -118,12 +138,17 @@ pub fn mtls_client_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> anyhow
 
 /// `https://host:port` → (host, port).
 pub fn host_port(url: &str) -> anyhow::Result<(String, u16)> {
-    let uri: Uri = url.parse().with_context(|| format!("{url:?} is not a URL"))?;
+    let uri: Uri = url
+        .parse()
+        .with_context(|| format!("{url:?} is not a URL"))?;
     if uri.scheme_str() != Some("https") {
         bail!("the control plane URL must start with https:// (got {url:?})");
     }
     let host = uri.host().ok_or_else(|| anyhow!("{url:?} has no host"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     Ok((host, uri.port_u16().unwrap_or(7401)))
 }
 
@@ -132,7 +157,14 @@ pub fn host_port(url: &str) -> anyhow::Result<(String, u16)> {
 pub async fn connect(url: &str, config: ClientConfig) -> anyhow::Result<Channel> {
     let (host, port) = host_port(url)?;
     let connector = TlsConnector::from(Arc::new(config));
-    let origin = format!("http://{}:{port}", if host.contains(':') { format!("[{host}]") } else { host.clone() });
+    let origin = format!(
+        "http://{}:{port}",
+        if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.clone()
+        }
+    );
     let endpoint = Endpoint::from_shared(origin)?
         .connect_timeout(Duration::from_secs(10))
         .http2_keep_alive_interval(Duration::from_secs(10))

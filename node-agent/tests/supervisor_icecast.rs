@@ -32,7 +32,10 @@ fn spec(id: &str, port: u16) -> ServiceSpec {
         name: id.to_owned(),
         display_name: format!("Test radio {id}"),
         r#type: ServiceType::Icecast as i32,
-        ports: vec![PortAssignment { purpose: "http".to_owned(), port: u32::from(port) }],
+        ports: vec![PortAssignment {
+            purpose: "http".to_owned(),
+            port: u32::from(port),
+        }],
         max_listeners: 10,
         max_bitrate_kbps: 128,
         source_password: format!("src-{id}-secret"),
@@ -61,7 +64,9 @@ impl Drop for KillGuard {
 /// Pids from every service's `process.json` and `icecast.pid` that still run a server of this
 /// services directory.
 fn recorded_pids(services_dir: &Path) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir(services_dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(services_dir) else {
+        return Vec::new();
+    };
     let needle = services_dir.to_string_lossy().into_owned();
     let mut pids = Vec::new();
     for entry in entries.flatten() {
@@ -71,8 +76,9 @@ fn recorded_pids(services_dir: &Path) -> Vec<u32> {
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .and_then(|v| v.get("pid").and_then(|p| p.as_u64()))
             .map(|p| p as u32);
-        let from_pid_file =
-            std::fs::read_to_string(dir.join("icecast.pid")).ok().and_then(|t| t.trim().parse::<u32>().ok());
+        let from_pid_file = std::fs::read_to_string(dir.join("icecast.pid"))
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok());
         for pid in [from_record, from_pid_file].into_iter().flatten() {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             if String::from_utf8_lossy(&cmdline).contains(&needle) && !pids.contains(&pid) {
@@ -96,6 +102,14 @@ impl Fixture {
     }
 
     fn with(tweak: impl FnOnce(&mut SupervisorConfig)) -> Self {
+        // The supervisor's logs (state changes, icecast2's own lines) show up with a failure.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "castplane_agent=info".into()),
+            )
+            .try_init();
         let dir = tempfile::tempdir().expect("tempdir");
         let services_dir = dir.path().join("agent").join("services");
         let mut config = SupervisorConfig {
@@ -104,7 +118,12 @@ impl Fixture {
             ..Default::default()
         };
         tweak(&mut config);
-        Fixture { sup: Supervisor::new(config.clone()), services_dir: services_dir.clone(), _guard: KillGuard(services_dir), _dir: dir }
+        Fixture {
+            sup: Supervisor::new(config.clone()),
+            services_dir: services_dir.clone(),
+            _guard: KillGuard(services_dir),
+            _dir: dir,
+        }
     }
 
     fn config(&self) -> SupervisorConfig {
@@ -136,12 +155,18 @@ where
 }
 
 async fn observed(sup: &Supervisor, id: &str) -> Option<ObservedService> {
-    sup.observed().await.into_iter().find(|o| o.media_service_id == id)
+    sup.observed()
+        .await
+        .into_iter()
+        .find(|o| o.media_service_id == id)
 }
 
 fn state_of(o: &ObservedService) -> (ObservedState, String) {
     let status = o.status.clone().unwrap_or_default();
-    (ObservedState::try_from(status.state).unwrap_or(ObservedState::Unspecified), status.message)
+    (
+        ObservedState::try_from(status.state).unwrap_or(ObservedState::Unspecified),
+        status.message,
+    )
 }
 
 /// Waits for `state` and returns its message.
@@ -154,13 +179,18 @@ async fn wait_state(sup: &Supervisor, id: &str, state: ObservedState) -> String 
         {
             return message.clone();
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {id} to be {state:?}; it is {now:?}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {id} to be {state:?}; it is {now:?}"
+        );
         tokio::time::sleep(POLL).await;
     }
 }
 
 async fn status_json(port: u16) -> Option<serde_json::Value> {
-    let r = http::get(port, "/status-json.xsl", None, Duration::from_secs(2)).await.ok()?;
+    let r = http::get(port, "/status-json.xsl", None, Duration::from_secs(2))
+        .await
+        .ok()?;
     if r.status != 200 {
         return None;
     }
@@ -168,7 +198,9 @@ async fn status_json(port: u16) -> Option<serde_json::Value> {
 }
 
 async fn port_accepts(port: u16) -> bool {
-    tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+    tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_ok()
 }
 
 fn process_exists(pid: u32) -> bool {
@@ -183,8 +215,26 @@ fn sigkill(pid: u32) {
 fn start_source(port: u16, password: &str, log: &Path) -> tokio::process::Child {
     let log = std::fs::File::create(log).expect("ffmpeg log");
     tokio::process::Command::new("ffmpeg")
-        .args(["-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "sine=frequency=440"])
-        .args(["-c:a", "libmp3lame", "-b:a", "128k", "-content_type", "audio/mpeg", "-f", "mp3"])
+        .args([
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440",
+        ])
+        .args([
+            "-c:a",
+            "libmp3lame",
+            "-b:a",
+            "128k",
+            "-content_type",
+            "audio/mpeg",
+            "-f",
+            "mp3",
+        ])
         .arg(format!("icecast://source:{password}@127.0.0.1:{port}/live"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -196,8 +246,13 @@ fn start_source(port: u16, password: &str, log: &Path) -> tokio::process::Child 
 
 /// A plain HTTP listener on `/live`: returns the open connection and at least `min` body bytes.
 async fn listen(port: u16, min: usize) -> (tokio::net::TcpStream, String, Vec<u8>) {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect listener");
-    stream.write_all(b"GET /live HTTP/1.0\r\nHost: radio.test\r\nUser-Agent: test-listener\r\n\r\n").await.expect("request");
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect listener");
+    stream
+        .write_all(b"GET /live HTTP/1.0\r\nHost: radio.test\r\nUser-Agent: test-listener\r\n\r\n")
+        .await
+        .expect("request");
     let mut raw = Vec::new();
     let mut buf = [0u8; 8192];
     let deadline = Instant::now() + DEADLINE;
@@ -206,7 +261,11 @@ async fn listen(port: u16, min: usize) -> (tokio::net::TcpStream, String, Vec<u8
             .await
             .expect("listener timed out")
             .expect("listener read");
-        assert!(n > 0, "stream ended early: {}", String::from_utf8_lossy(&raw));
+        assert!(
+            n > 0,
+            "stream ended early: {}",
+            String::from_utf8_lossy(&raw)
+        );
         raw.extend_from_slice(&buf[..n]);
         if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n")
             && raw.len() - end - 4 >= min
@@ -219,13 +278,19 @@ async fn listen(port: u16, min: usize) -> (tokio::net::TcpStream, String, Vec<u8
 
 /// Length of the MPEG-1 Layer III frame whose header starts `b`, if it is one.
 fn mp3_frame_len(b: &[u8]) -> Option<usize> {
-    const KBPS: [usize; 15] = [0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320];
+    const KBPS: [usize; 15] = [
+        0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
+    ];
     const RATES: [usize; 3] = [44100, 48000, 32000];
     if b.len() < 4 || b[0] != 0xFF || b[1] & 0xE0 != 0xE0 {
         return None;
     }
     let (version, layer) = ((b[1] >> 3) & 3, (b[1] >> 1) & 3);
-    let (bitrate, rate, padding) = ((b[2] >> 4) as usize, ((b[2] >> 2) & 3) as usize, ((b[2] >> 1) & 1) as usize);
+    let (bitrate, rate, padding) = (
+        (b[2] >> 4) as usize,
+        ((b[2] >> 2) & 3) as usize,
+        ((b[2] >> 1) & 1) as usize,
+    );
     if version != 3 || layer != 1 || bitrate == 0 || bitrate == 15 || rate == 3 {
         return None;
     }
@@ -237,7 +302,7 @@ fn mp3_frame_run(data: &[u8]) -> usize {
     let mut best = 0;
     for start in 0..data.len().min(4096) {
         let (mut at, mut run) = (start, 0);
-        while let Some(len) = mp3_frame_len(&data[at..]) {
+        while let Some(len) = data.get(at..).and_then(mp3_frame_len) {
             run += 1;
             at += len;
         }
@@ -254,7 +319,10 @@ async fn streams_mp3_to_a_listener_and_reports_stats() {
     let mut events = fx.sup.subscribe();
     fx.sup.start(&s).await.expect("start");
     let pid = fx.sup.pid("stream").await.expect("pid");
-    assert_eq!(wait_state(&fx.sup, "stream", ObservedState::Running).await, "");
+    assert_eq!(
+        wait_state(&fx.sup, "stream", ObservedState::Running).await,
+        ""
+    );
 
     // The config holds passwords: root:icecast 0640; the spec too: 0600.
     let dir = fx.services_dir.join("stream");
@@ -263,46 +331,103 @@ async fn streams_mp3_to_a_listener_and_reports_stats() {
     let spec_file = std::fs::metadata(dir.join("spec.pb")).expect("spec");
     assert_eq!(spec_file.permissions().mode() & 0o777, 0o600);
     if nix::unistd::geteuid().is_root() {
-        let group = nix::unistd::Group::from_name("icecast").expect("lookup").expect("group icecast");
+        let group = nix::unistd::Group::from_name("icecast")
+            .expect("lookup")
+            .expect("group icecast");
         assert_eq!((config.uid(), config.gid()), (0, group.gid.as_raw()));
-        let user = nix::unistd::User::from_name("icecast2").expect("lookup").expect("user icecast2");
+        let user = nix::unistd::User::from_name("icecast2")
+            .expect("lookup")
+            .expect("user icecast2");
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-        let uid_line = status.lines().find(|l| l.starts_with("Uid:")).expect("Uid line");
-        assert!(uid_line.split_whitespace().nth(1) == Some(&user.uid.as_raw().to_string()), "{uid_line}");
+        let uid_line = status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .expect("Uid line");
+        assert!(
+            uid_line.split_whitespace().nth(1) == Some(&user.uid.as_raw().to_string()),
+            "{uid_line}"
+        );
     }
 
-    let _source = start_source(port, &s.source_password, &fx.services_dir.join("../ffmpeg.log"));
+    // Servers get a minimal environment, none of the agent's.
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
+    for var in environ.split(|b| *b == 0).filter(|v| !v.is_empty()) {
+        let name = String::from_utf8_lossy(var.split(|b| *b == b'=').next().unwrap_or_default())
+            .into_owned();
+        assert!(
+            ["PATH", "TZ", "LANG", "LC_ALL"].contains(&name.as_str()),
+            "server inherited {name}"
+        );
+    }
+
+    let _source = start_source(
+        port,
+        &s.source_password,
+        &fx.services_dir.join("../ffmpeg.log"),
+    );
     wait_until("the /live mount", || async {
-        status_json(port).await.is_some_and(|v| v.to_string().contains(&format!(":{port}/live")))
+        status_json(port)
+            .await
+            .is_some_and(|v| v.to_string().contains(&format!(":{port}/live")))
     })
     .await;
 
     let (_listener, head, body) = listen(port, 16 * 1024).await;
     assert!(head.starts_with("HTTP/1.0 200"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("content-type: audio/mpeg"), "{head}");
-    assert!(body.starts_with(b"ID3") || mp3_frame_run(&body) >= 10, "no MP3 frames in {} bytes", body.len());
-    assert!(mp3_frame_run(&body) >= 10, "fewer than 10 consecutive MP3 frames");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: audio/mpeg"),
+        "{head}"
+    );
+    assert!(
+        body.starts_with(b"ID3") || mp3_frame_run(&body) >= 10,
+        "no MP3 frames in {} bytes",
+        body.len()
+    );
+    assert!(
+        mp3_frame_run(&body) >= 10,
+        "fewer than 10 consecutive MP3 frames"
+    );
 
     // The listener stays connected while stats come in through the subscription.
     let deadline = Instant::now() + DEADLINE;
     let stats: ServiceStats = loop {
-        let update = tokio::time::timeout_at(deadline.into(), events.recv()).await.expect("stats in time").expect("event");
+        let update = tokio::time::timeout_at(deadline.into(), events.recv())
+            .await
+            .expect("stats in time")
+            .expect("event");
         if update.media_service_id != "stream" {
             continue;
         }
-        let Some(stats) = update.status.and_then(|s| s.stats) else { continue };
-        if stats.listeners >= 1 && stats.sources >= 1 && stats.mounts.iter().any(|m| m == "/live") && stats.bytes_read > 0 {
+        let Some(stats) = update.status.and_then(|s| s.stats) else {
+            continue;
+        };
+        if stats.listeners >= 1
+            && stats.sources >= 1
+            && stats.mounts.iter().any(|m| m == "/live")
+            && stats.bytes_read > 0
+        {
             break stats;
         }
     };
     assert!(stats.listeners >= 1);
     let now = observed(&fx.sup, "stream").await.expect("observed");
-    assert!(now.status.and_then(|s| s.stats).is_some_and(|st| st.mounts.contains(&"/live".to_owned())));
+    assert!(
+        now.status
+            .and_then(|s| s.stats)
+            .is_some_and(|st| st.mounts.contains(&"/live".to_owned()))
+    );
 
     fx.sup.stop("stream").await.expect("stop");
-    assert_eq!(wait_state(&fx.sup, "stream", ObservedState::Stopped).await, "stopped");
+    assert_eq!(
+        wait_state(&fx.sup, "stream", ObservedState::Stopped).await,
+        "stopped"
+    );
     assert!(!process_exists(pid), "pid {pid} still exists (not reaped?)");
-    assert!(!port_accepts(port).await, "port {port} still open after stop");
+    assert!(
+        !port_accepts(port).await,
+        "port {port} still open after stop"
+    );
     assert_eq!(fx.sup.pid("stream").await, None);
     fx.finish().await;
 }
@@ -315,13 +440,20 @@ async fn start_is_idempotent_and_restart_gives_a_new_pid() {
     fx.sup.start(&s).await.expect("start");
     let first = fx.sup.pid("idem").await.expect("pid");
     fx.sup.start(&s).await.expect("second start");
-    assert_eq!(fx.sup.pid("idem").await, Some(first), "start of a running service must not restart it");
+    assert_eq!(
+        fx.sup.pid("idem").await,
+        Some(first),
+        "start of a running service must not restart it"
+    );
 
     fx.sup.restart(&s).await.expect("restart");
     let second = fx.sup.pid("idem").await.expect("pid after restart");
     assert_ne!(first, second);
     assert!(!process_exists(first), "old pid {first} still exists");
-    assert_eq!(wait_state(&fx.sup, "idem", ObservedState::Running).await, "");
+    assert_eq!(
+        wait_state(&fx.sup, "idem", ObservedState::Running).await,
+        ""
+    );
     let status = status_json(port).await.expect("ready after restart");
     assert!(status.pointer("/icestats/server_id").is_some());
     fx.finish().await;
@@ -348,6 +480,26 @@ async fn delete_removes_the_directory_and_frees_the_port() {
 }
 
 #[tokio::test]
+async fn delete_reaches_a_server_the_supervisor_never_loaded() {
+    let fx = Fixture::new();
+    let port = free_port();
+    fx.sup.start(&spec("orphan", port)).await.expect("start");
+    let pid = fx.sup.pid("orphan").await.expect("pid");
+    fx.sup.detach().await;
+
+    // A new agent deletes before adopt_existing ran: the server must still be stopped.
+    let second = Supervisor::new(fx.config());
+    second.delete("orphan").await.expect("delete");
+    assert!(!fx.services_dir.join("orphan").exists());
+    wait_until("the server to exit", || async {
+        !process_exists(pid) || zombie(pid)
+    })
+    .await;
+    assert!(!port_accepts(port).await);
+    fx.finish().await;
+}
+
+#[tokio::test]
 async fn killed_server_is_restarted_by_supervision() {
     let fx = Fixture::new();
     let port = free_port();
@@ -359,16 +511,25 @@ async fn killed_server_is_restarted_by_supervision() {
     // BACKING_OFF names the signal, then the supervisor brings it back.
     let deadline = Instant::now() + DEADLINE;
     let backoff_message = loop {
-        let e = tokio::time::timeout_at(deadline.into(), events.recv()).await.expect("in time").expect("event");
+        let e = tokio::time::timeout_at(deadline.into(), events.recv())
+            .await
+            .expect("in time")
+            .expect("event");
         let (state, message) = state_of(&e);
         if e.media_service_id == "phoenix" && state == ObservedState::BackingOff {
             break message;
         }
     };
     assert!(backoff_message.contains("signal 9"), "{backoff_message}");
-    wait_until("a new pid", || async { fx.sup.pid("phoenix").await.is_some_and(|p| p != first) }).await;
+    wait_until("a new pid", || async {
+        fx.sup.pid("phoenix").await.is_some_and(|p| p != first)
+    })
+    .await;
     wait_state(&fx.sup, "phoenix", ObservedState::Running).await;
-    assert!(status_json(port).await.is_some(), "restarted server does not answer");
+    assert!(
+        status_json(port).await.is_some(),
+        "restarted server does not answer"
+    );
     fx.finish().await;
 }
 
@@ -388,18 +549,27 @@ async fn crash_loop_ends_in_failed_with_the_reason() {
             break;
         }
         let old = pid;
-        wait_until("a restart", || async { fx.sup.pid("loop").await.is_some_and(|p| p != old) }).await;
+        wait_until("a restart", || async {
+            fx.sup.pid("loop").await.is_some_and(|p| p != old)
+        })
+        .await;
         wait_state(&fx.sup, "loop", ObservedState::Running).await;
         pid = fx.sup.pid("loop").await.expect("pid");
     }
     let message = wait_state(&fx.sup, "loop", ObservedState::Failed).await;
     assert!(message.contains("crash loop"), "{message}");
-    assert!(message.contains("icecast2 exited unexpectedly with signal 9 (SIGKILL)"), "{message}");
+    assert!(
+        message.contains("icecast2 exited unexpectedly with signal 9 (SIGKILL)"),
+        "{message}"
+    );
     assert_eq!(fx.sup.pid("loop").await, None);
 
     // It stays down, even through reconcile of the same generation…
     fx.sup.reconcile(vec![s.clone()]).await;
-    assert_eq!(wait_state(&fx.sup, "loop", ObservedState::Failed).await, message);
+    assert_eq!(
+        wait_state(&fx.sup, "loop", ObservedState::Failed).await,
+        message
+    );
     assert_eq!(fx.sup.pid("loop").await, None);
     // …until an explicit start clears the crash loop.
     fx.sup.start(&s).await.expect("start after crash loop");
@@ -414,7 +584,10 @@ async fn restarted_agent_adopts_the_running_server() {
     fx.sup.start(&spec("adopt", port)).await.expect("start");
     let pid = fx.sup.pid("adopt").await.expect("pid");
     fx.sup.detach().await;
-    assert!(fx.sup.start(&spec("other", free_port())).await.is_err(), "a detached supervisor takes no commands");
+    assert!(
+        fx.sup.start(&spec("other", free_port())).await.is_err(),
+        "a detached supervisor takes no commands"
+    );
     assert!(process_exists(pid), "detach must leave the server running");
 
     // The next agent adopts it without a restart…
@@ -424,12 +597,19 @@ async fn restarted_agent_adopts_the_running_server() {
     let message = wait_state(&second, "adopt", ObservedState::Running).await;
     assert!(message.contains("adopted"), "{message}");
     wait_until("stats of the adopted server", || async {
-        observed(&second, "adopt").await.and_then(|o| o.status).and_then(|s| s.stats).is_some()
+        observed(&second, "adopt")
+            .await
+            .and_then(|o| o.status)
+            .and_then(|s| s.stats)
+            .is_some()
     })
     .await;
     // …and supervises it: killed → restarted.
     sigkill(pid);
-    wait_until("a restart of the adopted server", || async { second.pid("adopt").await.is_some_and(|p| p != pid) }).await;
+    wait_until("a restart of the adopted server", || async {
+        second.pid("adopt").await.is_some_and(|p| p != pid)
+    })
+    .await;
     wait_state(&second, "adopt", ObservedState::Running).await;
     let restarted = second.pid("adopt").await.expect("pid");
     second.detach().await;
@@ -439,7 +619,10 @@ async fn restarted_agent_adopts_the_running_server() {
     third.adopt_existing().await.expect("adopt again");
     assert_eq!(third.pid("adopt").await, Some(restarted));
     third.stop("adopt").await.expect("stop adopted");
-    wait_until("the adopted server to exit", || async { !process_exists(restarted) || zombie(restarted) }).await;
+    wait_until("the adopted server to exit", || async {
+        !process_exists(restarted) || zombie(restarted)
+    })
+    .await;
     assert!(!port_accepts(port).await);
     fx.finish().await;
 }
@@ -447,7 +630,11 @@ async fn restarted_agent_adopts_the_running_server() {
 fn zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit(')').next().map(|rest| rest.trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rsplit(')')
+                .next()
+                .map(|rest| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 
@@ -456,9 +643,19 @@ async fn port_in_use_names_its_owner() {
     let fx = Fixture::new();
     let blocker = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = blocker.local_addr().expect("addr").port();
-    let err = fx.sup.start(&spec("busy", port)).await.expect_err("port is taken");
-    assert_eq!(err, format!("port {port} is in use by pid {}", std::process::id()));
-    assert_eq!(wait_state(&fx.sup, "busy", ObservedState::Failed).await, err);
+    let err = fx
+        .sup
+        .start(&spec("busy", port))
+        .await
+        .expect_err("port is taken");
+    assert_eq!(
+        err,
+        format!("port {port} is in use by pid {}", std::process::id())
+    );
+    assert_eq!(
+        wait_state(&fx.sup, "busy", ObservedState::Failed).await,
+        err
+    );
     assert_eq!(fx.sup.pid("busy").await, None);
     drop(blocker);
     fx.finish().await;
@@ -471,12 +668,22 @@ async fn startup_failure_reports_exit_status_and_stderr() {
     let fx = Fixture::new();
     let port = free_port();
     let fd = bind_without_listening(port);
-    let err = fx.sup.start(&spec("nobind", port)).await.expect_err("icecast2 cannot bind");
+    let err = fx
+        .sup
+        .start(&spec("nobind", port))
+        .await
+        .expect_err("icecast2 cannot bind");
     // SAFETY: `fd` is a socket this test opened and nothing else uses.
     unsafe { libc::close(fd) };
-    assert!(err.starts_with("icecast2 exited while starting with status 1: "), "{err}");
+    assert!(
+        err.starts_with("icecast2 exited while starting with status 1: "),
+        "{err}"
+    );
     assert!(err.contains("Could not create listener socket"), "{err}");
-    assert_eq!(wait_state(&fx.sup, "nobind", ObservedState::Failed).await, err);
+    assert_eq!(
+        wait_state(&fx.sup, "nobind", ObservedState::Failed).await,
+        err
+    );
     fx.finish().await;
 }
 
@@ -491,7 +698,11 @@ fn bind_without_listening(port: u16) -> i32 {
             sin_addr: libc::in_addr { s_addr: 0 },
             sin_zero: [0; 8],
         };
-        let rc = libc::bind(fd, (&addr as *const libc::sockaddr_in).cast(), std::mem::size_of::<libc::sockaddr_in>() as u32);
+        let rc = libc::bind(
+            fd,
+            (&addr as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as u32,
+        );
         assert_eq!(rc, 0, "bind {port}");
         fd
     }
@@ -505,12 +716,24 @@ async fn hostile_display_name_is_escaped() {
     s.display_name =
         "Evil & Co </location><hostname>pwned.example</hostname><!-- \"quoted\" 'single' ]]> \\ \r\nicy-x: y\u{1} café 🎵"
             .to_owned();
-    fx.sup.start(&s).await.expect("icecast2 starts with a hostile display name");
+    fx.sup
+        .start(&s)
+        .await
+        .expect("icecast2 starts with a hostile display name");
 
     let status = status_json(port).await.expect("status");
-    assert_eq!(status.pointer("/icestats/location").and_then(|v| v.as_str()), Some(icecast::sanitized(&s.display_name).as_str()));
-    assert_eq!(status.pointer("/icestats/host").and_then(|v| v.as_str()), Some("radio.test"));
-    let config = std::fs::read_to_string(fx.services_dir.join("hostile/icecast.xml")).expect("config");
+    assert_eq!(
+        status
+            .pointer("/icestats/location")
+            .and_then(|v| v.as_str()),
+        Some(icecast::sanitized(&s.display_name).as_str())
+    );
+    assert_eq!(
+        status.pointer("/icestats/host").and_then(|v| v.as_str()),
+        Some("radio.test")
+    );
+    let config =
+        std::fs::read_to_string(fx.services_dir.join("hostile/icecast.xml")).expect("config");
     assert_eq!(config.matches("<hostname>").count(), 1, "{config}");
     assert!(!config.contains("pwned.example</hostname>"), "{config}");
     fx.finish().await;
@@ -530,7 +753,10 @@ async fn reconcile_starts_reloads_restarts_stops_and_removes() {
     s.display_name = "Renamed radio".to_owned();
     fx.sup.reconcile(vec![s.clone()]).await;
     wait_until("the reloaded name", || async {
-        status_json(port).await.and_then(|v| v.pointer("/icestats/location").cloned()) == Some("Renamed radio".into())
+        status_json(port)
+            .await
+            .and_then(|v| v.pointer("/icestats/location").cloned())
+            == Some("Renamed radio".into())
     })
     .await;
     assert_eq!(fx.sup.pid("rec").await, Some(pid));
@@ -553,8 +779,14 @@ async fn reconcile_starts_reloads_restarts_stops_and_removes() {
 
     fx.sup.reconcile(Vec::new()).await;
     let dir = fx.services_dir.join("rec");
-    wait_until("removal of the unassigned service", || async { !dir.exists() }).await;
-    wait_until("the service to leave observed()", || async { observed(&fx.sup, "rec").await.is_none() }).await;
+    wait_until("removal of the unassigned service", || async {
+        !dir.exists()
+    })
+    .await;
+    wait_until("the service to leave observed()", || async {
+        observed(&fx.sup, "rec").await.is_none()
+    })
+    .await;
     fx.finish().await;
 }
 
@@ -563,10 +795,17 @@ async fn unsupported_types_fail_clearly() {
     let fx = Fixture::new();
     let mut video = spec("video", free_port());
     video.r#type = ServiceType::Video as i32;
-    assert_eq!(fx.sup.start(&video).await, Err("video services are not supported by this agent yet".to_owned()));
+    assert_eq!(
+        fx.sup.start(&video).await,
+        Err("video services are not supported by this agent yet".to_owned())
+    );
     let mut shoutcast = spec("sc", free_port());
     shoutcast.r#type = ServiceType::Shoutcast as i32;
-    let err = fx.sup.start(&shoutcast).await.expect_err("no shoutcast plugin");
+    let err = fx
+        .sup
+        .start(&shoutcast)
+        .await
+        .expect_err("no shoutcast plugin");
     assert!(err.contains("shoutcast"), "{err}");
     assert_eq!(wait_state(&fx.sup, "sc", ObservedState::Failed).await, err);
     fx.finish().await;
@@ -576,7 +815,12 @@ async fn unsupported_types_fail_clearly() {
 async fn capabilities_describe_this_host() {
     let fx = Fixture::new();
     let caps = fx.sup.capabilities().await;
-    let of = |t: ServiceType| caps.iter().find(|c| c.r#type == t as i32).cloned().expect("one entry per type");
+    let of = |t: ServiceType| {
+        caps.iter()
+            .find(|c| c.r#type == t as i32)
+            .cloned()
+            .expect("one entry per type")
+    };
     assert_eq!(caps.len(), 3);
     let ice = of(ServiceType::Icecast);
     assert!(ice.available, "{ice:?}");
@@ -586,5 +830,8 @@ async fn capabilities_describe_this_host() {
     let sc = of(ServiceType::Shoutcast);
     assert!(!sc.available && sc.detail.contains("sc_serv"), "{sc:?}");
     let video = of(ServiceType::Video);
-    assert!(!video.available && video.detail.contains("nginx"), "{video:?}");
+    assert!(
+        !video.available && video.detail.contains("nginx"),
+        "{video:?}"
+    );
 }

@@ -74,7 +74,9 @@ impl ControlPlane {
         // reconciles towards it, so a desired-state sync racing an in-flight action can never
         // undo what the action is doing.
         match kind {
-            ActionKind::Start | ActionKind::Restart => service.desired_state = DesiredState::Running.as_str().to_owned(),
+            ActionKind::Start | ActionKind::Restart => {
+                service.desired_state = DesiredState::Running.as_str().to_owned()
+            }
             ActionKind::Stop => service.desired_state = DesiredState::Stopped.as_str().to_owned(),
             ActionKind::Delete => service.deleting = true,
         }

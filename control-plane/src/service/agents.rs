@@ -86,9 +86,13 @@ impl ControlPlane {
     /// during renewal, previous) certificate, so a re-joined node's old certificate stops working.
     pub async fn authenticate_node(&self, cert_der: &[u8]) -> Result<node::Model> {
         let fingerprint = crate::pki::fingerprint_der(cert_der);
-        db::find_by_certificate(self.db(), &fingerprint).await?.ok_or_else(|| {
-            ServiceError::Unauthenticated("client certificate does not belong to any node".into())
-        })
+        db::find_by_certificate(self.db(), &fingerprint)
+            .await?
+            .ok_or_else(|| {
+                ServiceError::Unauthenticated(
+                    "client certificate does not belong to any node".into(),
+                )
+            })
     }
 
     pub async fn renew_node_certificate(

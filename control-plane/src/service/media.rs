@@ -152,7 +152,9 @@ impl ControlPlane {
         require_manager(principal, "create media services")?;
         // Nodes are the provider's business: resellers get placement, not a choice of host.
         if new.node_id.is_some() && !principal.is_admin() {
-            return Err(ServiceError::PermissionDenied("only the admin can choose a node".into()));
+            return Err(ServiceError::PermissionDenied(
+                "only the admin can choose a node".into(),
+            ));
         }
         if new.autodj && new.service_type.kind() == ServiceKind::Video {
             return Err(ServiceError::invalid_field(

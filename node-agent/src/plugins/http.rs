@@ -17,22 +17,41 @@ pub struct Response {
 }
 
 /// `GET path` from `127.0.0.1:port`. Errors never contain the credentials.
-pub async fn get(port: u16, path: &str, basic_auth: Option<(&str, &str)>, timeout: Duration) -> Result<Response, String> {
+pub async fn get(
+    port: u16,
+    path: &str,
+    basic_auth: Option<(&str, &str)>,
+    timeout: Duration,
+) -> Result<Response, String> {
     tokio::time::timeout(timeout, get_inner(port, path, basic_auth))
         .await
-        .map_err(|_| format!("GET {path} on port {port} timed out after {} ms", timeout.as_millis()))?
+        .map_err(|_| {
+            format!(
+                "GET {path} on port {port} timed out after {} ms",
+                timeout.as_millis()
+            )
+        })?
 }
 
-async fn get_inner(port: u16, path: &str, basic_auth: Option<(&str, &str)>) -> Result<Response, String> {
-    let mut stream =
-        TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| format!("cannot connect to port {port}: {e}"))?;
-    let mut request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: castplane-agent\r\n");
+async fn get_inner(
+    port: u16,
+    path: &str,
+    basic_auth: Option<(&str, &str)>,
+) -> Result<Response, String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("cannot connect to port {port}: {e}"))?;
+    let mut request =
+        format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: castplane-agent\r\n");
     if let Some((user, password)) = basic_auth {
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         request.push_str(&format!("Authorization: Basic {token}\r\n"));
     }
     request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).await.map_err(|e| format!("GET {path} on port {port}: {e}"))?;
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("GET {path} on port {port}: {e}"))?;
 
     let mut raw = Vec::new();
     (&mut stream)
@@ -41,9 +60,12 @@ async fn get_inner(port: u16, path: &str, basic_auth: Option<(&str, &str)>) -> R
         .await
         .map_err(|e| format!("GET {path} on port {port}: {e}"))?;
     if raw.len() as u64 > MAX_RESPONSE {
-        return Err(format!("GET {path} on port {port}: response larger than {MAX_RESPONSE} bytes"));
+        return Err(format!(
+            "GET {path} on port {port}: response larger than {MAX_RESPONSE} bytes"
+        ));
     }
-    parse_response(&raw).ok_or_else(|| format!("GET {path} on port {port}: malformed HTTP response"))
+    parse_response(&raw)
+        .ok_or_else(|| format!("GET {path} on port {port}: malformed HTTP response"))
 }
 
 fn parse_response(raw: &[u8]) -> Option<Response> {
@@ -55,7 +77,10 @@ fn parse_response(raw: &[u8]) -> Option<Response> {
         return None;
     }
     let status = parts.next()?.parse().ok()?;
-    Some(Response { status, body: raw[header_end + 4..].to_vec() })
+    Some(Response {
+        status,
+        body: raw[header_end + 4..].to_vec(),
+    })
 }
 
 #[cfg(test)]
@@ -64,7 +89,8 @@ mod tests {
 
     #[test]
     fn responses_are_split_into_status_and_body() {
-        let r = parse_response(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello").expect("parses");
+        let r = parse_response(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello")
+            .expect("parses");
         assert_eq!(r.status, 200);
         assert_eq!(r.body, b"hello");
         assert!(parse_response(b"garbage").is_none());

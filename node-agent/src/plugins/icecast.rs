@@ -1,6 +1,8 @@
 //! Icecast 2 (Debian's `icecast2` 2.4.4).
 //!
 //! Facts this plugin relies on (measured; see also `/work/shared/notes/streaming-servers.md`):
+//! - A connection in icecast2's first milliseconds can crash it (see [`STATS_READY_MARKER`]), so
+//!   readiness probes wait for the pid file and that log line before connecting.
 //! - `/status-json.xsl` answers before the server is fully up, with invalid JSON for the first
 //!   ~300 ms; ready means the body parses and carries `icestats.server_id`. It lists sources
 //!   (listeners, `listenurl`, `server_name`, `bitrate`) but neither the mount name nor byte
@@ -24,7 +26,10 @@ use std::time::Duration;
 use castplane_proto::agent::v1::ServiceSpec;
 use castplane_proto::v1::{ServiceStats, ServiceType};
 
-use super::{BoxFuture, ConfigFile, Launch, Plugin, Readiness, ServiceAccount, UpdateMode, find_program, http};
+use super::{
+    BoxFuture, ConfigFile, Launch, Plugin, Readiness, ServiceAccount, UpdateMode, find_program,
+    http,
+};
 
 pub const CONFIG_FILE: &str = "icecast.xml";
 pub const PID_FILE: &str = "icecast.pid";
@@ -32,6 +37,13 @@ pub const PID_FILE: &str = "icecast.pid";
 pub const LIVE_MOUNT: &str = "/live";
 pub const HTTP_PORT_PURPOSE: &str = "http";
 pub const ADMIN_USER: &str = "admin";
+/// Logged (at INFO, hence `<loglevel>3`) by icecast2's stats thread right after it queued the
+/// initial global counters. A client connecting before that queues an increment of a counter
+/// that does not exist yet, and the stats thread then crashes on `strdup(NULL)` (SIGSEGV) in
+/// `process_global_event`. The event queue is FIFO, so after this line connections are safe.
+/// icecast2 drops the line when the thread runs before its log is open (then it ran early,
+/// which is safe too), so the supervisor waits for it only briefly.
+pub const STATS_READY_MARKER: &str = "stats thread started";
 /// Static files, status pages, admin requests and the source itself also count against the
 /// global `<clients>` limit; the listener limit proper is the mount's `<max-listeners>`.
 const CLIENT_HEADROOM: u32 = 16;
@@ -120,17 +132,30 @@ fn element(out: &mut String, indent: usize, name: &str, value: &str) {
 pub fn render_config(spec: &ServiceSpec, dir: &Path) -> Result<String, String> {
     validate(spec)?;
     let port = http_port(spec)?;
-    let dir_text = dir.to_str().ok_or_else(|| format!("service directory {} is not valid UTF-8", dir.display()))?;
+    let dir_text = dir
+        .to_str()
+        .ok_or_else(|| format!("service directory {} is not valid UTF-8", dir.display()))?;
     let path_in_dir = |name: &str| format!("{}/{name}", dir_text.trim_end_matches('/'));
-    let hostname = if spec.public_host.is_empty() { "localhost" } else { spec.public_host.as_str() };
+    let hostname = if spec.public_host.is_empty() {
+        "localhost"
+    } else {
+        spec.public_host.as_str()
+    };
     let clients = spec.max_listeners.saturating_add(CLIENT_HEADROOM);
+    let display_name = if spec.display_name.trim().is_empty() {
+        spec.name.as_str()
+    } else {
+        spec.display_name.as_str()
+    };
 
     let mut x = String::new();
     x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     x.push_str("<!-- written by castplane-agent; local changes are overwritten -->\n");
     x.push_str("<icecast>\n");
-    element(&mut x, 2, "location", &spec.display_name);
+    element(&mut x, 2, "location", display_name);
     element(&mut x, 2, "hostname", hostname);
+    // icecast2's own default, stated so it does not warn about it on every start.
+    element(&mut x, 2, "admin", "icemaster@localhost");
     x.push_str("  <limits>\n");
     element(&mut x, 4, "clients", &clients.to_string());
     element(&mut x, 4, "sources", "2");
@@ -156,7 +181,7 @@ pub fn render_config(spec: &ServiceSpec, dir: &Path) -> Result<String, String> {
     element(&mut x, 4, "mount-name", LIVE_MOUNT);
     element(&mut x, 4, "password", &spec.source_password);
     element(&mut x, 4, "max-listeners", &spec.max_listeners.to_string());
-    element(&mut x, 4, "stream-name", &spec.display_name);
+    element(&mut x, 4, "stream-name", display_name);
     if spec.max_bitrate_kbps > 0 {
         element(&mut x, 4, "bitrate", &spec.max_bitrate_kbps.to_string());
     }
@@ -187,7 +212,12 @@ pub fn render_config(spec: &ServiceSpec, dir: &Path) -> Result<String, String> {
 /// Readiness from a `/status-json.xsl` body.
 pub fn parse_status_json(body: &[u8]) -> Readiness {
     match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(v) if v.pointer("/icestats/server_id").is_some_and(|s| s.is_string()) => Readiness::Ready,
+        Ok(v)
+            if v.pointer("/icestats/server_id")
+                .is_some_and(|s| s.is_string()) =>
+        {
+            Readiness::Ready
+        }
         Ok(_) => Readiness::NotReady("status-json.xsl has no icestats.server_id yet".to_owned()),
         Err(e) => Readiness::NotReady(format!("status-json.xsl is not valid JSON yet: {e}")),
     }
@@ -212,30 +242,44 @@ fn element_text<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
 }
 
 fn element_number(xml: &str, name: &str) -> u64 {
-    element_text(xml, name).and_then(|t| t.trim().parse().ok()).unwrap_or(0)
+    element_text(xml, name)
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Statistics from `/admin/stats`. Its layout is flat and regular (the global counters, then one
 /// `<source mount="…">` element per mount), which a scan handles without an XML parser.
 pub fn parse_admin_stats(xml: &str) -> Result<ServiceStats, String> {
-    let start = xml.find("<icestats>").ok_or_else(|| "admin stats have no <icestats> element".to_owned())?;
+    let start = xml
+        .find("<icestats>")
+        .ok_or_else(|| "admin stats have no <icestats> element".to_owned())?;
     let mut rest = &xml[start..];
     let mut global = String::new();
     let mut stats = ServiceStats::default();
     while let Some(at) = rest.find("<source mount=") {
         global.push_str(&rest[..at]);
         let source = &rest[at..];
-        let head_end = source.find('>').ok_or_else(|| "truncated <source> element".to_owned())?;
+        let head_end = source
+            .find('>')
+            .ok_or_else(|| "truncated <source> element".to_owned())?;
         let head = &source[..head_end];
         let (body, next) = match source.find("</source>") {
             Some(end) => (&source[head_end..end], &source[end + "</source>".len()..]),
             None => return Err("unterminated <source> element".to_owned()),
         };
-        let quote = head.as_bytes().get("<source mount=".len()).copied().unwrap_or(b'"') as char;
+        let quote = head
+            .as_bytes()
+            .get("<source mount=".len())
+            .copied()
+            .unwrap_or(b'"') as char;
         let mount = head["<source mount=".len()..].trim().trim_matches(quote);
         stats.mounts.push(xml_unescape(mount));
-        stats.bytes_read = stats.bytes_read.saturating_add(element_number(body, "total_bytes_read"));
-        stats.bytes_sent = stats.bytes_sent.saturating_add(element_number(body, "total_bytes_sent"));
+        stats.bytes_read = stats
+            .bytes_read
+            .saturating_add(element_number(body, "total_bytes_read"));
+        stats.bytes_sent = stats
+            .bytes_sent
+            .saturating_add(element_number(body, "total_bytes_sent"));
         rest = next;
     }
     global.push_str(rest);
@@ -263,20 +307,36 @@ impl Plugin for IcecastPlugin {
 
     fn account(&self) -> Option<ServiceAccount> {
         // icecast2 refuses to run as root.
-        Some(ServiceAccount { user: "icecast2", group: "icecast" })
+        Some(ServiceAccount {
+            user: "icecast2",
+            group: "icecast",
+        })
     }
 
     fn render(&self, spec: &ServiceSpec, dir: &Path) -> Result<Vec<ConfigFile>, String> {
-        Ok(vec![ConfigFile { name: CONFIG_FILE, contents: render_config(spec, dir)?, mode: 0o640 }])
+        Ok(vec![ConfigFile {
+            name: CONFIG_FILE,
+            contents: render_config(spec, dir)?,
+            mode: 0o640,
+        }])
     }
 
     fn launch(&self, dir: &Path) -> Result<Launch, String> {
-        let program = find_program("icecast2").ok_or_else(|| "icecast2 is not installed on this host".to_owned())?;
-        Ok(Launch { program, args: vec!["-c".into(), dir.join(CONFIG_FILE).into_os_string()] })
+        let program = find_program("icecast2")
+            .ok_or_else(|| "icecast2 is not installed on this host".to_owned())?;
+        Ok(Launch {
+            program,
+            args: vec!["-c".into(), dir.join(CONFIG_FILE).into_os_string()],
+            env: Vec::new(),
+        })
     }
 
     fn pid_file(&self, dir: &Path) -> Option<PathBuf> {
         Some(dir.join(PID_FILE))
+    }
+
+    fn ready_log_marker(&self) -> Option<&'static str> {
+        Some(STATS_READY_MARKER)
     }
 
     fn owns_process(&self, cmdline: &[OsString], dir: &Path) -> bool {
@@ -305,8 +365,13 @@ impl Plugin for IcecastPlugin {
     fn stats<'a>(&'a self, spec: &'a ServiceSpec) -> BoxFuture<'a, Result<ServiceStats, String>> {
         Box::pin(async move {
             let port = http_port(spec)?;
-            let response =
-                http::get(port, "/admin/stats", Some((ADMIN_USER, spec.admin_password.as_str())), STATS_TIMEOUT).await?;
+            let response = http::get(
+                port,
+                "/admin/stats",
+                Some((ADMIN_USER, spec.admin_password.as_str())),
+                STATS_TIMEOUT,
+            )
+            .await?;
             match response.status {
                 200 => parse_admin_stats(&String::from_utf8_lossy(&response.body)),
                 401 => Err("icecast2 rejected the admin credentials for /admin/stats".to_owned()),
@@ -317,7 +382,11 @@ impl Plugin for IcecastPlugin {
 
     fn update_mode(&self, running: &ServiceSpec, next: &ServiceSpec) -> UpdateMode {
         // A reload does not re-bind listen sockets.
-        if http_port(running).ok() == http_port(next).ok() { UpdateMode::Reload } else { UpdateMode::Restart }
+        if http_port(running).ok() == http_port(next).ok() {
+            UpdateMode::Reload
+        } else {
+            UpdateMode::Restart
+        }
     }
 }
 
@@ -333,7 +402,10 @@ mod tests {
             name: "radio".into(),
             display_name: "Radio One".into(),
             r#type: ServiceType::Icecast as i32,
-            ports: vec![PortAssignment { purpose: "http".into(), port: 8010 }],
+            ports: vec![PortAssignment {
+                purpose: "http".into(),
+                port: 8010,
+            }],
             max_listeners: 50,
             max_bitrate_kbps: 128,
             source_password: "src-pass".into(),
@@ -348,14 +420,23 @@ mod tests {
 
     #[test]
     fn escaping_covers_markup_and_quotes() {
-        assert_eq!(xml_escape(r#"a & b < c > d " e ' f"#), "a &amp; b &lt; c &gt; d &quot; e &apos; f");
-        assert_eq!(xml_escape("</location><hostname>x</hostname>"), "&lt;/location&gt;&lt;hostname&gt;x&lt;/hostname&gt;");
+        assert_eq!(
+            xml_escape(r#"a & b < c > d " e ' f"#),
+            "a &amp; b &lt; c &gt; d &quot; e &apos; f"
+        );
+        assert_eq!(
+            xml_escape("</location><hostname>x</hostname>"),
+            "&lt;/location&gt;&lt;hostname&gt;x&lt;/hostname&gt;"
+        );
         assert_eq!(xml_escape("café 🎵"), "café 🎵");
     }
 
     #[test]
     fn control_characters_cannot_break_xml_or_headers() {
-        assert_eq!(xml_escape("a\r\nicy-name: x\u{0}\u{1b}b"), "a  icy-name: x  b");
+        assert_eq!(
+            xml_escape("a\r\nicy-name: x\u{0}\u{1b}b"),
+            "a  icy-name: x  b"
+        );
         assert_eq!(sanitized("a\r\nb\tc"), "a  b c");
     }
 
@@ -404,7 +485,11 @@ mod tests {
     fn invalid_specs_are_rejected() {
         let mut s = spec();
         s.ports.clear();
-        assert!(render_config(&s, Path::new("/x")).unwrap_err().contains("\"http\" port"));
+        assert!(
+            render_config(&s, Path::new("/x"))
+                .unwrap_err()
+                .contains("\"http\" port")
+        );
         let mut s = spec();
         s.max_listeners = 0;
         assert!(render_config(&s, Path::new("/x")).is_err());
@@ -429,11 +514,19 @@ mod tests {
     #[test]
     fn readiness_needs_parsable_json_with_server_id() {
         assert!(matches!(
-            parse_status_json(br#"{"icestats":{"admin":"a","server_id":"Icecast 2.4.4","dummy":null}}"#),
+            parse_status_json(
+                br#"{"icestats":{"admin":"a","server_id":"Icecast 2.4.4","dummy":null}}"#
+            ),
             Readiness::Ready
         ));
-        assert!(matches!(parse_status_json(br#"{"icestats":{"admin":"#), Readiness::NotReady(_)));
-        assert!(matches!(parse_status_json(br#"{"icestats":{}}"#), Readiness::NotReady(_)));
+        assert!(matches!(
+            parse_status_json(br#"{"icestats":{"admin":"#),
+            Readiness::NotReady(_)
+        ));
+        assert!(matches!(
+            parse_status_json(br#"{"icestats":{}}"#),
+            Readiness::NotReady(_)
+        ));
     }
 
     #[test]
@@ -447,7 +540,9 @@ mod tests {
         assert_eq!(stats.bytes_read, 63992);
         assert_eq!(stats.bytes_sent, 1200);
 
-        let idle = parse_admin_stats("<icestats><listeners>0</listeners><sources>0</sources></icestats>").expect("parses");
+        let idle =
+            parse_admin_stats("<icestats><listeners>0</listeners><sources>0</sources></icestats>")
+                .expect("parses");
         assert_eq!(idle, ServiceStats::default());
         assert!(parse_admin_stats("<html>login</html>").is_err());
     }
@@ -456,11 +551,23 @@ mod tests {
     fn adoption_matches_only_this_services_icecast() {
         let plugin = IcecastPlugin::new();
         let dir = Path::new("/srv/services/svc-1");
-        let ours: Vec<OsString> = vec!["/usr/bin/icecast2".into(), "-c".into(), "/srv/services/svc-1/icecast.xml".into()];
+        let ours: Vec<OsString> = vec![
+            "/usr/bin/icecast2".into(),
+            "-c".into(),
+            "/srv/services/svc-1/icecast.xml".into(),
+        ];
         assert!(plugin.owns_process(&ours, dir));
-        let other: Vec<OsString> = vec!["/usr/bin/icecast2".into(), "-c".into(), "/srv/services/svc-2/icecast.xml".into()];
+        let other: Vec<OsString> = vec![
+            "/usr/bin/icecast2".into(),
+            "-c".into(),
+            "/srv/services/svc-2/icecast.xml".into(),
+        ];
         assert!(!plugin.owns_process(&other, dir));
-        let impostor: Vec<OsString> = vec!["/bin/sleep".into(), "-c".into(), "/srv/services/svc-1/icecast.xml".into()];
+        let impostor: Vec<OsString> = vec![
+            "/bin/sleep".into(),
+            "-c".into(),
+            "/srv/services/svc-1/icecast.xml".into(),
+        ];
         assert!(!plugin.owns_process(&impostor, dir));
     }
 }

@@ -40,10 +40,12 @@ pub struct ConfigFile {
     pub mode: u32,
 }
 
-/// The program to run, with its arguments.
+/// The program to run, with its arguments and the environment it needs beyond the minimal
+/// one the supervisor gives every server.
 pub struct Launch {
     pub program: PathBuf,
     pub args: Vec<OsString>,
+    pub env: Vec<(OsString, OsString)>,
 }
 
 /// The system account a server runs as when the agent runs as root.
@@ -90,6 +92,12 @@ pub trait Plugin: Send + Sync {
     /// A pid file the server writes once it has initialised; readiness probes wait for it.
     fn pid_file(&self, dir: &Path) -> Option<PathBuf>;
 
+    /// A line the server logs once connecting to it is safe; readiness probes also wait for
+    /// it. `None`: any time after the pid file is safe.
+    fn ready_log_marker(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Whether a process with this command line is this plugin's server for `dir`; guards
     /// adoption against pid reuse.
     fn owns_process(&self, cmdline: &[OsString], dir: &Path) -> bool;
@@ -122,15 +130,21 @@ impl Default for Plugins {
 
 impl Plugins {
     pub fn new() -> Self {
-        Plugins { icecast: Arc::new(IcecastPlugin::new()) }
+        Plugins {
+            icecast: Arc::new(IcecastPlugin::new()),
+        }
     }
 
     /// The plugin for a service type, or the reason this agent cannot run it.
     pub fn for_type(&self, service_type: i32) -> Result<Arc<dyn Plugin>, String> {
         match ServiceType::try_from(service_type) {
             Ok(ServiceType::Icecast) => Ok(self.icecast.clone()),
-            Ok(ServiceType::Shoutcast) => Err("shoutcast services are not supported by this agent yet".to_owned()),
-            Ok(ServiceType::Video) => Err("video services are not supported by this agent yet".to_owned()),
+            Ok(ServiceType::Shoutcast) => {
+                Err("shoutcast services are not supported by this agent yet".to_owned())
+            }
+            Ok(ServiceType::Video) => {
+                Err("video services are not supported by this agent yet".to_owned())
+            }
             Ok(ServiceType::Unspecified) => Err("the service has no type".to_owned()),
             Err(_) => Err(format!("unknown service type {service_type}")),
         }
@@ -139,18 +153,29 @@ impl Plugins {
 
 /// Where programs are looked up when `PATH` lacks them: services are often started with a
 /// minimal environment, and nginx lives in an sbin directory.
-const FALLBACK_PATH: &[&str] = &["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+const FALLBACK_PATH: &[&str] = &[
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+];
 
 /// The executable `name` on `PATH` (then the usual system directories).
 pub fn find_program(name: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    let from_env = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default();
+    let from_env = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
     from_env
         .into_iter()
         .chain(FALLBACK_PATH.iter().map(PathBuf::from))
         .map(|dir| dir.join(name))
         .find(|candidate| {
-            std::fs::metadata(candidate).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+            std::fs::metadata(candidate)
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
         })
 }
 
@@ -166,7 +191,14 @@ async fn version_output(program: &Path, args: &[&str]) -> Result<String, String>
         .output();
     let output = tokio::time::timeout(VERSION_TIMEOUT, run)
         .await
-        .map_err(|_| format!("{} {} did not answer within {} s", program.display(), args.join(" "), VERSION_TIMEOUT.as_secs()))?
+        .map_err(|_| {
+            format!(
+                "{} {} did not answer within {} s",
+                program.display(),
+                args.join(" "),
+                VERSION_TIMEOUT.as_secs()
+            )
+        })?
         .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
     let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
     text.push('\n');
@@ -180,7 +212,10 @@ fn version_after(text: &str, marker: &str) -> Option<String> {
     text[start..]
         .split(|c: char| c.is_whitespace() || c == '/')
         .find(|t| t.starts_with(|c: char| c.is_ascii_digit()))
-        .map(|t| t.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()).to_owned())
+        .map(|t| {
+            t.trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+                .to_owned()
+        })
 }
 
 /// A program found on this host, with its version when it could be read.
@@ -191,9 +226,9 @@ struct Found {
 
 async fn probe_program(name: &str, args: &[&str], marker: &str) -> Option<Found> {
     let path = find_program(name)?;
-    let version = version_output(&path, args)
-        .await
-        .and_then(|out| version_after(&out, marker).ok_or_else(|| format!("{} printed no version", path.display())));
+    let version = version_output(&path, args).await.and_then(|out| {
+        version_after(&out, marker).ok_or_else(|| format!("{} printed no version", path.display()))
+    });
     Some(Found { path, version })
 }
 
@@ -221,20 +256,35 @@ pub async fn detect_capabilities() -> Vec<PluginCapability> {
 
     let autodj_available = liquidsoap.as_ref().is_some_and(|l| l.version.is_ok());
     let autodj_note = match &liquidsoap {
-        Some(Found { path, version: Ok(v) }) => format!("AutoDJ: liquidsoap {v} at {}", path.display()),
-        Some(Found { path, version: Err(e) }) => format!("AutoDJ unavailable: liquidsoap at {} is unusable: {e}", path.display()),
+        Some(Found {
+            path,
+            version: Ok(v),
+        }) => format!("AutoDJ: liquidsoap {v} at {}", path.display()),
+        Some(Found {
+            path,
+            version: Err(e),
+        }) => format!(
+            "AutoDJ unavailable: liquidsoap at {} is unusable: {e}",
+            path.display()
+        ),
         None => "AutoDJ unavailable: liquidsoap not found".to_owned(),
     };
 
     let icecast_cap = match icecast {
-        Some(Found { path, version: Ok(v) }) => PluginCapability {
+        Some(Found {
+            path,
+            version: Ok(v),
+        }) => PluginCapability {
             r#type: ServiceType::Icecast as i32,
             available: true,
             version: format!("icecast2 {v}"),
             detail: format!("icecast2 at {}; {autodj_note}", path.display()),
             autodj_available,
         },
-        Some(Found { path, version: Err(e) }) => PluginCapability {
+        Some(Found {
+            path,
+            version: Err(e),
+        }) => PluginCapability {
             r#type: ServiceType::Icecast as i32,
             available: false,
             version: String::new(),
@@ -259,17 +309,25 @@ pub async fn detect_capabilities() -> Vec<PluginCapability> {
                 "sc_serv found at {}, but this agent does not support shoutcast services yet; {autodj_note}",
                 path.display()
             ),
-            None => format!("sc_serv (SHOUTcast DNAS 2, proprietary) not found on PATH; {autodj_note}"),
+            None => {
+                format!("sc_serv (SHOUTcast DNAS 2, proprietary) not found on PATH; {autodj_note}")
+            }
         },
         autodj_available,
     };
 
-    let rtmp_module = RTMP_MODULE_PATHS.iter().map(Path::new).find(|p| p.is_file());
+    let rtmp_module = RTMP_MODULE_PATHS
+        .iter()
+        .map(Path::new)
+        .find(|p| p.is_file());
     let video_cap = match (nginx, rtmp_module) {
         (Some(Found { path, version }), Some(module)) => PluginCapability {
             r#type: ServiceType::Video as i32,
             available: false,
-            version: version.as_ref().map(|v| format!("nginx {v} (rtmp)")).unwrap_or_default(),
+            version: version
+                .as_ref()
+                .map(|v| format!("nginx {v} (rtmp)"))
+                .unwrap_or_default(),
             detail: format!(
                 "nginx at {} with the RTMP module at {}, but this agent does not support video services yet",
                 path.display(),
@@ -280,8 +338,14 @@ pub async fn detect_capabilities() -> Vec<PluginCapability> {
         (Some(Found { path, version }), None) => PluginCapability {
             r#type: ServiceType::Video as i32,
             available: false,
-            version: version.as_ref().map(|v| format!("nginx {v}")).unwrap_or_default(),
-            detail: format!("nginx at {} lacks the RTMP module (install libnginx-mod-rtmp)", path.display()),
+            version: version
+                .as_ref()
+                .map(|v| format!("nginx {v}"))
+                .unwrap_or_default(),
+            detail: format!(
+                "nginx at {} lacks the RTMP module (install libnginx-mod-rtmp)",
+                path.display()
+            ),
             autodj_available: false,
         },
         (None, _) => PluginCapability {
@@ -302,10 +366,20 @@ mod tests {
 
     #[test]
     fn versions_are_read_from_tool_banners() {
-        assert_eq!(version_after("Icecast 2.4.4\n", "Icecast").as_deref(), Some("2.4.4"));
-        assert_eq!(version_after("\nnginx version: nginx/1.22.1\n", "nginx/").as_deref(), Some("1.22.1"));
         assert_eq!(
-            version_after("Liquidsoap 2.1.3\nCopyright (c) 2003-2022 Savonet team", "Liquidsoap").as_deref(),
+            version_after("Icecast 2.4.4\n", "Icecast").as_deref(),
+            Some("2.4.4")
+        );
+        assert_eq!(
+            version_after("\nnginx version: nginx/1.22.1\n", "nginx/").as_deref(),
+            Some("1.22.1")
+        );
+        assert_eq!(
+            version_after(
+                "Liquidsoap 2.1.3\nCopyright (c) 2003-2022 Savonet team",
+                "Liquidsoap"
+            )
+            .as_deref(),
             Some("2.1.3")
         );
         assert_eq!(version_after("no banner", "Icecast"), None);
@@ -315,7 +389,10 @@ mod tests {
     fn unsupported_types_say_so() {
         let plugins = Plugins::new();
         let video = plugins.for_type(ServiceType::Video as i32).err();
-        assert_eq!(video.as_deref(), Some("video services are not supported by this agent yet"));
+        assert_eq!(
+            video.as_deref(),
+            Some("video services are not supported by this agent yet")
+        );
         assert!(plugins.for_type(ServiceType::Shoutcast as i32).is_err());
         assert!(plugins.for_type(ServiceType::Unspecified as i32).is_err());
         assert!(plugins.for_type(ServiceType::Icecast as i32).is_ok());

@@ -2,6 +2,7 @@
 //! operations on a service never interleave, while different services proceed in parallel.
 
 use std::collections::VecDeque;
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -40,7 +41,13 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(state: ObservedState, message: String, pid: Option<u32>) -> Self {
-        Shared { state, message, stats: None, pid, observe_time: SystemTime::now() }
+        Shared {
+            state,
+            message,
+            stats: None,
+            pid,
+            observe_time: SystemTime::now(),
+        }
     }
 
     pub fn to_observed(&self, id: &str) -> ObservedService {
@@ -63,13 +70,23 @@ const PID_FILE_POLL: Duration = Duration::from_millis(10);
 const READY_POLL: Duration = Duration::from_millis(100);
 /// After SIGKILL a process is gone within milliseconds unless stuck in the kernel.
 const KILL_WAIT: Duration = Duration::from_secs(5);
+/// Spawns per start when the server crashes (by a signal) before it is ready.
+const STARTUP_CRASH_ATTEMPTS: u32 = 3;
+/// How long after the pid file a missing log marker is waited for. icecast2's status page is
+/// not valid JSON before ~300 ms anyway, so this costs next to nothing.
+const MARKER_GRACE: Duration = Duration::from_millis(500);
+const SERVER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Locale and time zone shape servers' log timestamps and text; nothing secret.
+const PASSED_ENV: &[&str] = &["TZ", "LANG", "LC_ALL"];
 const BACKOFF_INITIAL: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// Restart delay after the `n`th unexpected exit within the crash-loop window: 1, 2, 4 … s.
 pub fn backoff_delay(exits_in_window: usize) -> Duration {
     let doublings = exits_in_window.saturating_sub(1).min(16) as u32;
-    BACKOFF_INITIAL.saturating_mul(1 << doublings).min(BACKOFF_MAX)
+    BACKOFF_INITIAL
+        .saturating_mul(1 << doublings)
+        .min(BACKOFF_MAX)
 }
 
 pub struct Actor {
@@ -92,6 +109,28 @@ pub struct Actor {
     /// defeat crash-loop protection); a newer generation or an explicit start does.
     pub failed_generation: Option<u64>,
     pub stderr: StderrTail,
+}
+
+/// Why one spawn did not become ready.
+struct StartFailure {
+    reason: String,
+    /// Died by a signal while starting: worth another attempt.
+    crashed: bool,
+}
+
+impl From<String> for StartFailure {
+    fn from(reason: String) -> Self {
+        StartFailure {
+            reason,
+            crashed: false,
+        }
+    }
+}
+
+impl From<&str> for StartFailure {
+    fn from(reason: &str) -> Self {
+        reason.to_owned().into()
+    }
 }
 
 enum Flow {
@@ -181,11 +220,12 @@ impl Actor {
                     return Flow::Continue;
                 }
                 let dir = self.dir.clone();
-                let removed = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                    _ => Ok(()),
-                })
-                .await;
+                let removed =
+                    tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                        _ => Ok(()),
+                    })
+                    .await;
                 match removed {
                     Ok(Ok(())) => {
                         tracing::info!(media_service_id = %self.id, "service deleted");
@@ -193,10 +233,12 @@ impl Actor {
                         return Flow::Exit;
                     }
                     Ok(Err(e)) => {
-                        let _ = reply.send(Err(format!("cannot remove {}: {e}", self.dir.display())));
+                        let _ =
+                            reply.send(Err(format!("cannot remove {}: {e}", self.dir.display())));
                     }
                     Err(e) => {
-                        let _ = reply.send(Err(format!("cannot remove {}: {e}", self.dir.display())));
+                        let _ =
+                            reply.send(Err(format!("cannot remove {}: {e}", self.dir.display())));
                     }
                 }
             }
@@ -213,9 +255,13 @@ impl Actor {
     }
 
     fn persist_spec(&mut self) {
-        let Some(spec) = self.spec.as_mut() else { return };
+        let Some(spec) = self.spec.as_mut() else {
+            return;
+        };
         spec.desired_running = self.desired_running;
-        if let Err(e) = std::fs::create_dir_all(&self.dir).and_then(|()| files::save_spec(&self.dir, spec)) {
+        if let Err(e) =
+            std::fs::create_dir_all(&self.dir).and_then(|()| files::save_spec(&self.dir, spec))
+        {
             tracing::warn!(media_service_id = %self.id, error = %e, "cannot persist service spec");
         }
     }
@@ -227,7 +273,10 @@ impl Actor {
     }
 
     fn plugin(&self) -> Result<Arc<dyn Plugin>, String> {
-        let spec = self.spec.as_ref().ok_or_else(|| "the service has no spec".to_owned())?;
+        let spec = self
+            .spec
+            .as_ref()
+            .ok_or_else(|| "the service has no spec".to_owned())?;
         self.plugins.for_type(spec.r#type)
     }
 
@@ -266,13 +315,18 @@ impl Actor {
     }
 
     fn state(&self) -> ObservedState {
-        self.shared.lock().map(|s| s.state).unwrap_or(ObservedState::Unknown)
+        self.shared
+            .lock()
+            .map(|s| s.state)
+            .unwrap_or(ObservedState::Unknown)
     }
 
     fn set_state(&mut self, state: ObservedState, message: String) {
         let pid = self.proc.as_ref().map(Proc::pid);
         let observed = {
-            let Ok(mut shared) = self.shared.lock() else { return };
+            let Ok(mut shared) = self.shared.lock() else {
+                return;
+            };
             shared.state = state;
             shared.message = message;
             shared.pid = pid;
@@ -317,20 +371,34 @@ impl Actor {
         if !nix::unistd::geteuid().is_root() {
             return Ok(None);
         }
-        let Some(acct) = plugin.account() else { return Ok(None) };
+        let Some(acct) = plugin.account() else {
+            return Ok(None);
+        };
         let user = nix::unistd::User::from_name(acct.user)
             .map_err(|e| format!("cannot look up user {}: {e}", acct.user))?
-            .ok_or_else(|| format!("user {} does not exist (is the {} package installed?)", acct.user, plugin.program_name()))?;
+            .ok_or_else(|| {
+                format!(
+                    "user {} does not exist (is the {} package installed?)",
+                    acct.user,
+                    plugin.program_name()
+                )
+            })?;
         let group = nix::unistd::Group::from_name(acct.group)
             .map_err(|e| format!("cannot look up group {}: {e}", acct.group))?
             .ok_or_else(|| format!("group {} does not exist", acct.group))?;
-        Ok(Some(Account { uid: user.uid.as_raw(), gid: group.gid.as_raw() }))
+        Ok(Some(Account {
+            uid: user.uid.as_raw(),
+            gid: group.gid.as_raw(),
+        }))
     }
 
     /// Renders the config, spawns the server and waits until it is ready. On success the
     /// process is in `self.proc`; on failure nothing of it is left running.
     async fn launch(&mut self) -> Result<(), String> {
-        let spec = self.spec.clone().ok_or_else(|| "the service has no spec".to_owned())?;
+        let spec = self
+            .spec
+            .clone()
+            .ok_or_else(|| "the service has no spec".to_owned())?;
         let plugin = self.plugin()?;
         let program = plugin.program_name();
         plugin.validate(&spec)?;
@@ -359,18 +427,58 @@ impl Actor {
 
         let group = account.map(|a| a.gid);
         for file in plugin.render(&spec, &self.dir)? {
-            files::write_atomic(&self.dir.join(file.name), file.contents.as_bytes(), file.mode, group)
-                .map_err(|e| format!("cannot write {}: {e}", file.name))?;
+            files::write_atomic(
+                &self.dir.join(file.name),
+                file.contents.as_bytes(),
+                file.mode,
+                group,
+            )
+            .map_err(|e| format!("cannot write {}: {e}", file.name))?;
         }
         let pid_file = plugin.pid_file(&self.dir);
-        if let Some(path) = &pid_file {
+        let mut attempt = 1;
+        loop {
+            match self
+                .spawn_until_ready(plugin.as_ref(), &spec, account, pid_file.as_deref())
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(failure) if failure.crashed && attempt < STARTUP_CRASH_ATTEMPTS => {
+                    // A crash (by signal) while starting is icecast2's startup race with early
+                    // clients (see `icecast::STATS_READY_MARKER`), not a config error: try again.
+                    tracing::warn!(
+                        media_service_id = %self.id,
+                        attempt,
+                        reason = %failure.reason,
+                        "{program} crashed while starting; retrying"
+                    );
+                    attempt += 1;
+                }
+                Err(failure) => return Err(failure.reason),
+            }
+        }
+    }
+
+    /// One spawn of the server, waiting until it is ready.
+    async fn spawn_until_ready(
+        &mut self,
+        plugin: &dyn Plugin,
+        spec: &ServiceSpec,
+        account: Option<Account>,
+        pid_file: Option<&std::path::Path>,
+    ) -> Result<(), StartFailure> {
+        let program = plugin.program_name();
+        let group = account.map(|a| a.gid);
+        if let Some(path) = pid_file {
             files::remove_if_exists(path);
         }
-
-        let launch = plugin.launch(&self.dir)?;
-        let log = files::open_stderr_log(&self.dir, group).map_err(|e| format!("cannot open the server log: {e}"))?;
-        let log_for_stdout = log.try_clone().map_err(|e| format!("cannot open the server log: {e}"))?;
-        self.stderr.mark_start();
+        let launch = plugin.launch(&self.dir).map_err(StartFailure::from)?;
+        let log = files::open_stderr_log(&self.dir, group)
+            .map_err(|e| format!("cannot open the server log: {e}"))?;
+        let log_for_stdout = log
+            .try_clone()
+            .map_err(|e| format!("cannot open the server log: {e}"))?;
+        self.stderr.mark_start(plugin.ready_log_marker());
 
         let mut command = tokio::process::Command::new(&launch.program);
         command
@@ -384,69 +492,106 @@ impl Actor {
             .process_group(0)
             // The server outlives the agent by design (re-adoption).
             .kill_on_drop(false);
+        // The agent's environment may hold secrets (a join token) and would be readable through
+        // /proc/PID/environ by the server's account: servers get a minimal one.
+        command.env_clear().env("PATH", SERVER_PATH);
+        for key in PASSED_ENV {
+            if let Some(value) = std::env::var_os(key) {
+                command.env(key, value);
+            }
+        }
+        command.envs(launch.env.iter().map(|(k, v)| (k, v)));
         if let Some(a) = account {
             command.uid(a.uid).gid(a.gid);
         }
-        let child = command.spawn().map_err(|e| format!("cannot start {}: {e}", launch.program.display()))?;
-        let pid = child.id().ok_or_else(|| format!("{program} exited immediately"))?;
+        let child = command
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", launch.program.display()))?;
+        let pid = child
+            .id()
+            .ok_or_else(|| format!("{program} exited immediately"))?;
         let start_time = process::stat(pid).map_or(0, |s| s.start_time);
         tracing::info!(media_service_id = %self.id, pid, generation = spec.generation, "spawned {program}");
-        self.proc = Some(Proc::Child { child, pid, start_time });
+        self.proc = Some(Proc::Child {
+            child,
+            pid,
+            start_time,
+        });
         self.running_spec = Some(spec.clone());
         self.save_process_record(spec.generation);
 
-        match self.wait_ready(plugin.as_ref(), &spec, pid_file.as_deref(), pid).await {
+        match self.wait_ready(plugin, spec, pid_file, pid).await {
             Ok(()) => {
                 tracing::info!(media_service_id = %self.id, pid, "{program} is ready");
                 Ok(())
             }
-            Err(reason) => {
+            Err(failure) => {
                 if self.cancel.is_cancelled() {
                     // Detaching: leave it for the next agent to adopt.
-                    return Err(reason);
+                    return Err(failure);
                 }
                 if let Err(e) = self.stop_process().await {
                     tracing::warn!(media_service_id = %self.id, error = %e, "cannot stop a server that failed to start");
                 }
-                Err(reason)
+                Err(failure)
             }
         }
     }
 
-    /// Waits for the pid file, then probes. Probing before the pid file exists can crash
-    /// icecast2 (a connection in its first milliseconds hits a NULL in its stats thread).
+    /// Waits for the pid file and the plugin's log marker, then probes. Connecting earlier can
+    /// crash icecast2 (see `icecast::STATS_READY_MARKER`).
     async fn wait_ready(
         &mut self,
         plugin: &dyn Plugin,
         spec: &ServiceSpec,
         pid_file: Option<&std::path::Path>,
         pid: u32,
-    ) -> Result<(), String> {
+    ) -> Result<(), StartFailure> {
         let program = plugin.program_name();
         let deadline = Instant::now() + self.config.ready_timeout;
         let mut pid_file_seen = pid_file.is_none();
+        let mut pid_file_at: Option<Instant> = None;
         let mut last_probe = String::from("no probe yet");
         loop {
             if self.cancel.is_cancelled() {
-                return Err("the agent is shutting down".to_owned());
+                return Err("the agent is shutting down".into());
             }
             self.stderr.poll();
             if let Some(exit) = self.proc.as_mut().and_then(Proc::try_exit) {
                 self.proc = None;
                 self.running_spec = None;
                 self.forget_process_files();
-                return Err(self.exit_reason(program, &exit, "while starting"));
+                let crashed = matches!(exit, Exit::Status(status) if status.signal().is_some());
+                return Err(StartFailure {
+                    reason: self.exit_reason(program, &exit, "while starting"),
+                    crashed,
+                });
             }
             if Instant::now() >= deadline {
                 return Err(format!(
                     "{program} did not become ready within {} s ({last_probe})",
                     self.config.ready_timeout.as_secs()
-                ));
+                )
+                .into());
             }
             if !pid_file_seen {
                 pid_file_seen = pid_file.and_then(files::read_pid_file) == Some(pid);
                 if !pid_file_seen {
                     last_probe = "no pid file yet".to_owned();
+                    tokio::time::sleep(PID_FILE_POLL).await;
+                    continue;
+                }
+            }
+            let since_pid_file = *pid_file_at.get_or_insert_with(Instant::now);
+            if let Some(marker) = plugin.ready_log_marker()
+                && !self.stderr.marker_seen()
+            {
+                // The marker can be missing for good: icecast2 drops it when its stats thread
+                // runs before the log is open, which is early and therefore safe. So after a
+                // short grace its absence also means "go"; a thread starved for longer than that
+                // makes the probe crash the server, and `launch` retries such crashes.
+                if since_pid_file.elapsed() < MARKER_GRACE {
+                    last_probe = format!("\"{marker}\" not logged yet");
                     tokio::time::sleep(PID_FILE_POLL).await;
                     continue;
                 }
@@ -476,7 +621,11 @@ impl Actor {
 
     fn save_process_record(&self, generation: u64) {
         let Some(p) = &self.proc else { return };
-        let record = ProcessRecord { pid: p.pid(), start_time: p.start_time(), generation };
+        let record = ProcessRecord {
+            pid: p.pid(),
+            start_time: p.start_time(),
+            generation,
+        };
         if let Err(e) = files::save_process(&self.dir, &record) {
             tracing::warn!(media_service_id = %self.id, error = %e, "cannot record the process for re-adoption");
         }
@@ -511,7 +660,9 @@ impl Actor {
 
     /// SIGTERM (or the plugin's stop signal) to the group, up to `stop_grace`, then SIGKILL.
     async fn stop_process(&mut self) -> Result<(), String> {
-        let Some(mut proc) = self.proc.take() else { return Ok(()) };
+        let Some(mut proc) = self.proc.take() else {
+            return Ok(());
+        };
         let (program, stop_signal) = match self.plugin() {
             Ok(p) => (p.program_name(), p.stop_signal()),
             Err(_) => ("server", Signal::SIGTERM),
@@ -539,7 +690,9 @@ impl Actor {
                     Ok(exit) => exit,
                     Err(_) => {
                         self.proc = Some(proc);
-                        return Err(format!("{program} (pid {pid}) did not exit even after SIGKILL"));
+                        return Err(format!(
+                            "{program} (pid {pid}) did not exit even after SIGKILL"
+                        ));
                     }
                 }
             }
@@ -574,7 +727,11 @@ impl Actor {
     fn record_failure(&mut self, reason: String) {
         let now = Instant::now();
         self.exits.push_back(now);
-        while self.exits.front().is_some_and(|t| now.duration_since(*t) > self.config.crash_loop_window) {
+        while self
+            .exits
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.config.crash_loop_window)
+        {
             self.exits.pop_front();
         }
         let count = self.exits.len();
@@ -638,10 +795,17 @@ impl Actor {
                 plugin.validate(&next)?;
                 let group = self.account(plugin.as_ref())?.map(|a| a.gid);
                 for file in plugin.render(&next, &self.dir)? {
-                    files::write_atomic(&self.dir.join(file.name), file.contents.as_bytes(), file.mode, group)
-                        .map_err(|e| format!("cannot write {}: {e}", file.name))?;
+                    files::write_atomic(
+                        &self.dir.join(file.name),
+                        file.contents.as_bytes(),
+                        file.mode,
+                        group,
+                    )
+                    .map_err(|e| format!("cannot write {}: {e}", file.name))?;
                 }
-                let Some(proc) = &self.proc else { return Ok(()) };
+                let Some(proc) = &self.proc else {
+                    return Ok(());
+                };
                 proc.signal_leader(plugin.reload_signal())
                     .map_err(|e| format!("cannot signal {program} to reload: {e}"))?;
                 tracing::info!(media_service_id = %self.id, pid = proc.pid(), generation = next.generation, "reloaded {program}");
@@ -656,18 +820,24 @@ impl Actor {
         if self.proc.is_none() || self.state() != ObservedState::Running {
             return;
         }
-        let (Ok(plugin), Some(spec)) = (self.plugin(), self.running_spec.clone()) else { return };
+        let (Ok(plugin), Some(spec)) = (self.plugin(), self.running_spec.clone()) else {
+            return;
+        };
         match plugin.stats(&spec).await {
             Ok(stats) => {
                 let observed = {
-                    let Ok(mut shared) = self.shared.lock() else { return };
+                    let Ok(mut shared) = self.shared.lock() else {
+                        return;
+                    };
                     shared.stats = Some(stats);
                     shared.observe_time = SystemTime::now();
                     shared.to_observed(&self.id)
                 };
                 let _ = self.events.send(observed);
             }
-            Err(e) => tracing::debug!(media_service_id = %self.id, error = %e, "cannot read server stats"),
+            Err(e) => {
+                tracing::debug!(media_service_id = %self.id, error = %e, "cannot read server stats")
+            }
         }
     }
 }

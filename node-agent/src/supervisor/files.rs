@@ -36,11 +36,21 @@ pub struct Account {
 /// readable by anyone else, even briefly; the group and final mode are set before the rename.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32, group: Option<u32>) -> io::Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = path.parent().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+    let tmp = dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
     let result = (|| {
-        let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         file.write_all(contents)?;
         if let Some(gid) = group {
             std::os::unix::fs::fchown(&file, None, Some(gid))?;
@@ -59,7 +69,10 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32, group: Option<u32>)
 /// ancestor traversable (o+x) for that account. Only the execute bit is added: nothing becomes
 /// listable or readable, so key files beside it stay private.
 pub fn prepare_services_dir(services_dir: &Path, other_account: bool) -> io::Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o711).create(services_dir)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(services_dir)?;
     if !other_account {
         return Ok(());
     }
@@ -79,7 +92,10 @@ pub fn prepare_services_dir(services_dir: &Path, other_account: bool) -> io::Res
 
 /// Creates a service's directory, owned by the server's account so it can write there.
 pub fn prepare_service_dir(dir: &Path, account: Option<Account>) -> io::Result<()> {
-    fs::DirBuilder::new().mode(0o750).create(dir).or_else(|e| if dir.is_dir() { Ok(()) } else { Err(e) })?;
+    fs::DirBuilder::new()
+        .mode(0o750)
+        .create(dir)
+        .or_else(|e| if dir.is_dir() { Ok(()) } else { Err(e) })?;
     if let Some(a) = account {
         let meta = fs::metadata(dir)?;
         if meta.uid() != a.uid || meta.gid() != a.gid {
@@ -133,7 +149,11 @@ pub fn read_pid_file(path: &Path) -> Option<u32> {
 /// server generations share the file, and truncating it (see [`StderrTail`]) while the server
 /// holds it open makes its next write land at the new end instead of leaving a hole.
 pub fn open_stderr_log(dir: &Path, group: Option<u32>) -> io::Result<File> {
-    let file = OpenOptions::new().create(true).append(true).mode(0o640).open(dir.join(STDERR_FILE))?;
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(dir.join(STDERR_FILE))?;
     if let Some(gid) = group {
         std::os::unix::fs::fchown(&file, None, Some(gid))?;
     }
@@ -158,20 +178,38 @@ pub struct StderrTail {
     offset: u64,
     partial: Vec<u8>,
     recent: VecDeque<String>,
+    marker: Option<&'static str>,
+    marker_seen: bool,
 }
 
 impl StderrTail {
     pub fn new(dir: &Path, service_id: &str) -> Self {
         let path = dir.join(STDERR_FILE);
         let offset = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        StderrTail { path, service_id: service_id.to_owned(), offset, partial: Vec::new(), recent: VecDeque::new() }
+        StderrTail {
+            path,
+            service_id: service_id.to_owned(),
+            offset,
+            partial: Vec::new(),
+            recent: VecDeque::new(),
+            marker: None,
+            marker_seen: false,
+        }
     }
 
-    /// Starts a new run: only lines from here on belong to it.
-    pub fn mark_start(&mut self) {
+    /// Starts a new run: only lines from here on belong to it. `marker`: a line to watch for
+    /// (see [`Self::marker_seen`]).
+    pub fn mark_start(&mut self, marker: Option<&'static str>) {
         self.poll();
         self.flush_partial();
         self.recent.clear();
+        self.marker = marker;
+        self.marker_seen = false;
+    }
+
+    /// Whether the current run has logged the marker line.
+    pub fn marker_seen(&self) -> bool {
+        self.marker_seen
     }
 
     pub fn poll(&mut self) {
@@ -204,7 +242,11 @@ impl StderrTail {
             self.push_line(&line[..line.len() - 1]);
         }
         if self.offset >= MAX_LOG_BYTES && self.offset == len {
-            if let Err(e) = OpenOptions::new().write(true).open(&self.path).and_then(|f| f.set_len(0)) {
+            if let Err(e) = OpenOptions::new()
+                .write(true)
+                .open(&self.path)
+                .and_then(|f| f.set_len(0))
+            {
                 tracing::warn!(media_service_id = %self.service_id, error = %e, "cannot truncate server log");
             } else {
                 self.offset = 0;
@@ -226,6 +268,9 @@ impl StderrTail {
         if text.trim().is_empty() {
             return;
         }
+        if self.marker.is_some_and(|m| text.contains(m)) {
+            self.marker_seen = true;
+        }
         let line: String = text.chars().take(MAX_LINE_CHARS).collect();
         log_server_line(&self.service_id, &line);
         if self.recent.len() == RECENT_LINES {
@@ -234,10 +279,21 @@ impl StderrTail {
         self.recent.push_back(line);
     }
 
-    /// The last `n` lines of the current run, without icecast's timestamp prefix.
+    /// The last `n` lines of the current run that say something went wrong (warnings, errors,
+    /// unlevelled output such as "Server startup failed"), or else its last `n` lines; without
+    /// icecast's timestamp prefix.
     pub fn last_lines(&self, n: usize) -> Vec<String> {
-        let skip = self.recent.len().saturating_sub(n);
-        self.recent.iter().skip(skip).map(|l| strip_timestamp(l).to_owned()).collect()
+        let lines: Vec<&str> = self.recent.iter().map(|l| strip_timestamp(l)).collect();
+        let notable: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| !matches!(level_of(l), "INFO" | "DBUG" | "DEBUG"))
+            .collect();
+        let pick = if notable.is_empty() { lines } else { notable };
+        pick[pick.len().saturating_sub(n)..]
+            .iter()
+            .map(|l| (*l).to_owned())
+            .collect()
     }
 }
 
@@ -251,12 +307,20 @@ fn strip_timestamp(line: &str) -> &str {
     line
 }
 
+/// icecast2's level word ("INFO", "WARN", "EROR", "DBUG") after the timestamp.
+fn level_of(line: &str) -> &str {
+    line.split_whitespace().next().unwrap_or("")
+}
+
 fn log_server_line(service_id: &str, line: &str) {
     let body = strip_timestamp(line);
-    let level = body.split_whitespace().next().unwrap_or("");
-    match level {
-        "EROR" | "ERROR" | "WARN" => tracing::warn!(media_service_id = %service_id, line = %body, "server log"),
-        "DBUG" | "DEBUG" => tracing::debug!(media_service_id = %service_id, line = %body, "server log"),
+    match level_of(body) {
+        "EROR" | "ERROR" | "WARN" => {
+            tracing::warn!(media_service_id = %service_id, line = %body, "server log")
+        }
+        "DBUG" | "DEBUG" => {
+            tracing::debug!(media_service_id = %service_id, line = %body, "server log")
+        }
         _ => tracing::info!(media_service_id = %service_id, line = %body, "server log"),
     }
 }
@@ -272,8 +336,15 @@ mod tests {
         write_atomic(&path, b"one", 0o640, None).expect("write");
         write_atomic(&path, b"two", 0o600, None).expect("rewrite");
         assert_eq!(fs::read(&path).expect("read"), b"two");
-        assert_eq!(fs::metadata(&path).expect("meta").permissions().mode() & 0o777, 0o600);
-        let leftovers: Vec<_> = fs::read_dir(dir.path()).expect("ls").flatten().map(|e| e.file_name()).collect();
+        assert_eq!(
+            fs::metadata(&path).expect("meta").permissions().mode() & 0o777,
+            0o600
+        );
+        let leftovers: Vec<_> = fs::read_dir(dir.path())
+            .expect("ls")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(leftovers.len(), 1, "temp files left behind: {leftovers:?}");
     }
 
@@ -283,24 +354,66 @@ mod tests {
         let mut log = open_stderr_log(dir.path(), None).expect("open");
         writeln!(log, "[2026-01-01  00:00:00] INFO old run").expect("write");
         let mut tail = StderrTail::new(dir.path(), "svc");
-        tail.mark_start();
-        writeln!(log, "[2026-01-01  00:00:01] EROR connection/x Could not create listener socket").expect("write");
+        tail.mark_start(Some("listener socket"));
+        assert!(!tail.marker_seen());
+        writeln!(
+            log,
+            "[2026-01-01  00:00:01] INFO main/main Icecast 2.4.4 server started"
+        )
+        .expect("write");
+        writeln!(
+            log,
+            "[2026-01-01  00:00:01] EROR connection/x Could not create listener socket"
+        )
+        .expect("write");
         write!(log, "Server startup failed. Exiting").expect("write");
         tail.poll();
-        assert_eq!(tail.last_lines(5), vec!["EROR connection/x Could not create listener socket"]);
+        assert!(tail.marker_seen());
+        assert_eq!(
+            tail.last_lines(5),
+            vec!["EROR connection/x Could not create listener socket"]
+        );
         tail.flush_partial();
         assert_eq!(tail.last_lines(1), vec!["Server startup failed. Exiting"]);
         assert_eq!(tail.last_lines(10).len(), 2);
+        // Only INFO lines: those are all there is to quote.
+        tail.mark_start(None);
+        writeln!(
+            log,
+            "[2026-01-01  00:00:02] INFO main/main Icecast 2.4.4 server started"
+        )
+        .expect("write");
+        tail.poll();
+        assert_eq!(
+            tail.last_lines(5),
+            vec!["INFO main/main Icecast 2.4.4 server started"]
+        );
     }
 
     #[test]
     fn specs_and_process_records_round_trip() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let spec = ServiceSpec { id: "svc".into(), admin_password: "pw".into(), generation: 7, ..Default::default() };
+        let spec = ServiceSpec {
+            id: "svc".into(),
+            admin_password: "pw".into(),
+            generation: 7,
+            ..Default::default()
+        };
         save_spec(dir.path(), &spec).expect("save");
         assert_eq!(load_spec(dir.path()).expect("load"), spec);
-        assert_eq!(fs::metadata(dir.path().join(SPEC_FILE)).expect("meta").permissions().mode() & 0o777, 0o600);
-        let record = ProcessRecord { pid: 42, start_time: 99, generation: 7 };
+        assert_eq!(
+            fs::metadata(dir.path().join(SPEC_FILE))
+                .expect("meta")
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
+        let record = ProcessRecord {
+            pid: 42,
+            start_time: 99,
+            generation: 7,
+        };
         save_process(dir.path(), &record).expect("save");
         assert_eq!(load_process(dir.path()), Some(record));
     }

@@ -1,7 +1,7 @@
 //! Process supervision of the node's services.
 //!
-//! Each service has a directory under `services_dir` (see [`files`]) and one task (an
-//! [`actor::Actor`]) that owns its process: it executes start/stop/restart/delete and reconcile
+//! Each service has a directory under `services_dir` (layout in `files.rs`) and one task (an
+//! `Actor` in `actor.rs`) that owns its process: it executes start/stop/restart/delete and reconcile
 //! commands one at a time, restarts the server with backoff when it dies while it should run,
 //! gives up after a crash loop, and publishes observed state and statistics.
 //!
@@ -16,8 +16,8 @@
 //! re-bind sockets). A source already connected keeps its old mount limits until it reconnects.
 
 mod actor;
-pub mod files;
-pub mod process;
+mod files;
+mod process;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -91,11 +91,19 @@ struct Initial {
 
 /// Ids become directory names, so only a safe alphabet is accepted (no `/`, no `..`).
 pub fn valid_service_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn check_id(id: &str) -> Result<(), String> {
-    if valid_service_id(id) { Ok(()) } else { Err(format!("invalid service id {id:?}")) }
+    if valid_service_id(id) {
+        Ok(())
+    } else {
+        Err(format!("invalid service id {id:?}"))
+    }
 }
 
 const EVENT_CAPACITY: usize = 1024;
@@ -133,7 +141,10 @@ impl Supervisor {
     fn services(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Handle>>> {
         // A panic while holding this lock cannot leave the map inconsistent (single inserts
         // and removes), so poisoning is ignored.
-        self.inner.services.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner
+            .services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn handle(&self, id: &str) -> Option<Arc<Handle>> {
@@ -141,7 +152,11 @@ impl Supervisor {
     }
 
     /// The service's handle, spawning its actor if it has none.
-    fn handle_or_spawn(&self, id: &str, initial: impl FnOnce() -> Initial) -> Result<Arc<Handle>, String> {
+    fn handle_or_spawn(
+        &self,
+        id: &str,
+        initial: impl FnOnce() -> Initial,
+    ) -> Result<Arc<Handle>, String> {
         let mut services = self.services();
         if let Some(h) = services.get(id) {
             return Ok(h.clone());
@@ -152,12 +167,19 @@ impl Supervisor {
         let initial = initial();
         let dir = self.service_dir(id);
         let (state, message, pid) = match &initial.proc {
-            Some(p) => (ObservedState::Running, "adopted running process".to_owned(), Some(p.pid())),
+            Some(p) => (
+                ObservedState::Running,
+                "adopted running process".to_owned(),
+                Some(p.pid()),
+            ),
             None => (ObservedState::Stopped, "stopped".to_owned(), None),
         };
         let shared = Arc::new(Mutex::new(Shared::new(state, message, pid)));
         let running_spec = match (&initial.spec, initial.running_generation) {
-            (Some(spec), Some(generation)) if initial.proc.is_some() => Some(ServiceSpec { generation, ..spec.clone() }),
+            (Some(spec), Some(generation)) if initial.proc.is_some() => Some(ServiceSpec {
+                generation,
+                ..spec.clone()
+            }),
             _ => None,
         };
         let actor = Actor {
@@ -179,7 +201,11 @@ impl Supervisor {
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(actor.run(rx));
-        let handle = Arc::new(Handle { tx, shared, task: Mutex::new(Some(task)) });
+        let handle = Arc::new(Handle {
+            tx,
+            shared,
+            task: Mutex::new(Some(task)),
+        });
         services.insert(id.to_owned(), handle.clone());
         Ok(handle)
     }
@@ -194,7 +220,11 @@ impl Supervisor {
     /// Sends a command to the service's actor and waits for its answer.
     async fn call(&self, id: &str, make: impl Fn(Reply) -> Command) -> Result<(), String> {
         for _ in 0..COMMAND_ATTEMPTS {
-            let handle = self.handle_or_spawn(id, || Initial { spec: None, proc: None, running_generation: None })?;
+            let handle = self.handle_or_spawn(id, || Initial {
+                spec: None,
+                proc: None,
+                running_generation: None,
+            })?;
             let (tx, rx) = oneshot::channel();
             if handle.tx.send(make(tx)).is_ok()
                 && let Ok(result) = rx.await
@@ -214,6 +244,12 @@ impl Supervisor {
     /// running, without restarting them. Services that should run but do not are started
     /// (in the background). Idempotent: services already known are left alone.
     pub async fn adopt_existing(&self) -> anyhow::Result<()> {
+        self.load(None, true).await
+    }
+
+    /// Loads service directories not known yet (`only`: just that one) and adopts their running
+    /// servers; `autostart` starts those that should run but do not.
+    async fn load(&self, only: Option<&str>, autostart: bool) -> anyhow::Result<()> {
         let services_dir = self.inner.config.services_dir.clone();
         let run_as_other = nix::unistd::geteuid().is_root();
         let dir = services_dir.clone();
@@ -226,26 +262,33 @@ impl Supervisor {
             let dir = services_dir.clone();
             let plugins = self.inner.plugins.clone();
             let known: HashSet<String> = self.services().keys().cloned().collect();
-            tokio::task::spawn_blocking(move || scan_services(&dir, &plugins, &known))
-                .await
-                .context("scanning the services directory")?
-                .with_context(|| format!("reading {}", services_dir.display()))?
+            let only = only.map(str::to_owned);
+            tokio::task::spawn_blocking(move || {
+                scan_services(&dir, &plugins, &known, only.as_deref())
+            })
+            .await
+            .context("scanning the services directory")?
+            .with_context(|| format!("reading {}", services_dir.display()))?
         };
 
-        for (id, spec, adopted) in found {
+        for Scanned { id, spec, adopted } in found {
             let desired = spec.desired_running;
             let adopted_pid = adopted.as_ref().map(|(p, _)| p.pid());
             let spawn_spec = spec.clone();
             let handle = match self.handle_or_spawn(&id, move || {
                 let (proc, generation) = adopted.map_or((None, None), |(p, g)| (Some(p), Some(g)));
-                Initial { spec: Some(spawn_spec), proc, running_generation: generation }
+                Initial {
+                    spec: Some(spawn_spec),
+                    proc,
+                    running_generation: generation,
+                }
             }) {
                 Ok(h) => h,
                 Err(e) => anyhow::bail!("{e}"),
             };
             match adopted_pid {
                 Some(pid) => tracing::info!(media_service_id = %id, pid, "adopted running server"),
-                None if desired => {
+                None if desired && autostart => {
                     tracing::info!(media_service_id = %id, "server should run but is not running; starting it");
                     let _ = handle.tx.send(Command::Ensure(Box::new(spec)));
                 }
@@ -293,7 +336,11 @@ impl Supervisor {
             let id = spec.id.clone();
             let mut spec = Some(spec);
             for _ in 0..COMMAND_ATTEMPTS {
-                let handle = match self.handle_or_spawn(&id, || Initial { spec: None, proc: None, running_generation: None }) {
+                let handle = match self.handle_or_spawn(&id, || Initial {
+                    spec: None,
+                    proc: None,
+                    running_generation: None,
+                }) {
                     Ok(h) => h,
                     Err(e) => {
                         tracing::warn!(media_service_id = %id, error = %e, "cannot reconcile service");
@@ -312,7 +359,12 @@ impl Supervisor {
                 }
             }
         }
-        let unwanted: Vec<String> = self.services().keys().filter(|id| !wanted.contains(*id)).cloned().collect();
+        let unwanted: Vec<String> = self
+            .services()
+            .keys()
+            .filter(|id| !wanted.contains(*id))
+            .cloned()
+            .collect();
         for id in unwanted {
             let this = self.clone();
             tokio::spawn(async move {
@@ -329,33 +381,57 @@ impl Supervisor {
     /// Clears a crash loop.
     pub async fn start(&self, spec: &ServiceSpec) -> Result<(), String> {
         check_id(&spec.id)?;
-        self.call(&spec.id, |reply| Command::Start(Box::new(spec.clone()), reply)).await
+        self.call(&spec.id, |reply| {
+            Command::Start(Box::new(spec.clone()), reply)
+        })
+        .await
     }
 
     /// Stops the service (desired: stopped). Stopped or unknown → `Ok`.
     pub async fn stop(&self, service_id: &str) -> Result<(), String> {
-        if !valid_service_id(service_id) || self.handle(service_id).is_none() {
+        if !valid_service_id(service_id) {
+            return Ok(());
+        }
+        self.load_if_on_disk(service_id).await;
+        if self.handle(service_id).is_none() {
             return Ok(());
         }
         self.call(service_id, Command::Stop).await
     }
 
+    /// A service directory this supervisor has not loaded (adopt_existing not called yet) may
+    /// still have a running server; load it so stop/delete reach that server.
+    async fn load_if_on_disk(&self, service_id: &str) {
+        if self.handle(service_id).is_none()
+            && self.service_dir(service_id).is_dir()
+            && let Err(e) = self.load(Some(service_id), false).await
+        {
+            tracing::warn!(media_service_id = %service_id, error = %e, "cannot load service directory");
+        }
+    }
+
     /// Stop + start: always a new process. Clears a crash loop.
     pub async fn restart(&self, spec: &ServiceSpec) -> Result<(), String> {
         check_id(&spec.id)?;
-        self.call(&spec.id, |reply| Command::Restart(Box::new(spec.clone()), reply)).await
+        self.call(&spec.id, |reply| {
+            Command::Restart(Box::new(spec.clone()), reply)
+        })
+        .await
     }
 
     /// Stops the service and removes its whole directory. Unknown → `Ok`.
     pub async fn delete(&self, service_id: &str) -> Result<(), String> {
         check_id(service_id)?;
+        self.load_if_on_disk(service_id).await;
         if let Some(handle) = self.handle(service_id) {
             let (tx, rx) = oneshot::channel();
             if handle.tx.send(Command::Delete(tx)).is_ok() {
                 match rx.await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => return Err(e),
-                    Err(_) if self.inner.cancel.is_cancelled() => return Err("the agent is shutting down".to_owned()),
+                    Err(_) if self.inner.cancel.is_cancelled() => {
+                        return Err("the agent is shutting down".to_owned());
+                    }
                     // The actor was already gone (deleted concurrently): fall through.
                     Err(_) => {}
                 }
@@ -368,7 +444,9 @@ impl Supervisor {
         // Also covers a directory this supervisor never loaded.
         let dir = self.service_dir(service_id);
         tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("cannot remove {}: {e}", dir.display())),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(format!("cannot remove {}: {e}", dir.display()))
+            }
             _ => Ok(()),
         })
         .await
@@ -376,15 +454,19 @@ impl Supervisor {
     }
 
     pub async fn pid(&self, service_id: &str) -> Option<u32> {
-        self.handle(service_id).and_then(|h| h.shared.lock().ok().and_then(|s| s.pid))
+        self.handle(service_id)
+            .and_then(|h| h.shared.lock().ok().and_then(|s| s.pid))
     }
 
     /// Agent shutdown: ends supervision but leaves every server running for the next agent to
     /// adopt. Afterwards commands fail with "the agent is shutting down".
     pub async fn detach(&self) {
         self.inner.cancel.cancel();
-        let tasks: Vec<JoinHandle<()>> =
-            self.services().values().filter_map(|h| h.task.lock().ok().and_then(|mut t| t.take())).collect();
+        let tasks: Vec<JoinHandle<()>> = self
+            .services()
+            .values()
+            .filter_map(|h| h.task.lock().ok().and_then(|mut t| t.take()))
+            .collect();
         for task in tasks {
             if let Err(e) = task.await {
                 tracing::warn!(error = %e, "service task ended abnormally");
@@ -404,18 +486,32 @@ impl Supervisor {
     }
 }
 
-/// Blocking: reads every service directory not yet `known`, returning its spec and, when its
-/// server still runs, the adopted process and the generation its config came from.
+/// A service directory found at agent start.
+struct Scanned {
+    id: String,
+    spec: ServiceSpec,
+    /// The server still running for it, and the generation its config came from.
+    adopted: Option<(Proc, u64)>,
+}
+
+/// Blocking: reads every service directory not yet `known`.
 fn scan_services(
     services_dir: &Path,
     plugins: &Plugins,
     known: &HashSet<String>,
-) -> std::io::Result<Vec<(String, ServiceSpec, Option<(Proc, u64)>)>> {
+    only: Option<&str>,
+) -> std::io::Result<Vec<Scanned>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(services_dir)? {
         let entry = entry?;
-        let Some(id) = entry.file_name().to_str().map(str::to_owned) else { continue };
-        if !valid_service_id(&id) || known.contains(&id) || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+        let Some(id) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if !valid_service_id(&id)
+            || known.contains(&id)
+            || only.is_some_and(|o| o != id)
+            || !entry.file_type().is_ok_and(|t| t.is_dir())
+        {
             continue;
         }
         let dir = entry.path();
@@ -426,34 +522,63 @@ fn scan_services(
                 continue;
             }
         };
-        let adopted = plugins.for_type(spec.r#type).ok().and_then(|plugin| find_running(plugin.as_ref(), &dir, &spec));
-        found.push((id, spec, adopted));
+        let adopted = plugins
+            .for_type(spec.r#type)
+            .ok()
+            .and_then(|plugin| find_running(plugin.as_ref(), &dir, &spec));
+        found.push(Scanned { id, spec, adopted });
     }
     Ok(found)
 }
 
 /// The server still running for `dir`, from `process.json` or else the server's own pid file,
 /// verified by its command line (and start time, against pid reuse).
-fn find_running(plugin: &dyn plugins::Plugin, dir: &Path, spec: &ServiceSpec) -> Option<(Proc, u64)> {
+fn find_running(
+    plugin: &dyn plugins::Plugin,
+    dir: &Path,
+    spec: &ServiceSpec,
+) -> Option<(Proc, u64)> {
     let record = files::load_process(dir);
     let mut candidates: Vec<(u32, Option<u64>, u64)> = Vec::new();
     if let Some(r) = record {
         candidates.push((r.pid, Some(r.start_time), r.generation));
     }
-    if let Some(pid) = plugin.pid_file(dir).as_deref().and_then(files::read_pid_file) {
+    if let Some(pid) = plugin
+        .pid_file(dir)
+        .as_deref()
+        .and_then(files::read_pid_file)
+    {
         // Without our record the generation is unknown; assume the persisted spec's.
-        candidates.push((pid, None, record.filter(|r| r.pid == pid).map_or(spec.generation, |r| r.generation)));
+        candidates.push((
+            pid,
+            None,
+            record
+                .filter(|r| r.pid == pid)
+                .map_or(spec.generation, |r| r.generation),
+        ));
     }
     for (pid, start_time, generation) in candidates {
-        let Some(stat) = process::stat(pid) else { continue };
-        if stat.state == 'Z' || stat.state == 'X' || start_time.is_some_and(|t| t != stat.start_time) {
+        let Some(stat) = process::stat(pid) else {
+            continue;
+        };
+        if stat.state == 'Z'
+            || stat.state == 'X'
+            || start_time.is_some_and(|t| t != stat.start_time)
+        {
             continue;
         }
         if !process::cmdline(pid).is_some_and(|cmd| plugin.owns_process(&cmd, dir)) {
             continue;
         }
         let own_group = stat.pgrp == pid as i32;
-        return Some((Proc::Adopted { pid, start_time: stat.start_time, own_group }, generation));
+        return Some((
+            Proc::Adopted {
+                pid,
+                start_time: stat.start_time,
+                own_group,
+            },
+            generation,
+        ));
     }
     None
 }

@@ -40,7 +40,12 @@ pub fn stat(pid: u32) -> Option<ProcStat> {
 
 pub fn cmdline(pid: u32) -> Option<Vec<OsString>> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    Some(raw.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| OsString::from_vec(a.to_vec())).collect())
+    Some(
+        raw.split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| OsString::from_vec(a.to_vec()))
+            .collect(),
+    )
 }
 
 /// Alive and the same process as when first seen: zombies count as dead, they only await reaping.
@@ -74,8 +79,16 @@ impl fmt::Display for Exit {
 
 /// A supervised server process: one we spawned, or one a previous agent spawned and we adopted.
 pub enum Proc {
-    Child { child: tokio::process::Child, pid: u32, start_time: u64 },
-    Adopted { pid: u32, start_time: u64, own_group: bool },
+    Child {
+        child: tokio::process::Child,
+        pid: u32,
+        start_time: u64,
+    },
+    Adopted {
+        pid: u32,
+        start_time: u64,
+        own_group: bool,
+    },
 }
 
 impl Proc {
@@ -94,7 +107,11 @@ impl Proc {
     /// Waits for the process to end. Cancel-safe, so it can sit in a `select!`.
     pub async fn wait(&mut self) -> Exit {
         match self {
-            Proc::Child { child, pid, start_time } => match child.wait().await {
+            Proc::Child {
+                child,
+                pid,
+                start_time,
+            } => match child.wait().await {
                 Ok(status) => Exit::Status(status),
                 Err(e) => {
                     // Only happens if someone else reaped it; fall back to watching /proc.
@@ -105,7 +122,9 @@ impl Proc {
                     Exit::Unknown
                 }
             },
-            Proc::Adopted { pid, start_time, .. } => {
+            Proc::Adopted {
+                pid, start_time, ..
+            } => {
                 while is_alive(*pid, *start_time) {
                     tokio::time::sleep(ADOPTED_POLL).await;
                 }
@@ -117,12 +136,18 @@ impl Proc {
     /// `Some` once the process has ended (reaping it if it is our child).
     pub fn try_exit(&mut self) -> Option<Exit> {
         match self {
-            Proc::Child { child, pid, start_time } => match child.try_wait() {
+            Proc::Child {
+                child,
+                pid,
+                start_time,
+            } => match child.try_wait() {
                 Ok(Some(status)) => Some(Exit::Status(status)),
                 Ok(None) => None,
                 Err(_) => (!is_alive(*pid, *start_time)).then_some(Exit::Unknown),
             },
-            Proc::Adopted { pid, start_time, .. } => (!is_alive(*pid, *start_time)).then_some(Exit::Unknown),
+            Proc::Adopted {
+                pid, start_time, ..
+            } => (!is_alive(*pid, *start_time)).then_some(Exit::Unknown),
         }
     }
 
@@ -134,7 +159,11 @@ impl Proc {
             Proc::Child { .. } => true,
             Proc::Adopted { own_group, .. } => *own_group,
         };
-        let result = if own_group { killpg(pid, signal) } else { kill(pid, signal) };
+        let result = if own_group {
+            killpg(pid, signal)
+        } else {
+            kill(pid, signal)
+        };
         match result {
             Err(Errno::ESRCH) | Ok(()) => Ok(()),
             Err(e) => Err(e),
@@ -160,7 +189,8 @@ pub fn parse_listening_inodes(table: &str, port: u16) -> Vec<u64> {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let local = fields.get(1)?;
             let local_port = u16::from_str_radix(local.rsplit(':').next()?, 16).ok()?;
-            (local_port == port && *fields.get(3)? == LISTEN).then(|| fields.get(9)?.parse().ok())?
+            (local_port == port && *fields.get(3)? == LISTEN)
+                .then(|| fields.get(9)?.parse().ok())?
         })
         .collect()
 }
@@ -177,13 +207,28 @@ pub fn port_owner(port: u16) -> Option<Option<u32>> {
     if inodes.is_empty() {
         return None;
     }
-    let targets: Vec<OsString> = inodes.iter().map(|i| OsString::from(format!("socket:[{i}]"))).collect();
-    let Ok(procs) = std::fs::read_dir("/proc") else { return Some(None) };
+    let targets: Vec<OsString> = inodes
+        .iter()
+        .map(|i| OsString::from(format!("socket:[{i}]")))
+        .collect();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Some(None);
+    };
     for entry in procs.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
         for fd in fds.flatten() {
-            if std::fs::read_link(fd.path()).is_ok_and(|target| targets.iter().any(|t| *t == target.as_os_str())) {
+            if std::fs::read_link(fd.path())
+                .is_ok_and(|target| targets.iter().any(|t| *t == target.as_os_str()))
+            {
                 return Some(Some(pid));
             }
         }
@@ -199,7 +244,14 @@ mod tests {
     fn stat_survives_odd_command_names() {
         let line = "1234 (ice cast) (x)) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 3 0 987654 1000 200";
         let s = parse_stat(line).expect("parses");
-        assert_eq!(s, ProcStat { state: 'S', pgrp: 1234, start_time: 987654 });
+        assert_eq!(
+            s,
+            ProcStat {
+                state: 'S',
+                pgrp: 1234,
+                start_time: 987654
+            }
+        );
         assert!(parse_stat("garbage").is_none());
     }
 
