@@ -23,6 +23,8 @@ pub struct ControlPlaneHandle {
     pub public_ca_pem: String,
     pub public_addr: SocketAddr,
     pub agent_addr: SocketAddr,
+    /// The replica that bootstrapped the database holds the admin token file.
+    admin_token_file: PathBuf,
     running: Option<(CancellationToken, JoinHandle<anyhow::Result<()>>)>,
 }
 
@@ -57,7 +59,9 @@ impl ControlPlaneHandle {
             cert.signing_key.serialize_pem(),
         )
         .expect("write key");
+        let admin_token_file = data_dir.path().join("state").join("admin.token");
         let mut handle = ControlPlaneHandle {
+            admin_token_file,
             data_dir,
             database_url,
             service_config,
@@ -96,13 +100,15 @@ impl ControlPlaneHandle {
             shutdown.clone(),
         ));
         self.running = Some((shutdown, task));
-        let token_path = self.config().admin_token_path();
+        let token_path = self.admin_token_file.clone();
+        let public_addr = self.public_addr;
         crate::wait_for(
-            "the admin token",
+            "the control plane to serve",
             std::time::Duration::from_secs(30),
             || {
-                let exists = token_path.exists();
-                async move { exists.then_some(()) }
+                let ready =
+                    token_path.exists() && std::net::TcpStream::connect(public_addr).is_ok();
+                async move { ready.then_some(()) }
             },
         )
         .await;
@@ -123,15 +129,39 @@ impl ControlPlaneHandle {
         self.launch().await;
     }
 
+    /// Another replica on the same database, with its own data directory and listeners.
+    pub async fn start_replica(&self) -> ControlPlaneHandle {
+        let data_dir = tempfile::Builder::new()
+            .prefix("castplane-cp-")
+            .tempdir()
+            .expect("temp dir");
+        for file in ["public.crt", "public.key"] {
+            std::fs::copy(self.data_dir.path().join(file), data_dir.path().join(file))
+                .expect("copy TLS files");
+        }
+        let mut handle = ControlPlaneHandle {
+            data_dir,
+            database_url: self.database_url.clone(),
+            service_config: self.service_config.clone(),
+            public_ca_pem: self.public_ca_pem.clone(),
+            public_addr: "127.0.0.1:0".parse().expect("addr"),
+            agent_addr: "127.0.0.1:0".parse().expect("addr"),
+            admin_token_file: self.admin_token_file.clone(),
+            running: None,
+        };
+        handle.launch().await;
+        handle
+    }
+
     pub fn admin_token(&self) -> String {
-        std::fs::read_to_string(self.config().admin_token_path())
+        std::fs::read_to_string(&self.admin_token_file)
             .expect("admin token")
             .trim()
             .to_owned()
     }
 
     pub fn admin_token_path(&self) -> PathBuf {
-        self.config().admin_token_path()
+        self.admin_token_file.clone()
     }
 
     /// The URL agents join and connect to.

@@ -477,7 +477,12 @@ impl ControlPlane {
             ServiceType::Video => ConnectionView {
                 service_id: service.id,
                 stream_url: format!("http://{host}:{}/hls/live.m3u8", port("http")),
-                ingest_url: format!("rtmp://{host}:{}/live/{}", port("rtmp"), "live"),
+                // The RTMP application name is the source password: only its holders publish.
+                ingest_url: format!(
+                    "rtmp://{host}:{}/{}/live",
+                    port("rtmp"),
+                    service.source_password
+                ),
                 source_host: host,
                 source_port: port("rtmp"),
                 mount: "/live".to_owned(),

@@ -1,0 +1,127 @@
+//! Several control-plane replicas on one PostgreSQL: no replica holds state the others need.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use castplane_integration_tests::client::{icecast_request, limits};
+use castplane_integration_tests::streaming::port_open;
+use castplane_integration_tests::{AgentHandle, Backend, ControlPlaneHandle, free_port, wait_for};
+use castplane_proto::v1 as pb;
+use tonic::Code;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_share_ports_quotas_and_the_action_queue() {
+    let a = ControlPlaneHandle::start(Backend::Postgres).await;
+    let b = a.start_replica().await;
+    let (admin_a, admin_b) = (a.admin().await, b.admin().await);
+
+    // Both replicas sign with the one CA: an agent joins through A and runs against B.
+    let first = loop {
+        let p = free_port() as u32;
+        if p + 40 < 65000
+            && (p..p + 30).all(|q| std::net::TcpListener::bind(("0.0.0.0", q as u16)).is_ok())
+        {
+            break p;
+        }
+    };
+    let (node, token) = admin_a.create_node("shared-host", first, first + 29).await;
+    let mut agent = AgentHandle::join(&a, &token)
+        .await
+        .expect("join through replica A");
+    agent.config.control_plane_url = Some(b.agent_url());
+    agent.start();
+    wait_for("the node online via replica B", Duration::from_secs(30), || {
+        let admin = admin_a.clone();
+        let id = node.id.clone();
+        async move { (admin.node(&id).await.status == pb::NodeStatus::Online as i32).then_some(()) }
+    })
+    .await;
+
+    // Concurrent creates through both replicas: ports unique, quota exact.
+    let reseller = admin_a
+        .create_reseller(
+            "Replicated Radio",
+            limits(None, Some(24), None, None, None, None),
+            &[pb::ServiceType::Icecast],
+        )
+        .await;
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let client = if i % 2 == 0 {
+            admin_a.clone()
+        } else {
+            admin_b.clone()
+        };
+        let owner = reseller.primary_customer_id.clone();
+        tasks.push(tokio::spawn(async move {
+            client
+                .media()
+                .create_media_service(icecast_request(&owner, &format!("replica-{i}"), 1))
+                .await
+                .map(|r| r.into_inner())
+        }));
+    }
+    let mut ports = HashSet::new();
+    let mut created = Vec::new();
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(service) => {
+                assert!(
+                    ports.insert(service.ports[0].port),
+                    "port {} given twice",
+                    service.ports[0].port
+                );
+                created.push(service);
+            }
+            Err(status) => assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}"),
+        }
+    }
+    assert_eq!(
+        created.len(),
+        24,
+        "exactly the services quota, across replicas"
+    );
+
+    // An action queued through A is dispatched by B, which holds the agent's stream.
+    let service = &created[0];
+    let action = admin_a
+        .media()
+        .start_media_service(pb::StartMediaServiceRequest {
+            id: service.id.clone(),
+        })
+        .await
+        .expect("start")
+        .into_inner();
+    let done = wait_for("the action to succeed", Duration::from_secs(60), || {
+        let admin = admin_a.clone();
+        let id = action.id.clone();
+        async move {
+            admin
+                .action(&id)
+                .await
+                .pipe_some(|a| a.state == pb::ActionState::Succeeded as i32)
+        }
+    })
+    .await;
+    assert_eq!(done.state, pb::ActionState::Succeeded as i32);
+    assert!(port_open(service.ports[0].port as u16));
+    // A watch through B sees the same durable record.
+    let mut watch = admin_b
+        .actions()
+        .watch_action(pb::WatchActionRequest {
+            id: action.id.clone(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let seen = watch.message().await.expect("stream").expect("one message");
+    assert_eq!(seen.state, pb::ActionState::Succeeded as i32);
+    agent.shutdown().await;
+}
+
+trait PipeSome: Sized {
+    fn pipe_some(self, keep: impl FnOnce(&Self) -> bool) -> Option<Self> {
+        if keep(&self) { Some(self) } else { None }
+    }
+}
+impl<T> PipeSome for T {}
