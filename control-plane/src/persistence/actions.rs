@@ -165,14 +165,6 @@ pub async fn open_actions_on_node(
         .await?)
 }
 
-pub async fn open_actions_of_service(db: &impl ConnectionTrait, service_id: &str) -> Result<u64> {
-    Ok(action::Entity::find()
-        .filter(action::Column::MediaServiceId.eq(service_id))
-        .filter(action::Column::State.is_in(OPEN_STATES))
-        .count(db)
-        .await?)
-}
-
 /// Unfinished actions past their deadline whose node is not connected.
 pub async fn overdue_on_unreachable_nodes(
     db: &impl ConnectionTrait,

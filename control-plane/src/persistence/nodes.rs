@@ -81,6 +81,22 @@ pub async fn update_node(db: &impl ConnectionTrait, model: node::Model) -> Resul
     Ok(())
 }
 
+/// Replaces the node's join token (only those columns: the node may be connected).
+pub async fn set_join_token(
+    db: &impl ConnectionTrait,
+    node_id: &str,
+    token_hash: &str,
+    expire_time: i64,
+) -> Result<bool> {
+    let result = node::Entity::update_many()
+        .col_expr(node::Column::JoinTokenHash, Expr::value(token_hash))
+        .col_expr(node::Column::JoinTokenExpireTime, Expr::value(expire_time))
+        .filter(node::Column::Id.eq(node_id))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
 /// Live services per node.
 pub async fn service_counts(db: &impl ConnectionTrait) -> Result<Vec<(String, i64)>> {
     Ok(media_service::Entity::find()

@@ -6,7 +6,7 @@ use sea_orm::prelude::*;
 use sea_orm::sea_query::Query;
 use sea_orm::{ConnectionTrait, IntoActiveModel, QueryOrder, QuerySelect};
 
-use super::entities::{customer, media_service, ownership_change, port_allocation, reseller};
+use super::entities::{media_service, ownership_change, port_allocation, reseller};
 use super::{Result, count_bigint, max_bigint, sum_bigint};
 use crate::domain::Usage;
 
@@ -46,6 +46,36 @@ pub async fn update_service(db: &impl ConnectionTrait, model: media_service::Mod
     let active = model.into_active_model().reset_all();
     media_service::Entity::update(active).exec(db).await?;
     Ok(())
+}
+
+/// Writes an agent's observation of a live service on `node_id`. False when no such service.
+pub async fn update_observed(
+    db: &impl ConnectionTrait,
+    node_id: &str,
+    service_id: &str,
+    state: &str,
+    message: &str,
+    stats_json: &str,
+    observe_time: i64,
+) -> Result<bool> {
+    use sea_orm::sea_query::Expr;
+    let result = media_service::Entity::update_many()
+        .col_expr(media_service::Column::ObservedState, Expr::value(state))
+        .col_expr(media_service::Column::ObservedMessage, Expr::value(message))
+        .col_expr(
+            media_service::Column::ObservedStats,
+            Expr::value(stats_json),
+        )
+        .col_expr(
+            media_service::Column::ObserveTime,
+            Expr::value(observe_time),
+        )
+        .filter(media_service::Column::Id.eq(service_id))
+        .filter(media_service::Column::NodeId.eq(node_id))
+        .filter(media_service::Column::DeleteTime.is_null())
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
 }
 
 /// Which customers' services a listing covers.
@@ -132,21 +162,6 @@ pub async fn reseller_usage(db: &impl ConnectionTrait, reseller_id: &str) -> Res
     })
 }
 
-pub async fn count_live_services_of_customer(
-    db: &impl ConnectionTrait,
-    customer_id: &str,
-) -> Result<u64> {
-    let count: Option<i64> = media_service::Entity::find()
-        .select_only()
-        .column_as(count_bigint(), "n")
-        .filter(media_service::Column::CustomerId.eq(customer_id))
-        .filter(media_service::Column::DeleteTime.is_null())
-        .into_tuple()
-        .one(db)
-        .await?;
-    Ok(count.unwrap_or(0) as u64)
-}
-
 pub async fn used_ports(db: &impl ConnectionTrait, node_id: &str) -> Result<BTreeSet<u16>> {
     let ports: Vec<i64> = port_allocation::Entity::find()
         .select_only()
@@ -219,24 +234,6 @@ pub async fn list_ownership_changes(
     Ok(ownership_change::Entity::find()
         .filter(ownership_change::Column::MediaServiceId.eq(service_id))
         .order_by_asc(ownership_change::Column::Id)
-        .all(db)
-        .await?)
-}
-
-/// Customer ids among `ids` that are primary accounts.
-pub async fn primary_flags(
-    db: &impl ConnectionTrait,
-    ids: &[String],
-) -> Result<Vec<(String, bool)>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(customer::Entity::find()
-        .select_only()
-        .column(customer::Column::Id)
-        .column(customer::Column::IsPrimary)
-        .filter(customer::Column::Id.is_in(ids.iter().map(String::as_str)))
-        .into_tuple()
         .all(db)
         .await?)
 }

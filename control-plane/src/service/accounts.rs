@@ -184,7 +184,13 @@ impl ControlPlane {
         id: &str,
         patch: ResellerPatch,
     ) -> Result<reseller::Model> {
-        let mut model = self.get_reseller(principal, id).await?;
+        // Visibility first, then the row again under lock: the patch applies to the latest
+        // version, not to one a concurrent writer has since replaced.
+        self.get_reseller(principal, id).await?;
+        let txn = self.db().begin().await?;
+        let mut model = db::get_reseller(&txn, id, true)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("reseller {id:?} not found")))?;
         if !principal.is_admin()
             && (patch.display_name.is_some()
                 || !patch.limits.is_empty()
@@ -218,7 +224,6 @@ impl ControlPlane {
         store_limits(&mut model, &limits);
         let now = now_millis();
         model.update_time = now;
-        let txn = self.db().begin().await?;
         if let Some(name) = patch.display_name {
             model.display_name = name.clone();
             // The primary account is the reseller itself; keep its name in step.

@@ -306,22 +306,24 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Stores what the agent observed. Only the observed columns are written, and only for
+    /// live services of this node, so a report can never undo a concurrent change of the
+    /// service's configuration or owner.
     pub async fn record_observed(&self, node_id: &str, reports: Vec<ObservedReport>) -> Result<()> {
         for report in reports {
-            let Some(mut service) =
-                service_db::get_live_service(self.db(), &report.service_id, false).await?
-            else {
-                continue;
-            };
-            if service.node_id != node_id {
-                tracing::warn!(media_service_id = %report.service_id, node_id, "agent reported another node's service; ignored");
-                continue;
+            let updated = service_db::update_observed(
+                self.db(),
+                node_id,
+                &report.service_id,
+                report.state.as_str(),
+                &report.message,
+                &report.stats_json,
+                report.observe_time,
+            )
+            .await?;
+            if !updated {
+                tracing::debug!(media_service_id = %report.service_id, node_id, "report for a service not live on this node; ignored");
             }
-            service.observed_state = report.state.as_str().to_owned();
-            service.observed_message = report.message;
-            service.observed_stats = report.stats_json;
-            service.observe_time = Some(report.observe_time);
-            service_db::update_service(self.db(), service).await?;
         }
         Ok(())
     }

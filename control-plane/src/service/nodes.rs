@@ -248,15 +248,16 @@ impl ControlPlane {
         ttl: Option<Duration>,
     ) -> Result<JoinToken> {
         require_admin(principal, "issue join tokens")?;
-        let mut node = db::get_node(self.db(), node_id, false)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("node {node_id:?} not found")))?;
         let (secret, token) = self.new_join_token();
         let expire_time =
             now_millis() + ttl.unwrap_or(self.config().join_token_ttl).as_millis() as i64;
-        node.join_token_hash = Some(ids::hash_secret(&secret));
-        node.join_token_expire_time = Some(expire_time);
-        db::update_node(self.db(), node).await?;
+        let found =
+            db::set_join_token(self.db(), node_id, &ids::hash_secret(&secret), expire_time).await?;
+        if !found {
+            return Err(ServiceError::NotFound(format!(
+                "node {node_id:?} not found"
+            )));
+        }
         Ok(JoinToken { token, expire_time })
     }
 
