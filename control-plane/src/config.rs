@@ -34,8 +34,8 @@ pub struct Resolved {
     pub agent_listen: SocketAddr,
 }
 
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
-pub const DEFAULT_AGENT_LISTEN: &str = "127.0.0.1:7401";
+pub const DEFAULT_PORT: u16 = 7400;
+pub const DEFAULT_AGENT_PORT: u16 = 7401;
 
 pub fn load_file(path: &Path) -> Result<FileConfig, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -52,9 +52,9 @@ pub fn resolve(file: FileConfig, overrides: FileConfig) -> Result<Resolved, Vec<
     let data_dir =
         pick(overrides.data_dir, file.data_dir).unwrap_or_else(|| PathBuf::from("castplane-data"));
     let listen = pick(overrides.listen, file.listen)
-        .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)));
     let agent_listen = pick(overrides.agent_listen, file.agent_listen)
-        .unwrap_or_else(|| DEFAULT_AGENT_LISTEN.parse().expect("valid default"));
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], DEFAULT_AGENT_PORT)));
     let database_url = pick(overrides.database_url, file.database_url);
     if let Some(url) = &database_url
         && !(url.starts_with("postgres://")
@@ -187,6 +187,6 @@ mod tests {
             resolved.config.service.action_deadline,
             Duration::from_secs(5)
         );
-        assert_eq!(resolved.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(resolved.listen.to_string(), "127.0.0.1:7400");
     }
 }

@@ -24,6 +24,8 @@ fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
+    // Figures only: the servers' own log lines would drown them.
+    castplane_integration_tests::init_tracing_with_default("error");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -14,11 +14,16 @@ pub use client::Client;
 pub use control_plane::{Backend, ControlPlaneHandle};
 pub use wait::wait_for;
 
-/// Logs to the test output when `RUST_LOG` is set.
+/// Logs warnings (or what `RUST_LOG` asks for) to the test output.
 pub fn init_tracing() {
+    init_tracing_with_default("warn");
+}
+
+/// Like [`init_tracing`] with another default filter; the first call in a process wins.
+pub fn init_tracing_with_default(filter: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| filter.into()),
         )
         .with_test_writer()
         .try_init();

@@ -664,3 +664,79 @@ pub(crate) fn being_deleted(service: &media_service::Model) -> ServiceError {
         format!("media service {} is being deleted", service.id),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            customers: None,
+            services: Some(2),
+            listener_slots: Some(100),
+            max_bitrate_kbps: Some(128),
+            disk_mb: None,
+            bandwidth_gb_per_month: Some(10),
+        }
+    }
+
+    fn demand(listener_slots: u64, max_bitrate_kbps: u64) -> Demand {
+        Demand {
+            services: 1,
+            listener_slots,
+            max_bitrate_kbps,
+            disk_mb: 5,
+            bandwidth_gb_per_month: 0,
+        }
+    }
+
+    #[test]
+    fn exactly_at_the_limit_fits_and_one_more_does_not() {
+        let usage = Usage {
+            services: 1,
+            listener_slots: 60,
+            ..Default::default()
+        };
+        assert!(check_quota("r", &limits(), &usage, &demand(40, 128)).is_ok());
+        let err = check_quota("r", &limits(), &usage, &demand(41, 128)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "quota exceeded for listener_slots: asked for 41, 40 available (limit 100, 60 in use)"
+        );
+    }
+
+    #[test]
+    fn the_bitrate_cap_applies_per_service_not_as_a_pool() {
+        let usage = Usage {
+            max_bitrate_kbps: 128,
+            ..Default::default()
+        };
+        assert!(check_quota("r", &limits(), &usage, &demand(1, 128)).is_ok());
+        let err = check_quota("r", &limits(), &usage, &demand(1, 129)).unwrap_err();
+        assert!(matches!(
+            err,
+            ServiceError::QuotaExceeded {
+                resource: Resource::MaxBitrateKbps,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn unlimited_resources_never_refuse_and_growth_of_zero_always_fits() {
+        let usage = Usage {
+            services: 2,
+            disk_mb: u64::MAX / 2,
+            ..Default::default()
+        };
+        // Services are full, but an update asks for no new service.
+        let update = Demand {
+            services: 0,
+            disk_mb: 1_000_000,
+            ..Default::default()
+        };
+        assert!(check_quota("r", &limits(), &usage, &update).is_ok());
+        assert_eq!(usage.available(&limits(), Resource::DiskMb), None);
+        assert_eq!(usage.available(&limits(), Resource::Services), Some(0));
+    }
+}
