@@ -36,3 +36,17 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .unwrap_or(0)
 }
+
+/// `n` consecutive ports that are free right now, for a node's port range.
+pub fn free_port_range(n: u32) -> (u32, u32) {
+    loop {
+        let first = free_port() as u32;
+        let fits = first > 0 && first + n < 65000;
+        if fits
+            && (first..first + n)
+                .all(|p| std::net::TcpListener::bind(("0.0.0.0", p as u16)).is_ok())
+        {
+            return (first, first + n - 1);
+        }
+    }
+}

@@ -50,6 +50,41 @@ impl Drop for Source {
     }
 }
 
+impl Source {
+    /// A test-pattern video with a tone, pushed over RTMP to `url`.
+    pub fn rtmp(url: &str) -> std::io::Result<Self> {
+        let child = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re"])
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=size=320x240:rate=25",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine",
+            ])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-tune",
+                "zerolatency",
+                "-g",
+                "50",
+            ])
+            .args(["-c:a", "aac", "-f", "flv"])
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        Ok(Source(child))
+    }
+}
+
 /// GETs `path` and reads up to `want` body bytes; None unless the server answered 200.
 pub fn read_stream(port: u16, path: &str, want: usize, timeout: Duration) -> Option<Vec<u8>> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;

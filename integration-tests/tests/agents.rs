@@ -12,7 +12,7 @@ use castplane_integration_tests::streaming::{
     Source, icecast_pid, looks_like_mp3, port_open, read_stream,
 };
 use castplane_integration_tests::{
-    AgentHandle, AgentProcess, Backend, Client, ControlPlaneHandle, free_port, wait_for,
+    AgentHandle, AgentProcess, Backend, Client, ControlPlaneHandle, free_port_range, wait_for,
 };
 use castplane_proto::agent::v1 as apb;
 use castplane_proto::agent::v1::agent_service_client::AgentServiceClient;
@@ -25,19 +25,6 @@ fn unlimited() -> pb::ResellerLimits {
     limits(None, None, None, None, None, None)
 }
 
-/// A port range of `n` ports that are free right now.
-fn free_range(n: u32) -> (u32, u32) {
-    loop {
-        let first = free_port() as u32;
-        if first + n < 65000
-            && (first..first + n)
-                .all(|p| std::net::TcpListener::bind(("0.0.0.0", p as u16)).is_ok())
-        {
-            return (first, first + n - 1);
-        }
-    }
-}
-
 struct Setup {
     cp: ControlPlaneHandle,
     admin: Client,
@@ -48,7 +35,7 @@ struct Setup {
 async fn setup(config: ServiceConfig, ports: u32) -> (Setup, String) {
     let cp = ControlPlaneHandle::start_with(Backend::Sqlite, config).await;
     let admin = cp.admin().await;
-    let (first, last) = free_range(ports);
+    let (first, last) = free_port_range(ports);
     let (node, token) = admin.create_node("stream-host", first, last).await;
     let reseller = admin
         .create_reseller(
@@ -686,5 +673,99 @@ async fn certificates_are_renewed_without_disturbing_services() {
         .into_inner();
     assert_eq!(icecast_pid(agent.data_dir(), &service.id), Some(pid));
     succeeded(&s.admin, &stop.id).await;
+    agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn video_service_ingests_rtmp_and_serves_hls_then_deletion_destroys_it() {
+    let (s, token) = setup(ServiceConfig::default(), 4).await;
+    let agent = AgentHandle::join_and_start(&s.cp, &token).await;
+    let node = wait_online(&s.admin, &s.node.id).await;
+    assert!(
+        node.capabilities
+            .iter()
+            .any(|c| c.r#type == pb::ServiceType::Video as i32 && c.available),
+        "{node:?}"
+    );
+    let mut request = icecast_request(&s.owner, "live-tv", 10);
+    request.media_service.as_mut().expect("service").r#type = pb::ServiceType::Video as i32;
+    let service = s
+        .admin
+        .media()
+        .create_media_service(request)
+        .await
+        .expect("create")
+        .into_inner();
+    succeeded(&s.admin, &start(&s.admin, &service.id).await.id).await;
+
+    // A broadcaster pushes to the ingest URL the API hands out; viewers get HLS.
+    let info = s
+        .admin
+        .media()
+        .get_media_service_connection_info(pb::GetMediaServiceConnectionInfoRequest {
+            id: service.id.clone(),
+        })
+        .await
+        .expect("connection info")
+        .into_inner();
+    assert!(
+        info.ingest_url.starts_with("rtmp://127.0.0.1:"),
+        "{}",
+        info.ingest_url
+    );
+    let _source = Source::rtmp(&info.ingest_url).expect("ffmpeg");
+    let (http, path) = {
+        let rest = info
+            .stream_url
+            .strip_prefix("http://127.0.0.1:")
+            .expect("stream URL");
+        let (port, path) = rest.split_once('/').expect("path");
+        (port.parse::<u16>().expect("port"), format!("/{path}"))
+    };
+    let playlist = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + LONG;
+        while std::time::Instant::now() < deadline {
+            if let Some(body) = read_stream(http, &path, 7, Duration::from_secs(5)) {
+                return Some(String::from_utf8_lossy(&body).into_owned());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        None
+    })
+    .await
+    .expect("reader")
+    .expect("an HLS playlist");
+    assert!(playlist.starts_with("#EXTM3U"), "{playlist}");
+
+    // Deleting a video service needs the confirmation, then destroys its files.
+    let refused = s
+        .admin
+        .media()
+        .delete_media_service(pb::DeleteMediaServiceRequest {
+            id: service.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("unconfirmed");
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    let dir = agent.data_dir().join("services").join(&service.id);
+    assert!(
+        dir.join("hls").exists(),
+        "HLS output exists before the delete"
+    );
+    let deleted = s
+        .admin
+        .media()
+        .delete_media_service(pb::DeleteMediaServiceRequest {
+            id: service.id.clone(),
+            confirm_permanent_deletion: true,
+            validate_only: false,
+        })
+        .await
+        .expect("delete")
+        .into_inner();
+    succeeded(&s.admin, &deleted.action.expect("action").id).await;
+    assert!(!dir.exists(), "HLS output and uploaded videos are gone");
+    assert!(!port_open(http));
     agent.shutdown().await;
 }

@@ -7,7 +7,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use castplane_integration_tests::client::{icecast_request, limits};
-use castplane_integration_tests::{AgentHandle, Backend, Client, ControlPlaneHandle, wait_for};
+use castplane_integration_tests::{
+    AgentHandle, Backend, Client, ControlPlaneHandle, free_port_range, wait_for,
+};
 use castplane_proto::v1 as pb;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -67,10 +69,13 @@ struct Fixture {
 
 impl Fixture {
     async fn new(backend: Backend) -> Self {
-        Self::with_ports(backend, 20000, 20999).await
+        Self::with_ports(backend, 20).await
     }
 
-    async fn with_ports(backend: Backend, first: u32, last: u32) -> Self {
+    /// A node with `count` ports that are free on this machine now, since some tests start
+    /// real servers on them while other tests run.
+    async fn with_ports(backend: Backend, count: u32) -> Self {
+        let (first, last) = free_port_range(count);
         let cp = ControlPlaneHandle::start(backend).await;
         let admin = cp.admin().await;
         let (node, token) = admin
@@ -908,7 +913,8 @@ async fn customer_quota_and_unlimited_limits(backend: Backend) {
 
 async fn concurrent_creates_never_share_a_port_or_exceed_the_range(backend: Backend) {
     // 40 ports, 50 concurrent creates of one-port services.
-    let f = Fixture::with_ports(backend, 21000, 21039).await;
+    let f = Fixture::with_ports(backend, 40).await;
+    let range = f.node.port_range.expect("range");
     let (reseller, client) = f.reseller("Rush Radio", UNLIMITED(), ALL_TYPES).await;
     let mut tasks = Vec::new();
     for i in 0..50 {
@@ -926,7 +932,7 @@ async fn concurrent_creates_never_share_a_port_or_exceed_the_range(backend: Back
                 created += 1;
                 for p in service.ports {
                     assert!(
-                        (21000..=21039).contains(&p.port),
+                        (range.first..=range.last).contains(&p.port),
                         "port {} outside the range",
                         p.port
                     );
@@ -1566,7 +1572,8 @@ async fn listings_page_stably(backend: Backend) {
 }
 
 async fn deletion_frees_ports_and_quota(backend: Backend) {
-    let f = Fixture::with_ports(backend, 22000, 22000).await;
+    let mut f = Fixture::with_ports(backend, 1).await;
+    let only_port = f.node.port_range.expect("range").first;
     let (reseller, client) = f
         .reseller(
             "Churn Radio",
@@ -1580,7 +1587,7 @@ async fn deletion_frees_ports_and_quota(backend: Backend) {
     )
     .await
     .expect("create");
-    assert_eq!(first.ports[0].port, 22000);
+    assert_eq!(first.ports[0].port, only_port);
     assert_code(
         create(
             &client,
@@ -1590,6 +1597,9 @@ async fn deletion_frees_ports_and_quota(backend: Backend) {
         Code::ResourceExhausted,
         "full",
     );
+    // With the agent away, the delete stays pending: the service still counts, and refuses
+    // other actions and a second delete.
+    f.agent.stop().await;
     let deleted = client
         .media()
         .delete_media_service(pb::DeleteMediaServiceRequest {
@@ -1599,18 +1609,40 @@ async fn deletion_frees_ports_and_quota(backend: Backend) {
         .await
         .expect("delete")
         .into_inner();
-    // While the delete is pending the service still counts, and refuses other actions.
-    assert!(
-        client.service(&first.id).await.deleting
-            || wait_action(
-                &client,
-                &deleted.action.clone().expect("action").id,
-                Duration::from_secs(1)
-            )
-            .await
-            .state
-                != 0
+    let pending = client.service(&first.id).await;
+    assert!(pending.deleting);
+    assert_eq!(
+        used(&usage(&client, &reseller.id).await, pb::Resource::Services),
+        1
     );
+    let status = assert_code(
+        client
+            .media()
+            .start_media_service(pb::StartMediaServiceRequest {
+                id: first.id.clone(),
+            })
+            .await,
+        Code::FailedPrecondition,
+        "start while deleting",
+    );
+    assert!(
+        status.message().contains("being deleted"),
+        "{}",
+        status.message()
+    );
+    assert_code(
+        client
+            .media()
+            .delete_media_service(pb::DeleteMediaServiceRequest {
+                id: first.id.clone(),
+                validate_only: true,
+                ..Default::default()
+            })
+            .await,
+        Code::FailedPrecondition,
+        "dry run of a second delete",
+    );
+    f.agent.start();
     let action = wait_action(
         &client,
         &deleted.action.expect("action").id,
@@ -1636,7 +1668,7 @@ async fn deletion_frees_ports_and_quota(backend: Backend) {
     )
     .await
     .expect("name and port are free again");
-    assert_eq!(second.ports[0].port, 22000);
+    assert_eq!(second.ports[0].port, only_port);
     // The deleted service's action history remains readable.
     assert_eq!(
         client.action(&action.id).await.state,

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use castplane_integration_tests::client::{icecast_request, limits};
 use castplane_integration_tests::streaming::port_open;
-use castplane_integration_tests::{AgentHandle, Backend, ControlPlaneHandle, free_port, wait_for};
+use castplane_integration_tests::{
+    AgentHandle, Backend, ControlPlaneHandle, free_port_range, wait_for,
+};
 use castplane_proto::v1 as pb;
 use tonic::Code;
 
@@ -16,15 +18,8 @@ async fn replicas_share_ports_quotas_and_the_action_queue() {
     let (admin_a, admin_b) = (a.admin().await, b.admin().await);
 
     // Both replicas sign with the one CA: an agent joins through A and runs against B.
-    let first = loop {
-        let p = free_port() as u32;
-        if p + 40 < 65000
-            && (p..p + 30).all(|q| std::net::TcpListener::bind(("0.0.0.0", q as u16)).is_ok())
-        {
-            break p;
-        }
-    };
-    let (node, token) = admin_a.create_node("shared-host", first, first + 29).await;
+    let (first, last) = free_port_range(30);
+    let (node, token) = admin_a.create_node("shared-host", first, last).await;
     let mut agent = AgentHandle::join(&a, &token)
         .await
         .expect("join through replica A");

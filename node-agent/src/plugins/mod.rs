@@ -6,14 +6,15 @@
 //! run with which arguments and as which user, how to tell that it is ready, how to read its
 //! statistics, and whether a changed spec can be applied by a reload signal.
 //!
-//! Only Icecast is implemented. Video (nginx-rtmp: `SIGQUIT` to stop, `SIGHUP` to reload,
-//! `/healthz` for readiness, `/stat` for statistics) and SHOUTcast (`sc_serv`) become further
-//! implementations of the same trait. AutoDJ (liquidsoap) is a second process of an audio
-//! service; it fits the same interface as its own plugin, supervised as a sibling unit of the
-//! service's server process.
+//! Implemented: Icecast ([`icecast`]) and video ([`video`]: nginx with the RTMP module,
+//! `SIGTERM` to stop, `SIGHUP` to reload, `/healthz` for readiness, `/stat` for statistics).
+//! SHOUTcast (`sc_serv`) becomes a further implementation of the same trait. AutoDJ
+//! (liquidsoap) is a second process of an audio service; it fits the same interface as its own
+//! plugin, supervised as a sibling unit of the service's server process.
 
 pub mod http;
 pub mod icecast;
+pub mod video;
 
 use std::ffi::OsString;
 use std::future::Future;
@@ -27,6 +28,7 @@ use castplane_proto::v1::{PluginCapability, ServiceStats, ServiceType};
 use nix::sys::signal::Signal;
 
 pub use icecast::IcecastPlugin;
+pub use video::VideoPlugin;
 
 /// A boxed future, so [`Plugin`] stays object-safe without an async-trait dependency.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -68,6 +70,9 @@ pub enum UpdateMode {
     Reload,
     /// Re-render the config and restart the process.
     Restart,
+    /// Re-render the config but leave the process alone: nothing it reads changed. For servers
+    /// whose reload disturbs clients (nginx-rtmp: see [`video`]).
+    Rewrite,
 }
 
 pub trait Plugin: Send + Sync {
@@ -84,6 +89,12 @@ pub trait Plugin: Send + Sync {
 
     /// `None` runs the server as the agent's own user even when that is root.
     fn account(&self) -> Option<ServiceAccount>;
+
+    /// Subdirectories of the service directory the server needs, created before every start
+    /// and owned, like the service directory, by its account.
+    fn data_dirs(&self) -> &'static [&'static str] {
+        &[]
+    }
 
     fn render(&self, spec: &ServiceSpec, dir: &Path) -> Result<Vec<ConfigFile>, String>;
 
@@ -120,6 +131,7 @@ pub trait Plugin: Send + Sync {
 /// The plugins this agent implements.
 pub struct Plugins {
     icecast: Arc<IcecastPlugin>,
+    video: Arc<VideoPlugin>,
 }
 
 impl Default for Plugins {
@@ -132,6 +144,7 @@ impl Plugins {
     pub fn new() -> Self {
         Plugins {
             icecast: Arc::new(IcecastPlugin::new()),
+            video: Arc::new(VideoPlugin::new()),
         }
     }
 
@@ -142,9 +155,7 @@ impl Plugins {
             Ok(ServiceType::Shoutcast) => {
                 Err("shoutcast services are not supported by this agent yet".to_owned())
             }
-            Ok(ServiceType::Video) => {
-                Err("video services are not supported by this agent yet".to_owned())
-            }
+            Ok(ServiceType::Video) => Ok(self.video.clone()),
             Ok(ServiceType::Unspecified) => Err("the service has no type".to_owned()),
             Err(_) => Err(format!("unknown service type {service_type}")),
         }
@@ -232,20 +243,12 @@ async fn probe_program(name: &str, args: &[&str], marker: &str) -> Option<Found>
     Some(Found { path, version })
 }
 
-/// Directories where distributions install nginx's dynamic RTMP module.
-const RTMP_MODULE_PATHS: &[&str] = &[
-    "/usr/lib/nginx/modules/ngx_rtmp_module.so",
-    "/usr/lib64/nginx/modules/ngx_rtmp_module.so",
-    "/usr/share/nginx/modules/ngx_rtmp_module.so",
-    "/usr/local/nginx/modules/ngx_rtmp_module.so",
-];
-
 /// Which service types this host can run, one entry per type.
 ///
 /// A type is `available` only when its programs are installed **and** this agent has a plugin
-/// for it, because placement trusts this flag: reporting video as available before the plugin
-/// exists would place services here that can only fail. `version` and `detail` still say what
-/// was found, so an operator can see what the host has.
+/// for it, because placement trusts this flag: reporting shoutcast as available before its
+/// plugin exists would place services here that can only fail. `version` and `detail` still
+/// say what was found, so an operator can see what the host has.
 pub async fn detect_capabilities() -> Vec<PluginCapability> {
     let (icecast, sc_serv, nginx, liquidsoap) = tokio::join!(
         probe_program("icecast2", &["-v"], "Icecast"),
@@ -316,23 +319,35 @@ pub async fn detect_capabilities() -> Vec<PluginCapability> {
         autodj_available,
     };
 
-    let rtmp_module = RTMP_MODULE_PATHS
-        .iter()
-        .map(Path::new)
-        .find(|p| p.is_file());
-    let video_cap = match (nginx, rtmp_module) {
-        (Some(Found { path, version }), Some(module)) => PluginCapability {
+    let video_cap = match (nginx, video::find_rtmp_module()) {
+        (
+            Some(Found {
+                path,
+                version: Ok(v),
+            }),
+            Some(module),
+        ) => PluginCapability {
             r#type: ServiceType::Video as i32,
-            available: false,
-            version: version
-                .as_ref()
-                .map(|v| format!("nginx {v} (rtmp)"))
-                .unwrap_or_default(),
+            available: true,
+            version: format!("nginx {v} (rtmp)"),
             detail: format!(
-                "nginx at {} with the RTMP module at {}, but this agent does not support video services yet",
+                "nginx at {} with the RTMP module at {}",
                 path.display(),
                 module.display()
             ),
+            autodj_available: false,
+        },
+        (
+            Some(Found {
+                path,
+                version: Err(e),
+            }),
+            Some(_),
+        ) => PluginCapability {
+            r#type: ServiceType::Video as i32,
+            available: false,
+            version: String::new(),
+            detail: format!("nginx at {} is unusable: {e}", path.display()),
             autodj_available: false,
         },
         (Some(Found { path, version }), None) => PluginCapability {
@@ -388,12 +403,12 @@ mod tests {
     #[test]
     fn unsupported_types_say_so() {
         let plugins = Plugins::new();
-        let video = plugins.for_type(ServiceType::Video as i32).err();
+        let shoutcast = plugins.for_type(ServiceType::Shoutcast as i32).err();
         assert_eq!(
-            video.as_deref(),
-            Some("video services are not supported by this agent yet")
+            shoutcast.as_deref(),
+            Some("shoutcast services are not supported by this agent yet")
         );
-        assert!(plugins.for_type(ServiceType::Shoutcast as i32).is_err());
+        assert!(plugins.for_type(ServiceType::Video as i32).is_ok());
         assert!(plugins.for_type(ServiceType::Unspecified as i32).is_err());
         assert!(plugins.for_type(ServiceType::Icecast as i32).is_ok());
     }

@@ -406,9 +406,14 @@ impl Actor {
 
         let services_dir = self.config.services_dir.clone();
         let dir = self.dir.clone();
+        let data_dirs = plugin.data_dirs();
         tokio::task::spawn_blocking(move || {
             files::prepare_services_dir(&services_dir, account.is_some())?;
-            files::prepare_service_dir(&dir, account)
+            files::prepare_service_dir(&dir, account)?;
+            for sub in data_dirs {
+                files::prepare_service_dir(&dir.join(sub), account)?;
+            }
+            Ok::<(), std::io::Error>(())
         })
         .await
         .map_err(|e| format!("preparing the service directory: {e}"))?
@@ -558,7 +563,9 @@ impl Actor {
             }
             self.stderr.poll();
             if let Some(exit) = self.proc.as_mut().and_then(Proc::try_exit) {
-                self.proc = None;
+                if let Some(p) = self.proc.take() {
+                    p.kill_leftovers();
+                }
                 self.running_spec = None;
                 self.forget_process_files();
                 let crashed = matches!(exit, Exit::Status(status) if status.signal().is_some());
@@ -711,7 +718,11 @@ impl Actor {
     async fn on_exit(&mut self, exit: Exit) {
         let program = self.program();
         let pid = self.proc.as_ref().map(Proc::pid);
-        self.proc = None;
+        if let Some(p) = self.proc.take() {
+            // Workers outlive a killed leader and keep its ports (nginx): the restart must
+            // find them free.
+            p.kill_leftovers();
+        }
         self.running_spec = None;
         self.forget_process_files();
         let reason = self.exit_reason(program, &exit, "unexpectedly");
@@ -785,13 +796,14 @@ impl Actor {
         }
         let plugin = self.plugin()?;
         let program = plugin.program_name();
-        match plugin.update_mode(&running, &next) {
+        let mode = plugin.update_mode(&running, &next);
+        match mode {
             UpdateMode::Restart => {
                 tracing::info!(media_service_id = %self.id, generation = next.generation, "restarting {program} for the new spec");
                 self.stop_process().await?;
                 self.start_now().await
             }
-            UpdateMode::Reload => {
+            UpdateMode::Reload | UpdateMode::Rewrite => {
                 plugin.validate(&next)?;
                 let group = self.account(plugin.as_ref())?.map(|a| a.gid);
                 for file in plugin.render(&next, &self.dir)? {
@@ -806,9 +818,13 @@ impl Actor {
                 let Some(proc) = &self.proc else {
                     return Ok(());
                 };
-                proc.signal_leader(plugin.reload_signal())
-                    .map_err(|e| format!("cannot signal {program} to reload: {e}"))?;
-                tracing::info!(media_service_id = %self.id, pid = proc.pid(), generation = next.generation, "reloaded {program}");
+                if mode == UpdateMode::Reload {
+                    proc.signal_leader(plugin.reload_signal())
+                        .map_err(|e| format!("cannot signal {program} to reload: {e}"))?;
+                    tracing::info!(media_service_id = %self.id, pid = proc.pid(), generation = next.generation, "reloaded {program}");
+                } else {
+                    tracing::info!(media_service_id = %self.id, pid = proc.pid(), generation = next.generation, "new spec needs no reload of {program}");
+                }
                 self.running_spec = Some(next.clone());
                 self.save_process_record(next.generation);
                 Ok(())

@@ -7,6 +7,9 @@
 //!   icecast.xml    rendered config (0640 root:icecast: carries passwords)
 //!   stderr.log     the server's stdout and stderr, appended
 //!   icecast.pid, access.log   written by icecast2 itself
+//!   nginx.conf     video: rendered config (0640 root:www-data: carries the source password)
+//!   nginx.pid      video: written by nginx
+//!   hls/ videos/ temp/   video: HLS output, uploaded files, nginx's temp paths
 //! ```
 
 use std::collections::VecDeque;

@@ -14,6 +14,8 @@
 //! and sending the plugin's reload signal (SIGHUP for icecast2) when the plugin deems that
 //! enough, or by a restart otherwise (icecast2: when its port changes, because a reload does not
 //! re-bind sockets). A source already connected keeps its old mount limits until it reconnects.
+//! A plugin may also say that nothing the server reads changed ([`plugins::UpdateMode::Rewrite`]):
+//! the config is rewritten without a signal (nginx-rtmp, whose reload disturbs broadcasters).
 
 mod actor;
 mod files;

@@ -170,6 +170,19 @@ impl Proc {
         }
     }
 
+    /// After the leader has exited: kills what is left of its process group (workers would
+    /// keep its ports). Nothing for a process adopted without a group of its own, whose pid
+    /// alone may already belong to someone else.
+    pub fn kill_leftovers(&self) {
+        let own_group = match self {
+            Proc::Child { .. } => true,
+            Proc::Adopted { own_group, .. } => *own_group,
+        };
+        if own_group {
+            let _ = killpg(Pid::from_raw(self.pid() as i32), Signal::SIGKILL);
+        }
+    }
+
     /// Signals only the group leader (a reload must not reach workers that handle it differently).
     pub fn signal_leader(&self, signal: Signal) -> Result<(), Errno> {
         if !is_alive(self.pid(), self.start_time()) {
