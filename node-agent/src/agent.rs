@@ -44,6 +44,7 @@ impl AgentConfig {
         let data_dir = data_dir.into();
         let supervisor = SupervisorConfig {
             services_dir: DataDir::new(&data_dir).services_dir(),
+            media_dir: data_dir.join("media"),
             ..Default::default()
         };
         AgentConfig {

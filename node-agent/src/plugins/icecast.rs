@@ -17,6 +17,19 @@
 //! - With no global `<source-password>` icecast rejects sources on every mount that lacks its
 //!   own password ("No source password set, rejecting source"); giving only `/live` a password
 //!   confines a service's broadcasters to the one mount its limits apply to.
+//!
+//! AutoDJ (see [`super::autodj`]): liquidsoap feeds its own mount, [`AUTODJ_MOUNT`], whose
+//! source password is the service's relay password (internal, never shown to users), so the
+//! customer's source password still works on `/live` only (measured: 401 on `/autodj`) and
+//! AutoDJ's only on `/autodj`. `/live` names `/autodj` as its `<fallback-mount>` with
+//! `<fallback-override>`: per the 2.4 docs (and measured), a listener of `/live` while it has no
+//! source is served `/autodj`, listeners are moved to `/autodj` when the live source leaves, and
+//! a source connecting to `/live` takes every listener of `/autodj` back (icecast logs "passing
+//! N listeners to /live"). Listeners on `/autodj` count against its own `<max-listeners>`, which
+//! is the service's; the global `<clients>` limit still bounds both mounts together. A fallback
+//! may also name a file in the web root, so while `/autodj` has no source icecast2 logs
+//! "WARN source/source_fallback_file unable to open file …/web/autodj" (at start, for one):
+//! harmless.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -35,6 +48,8 @@ pub const CONFIG_FILE: &str = "icecast.xml";
 pub const PID_FILE: &str = "icecast.pid";
 /// The one mount broadcasters may use; the control plane hands it out in connection info.
 pub const LIVE_MOUNT: &str = "/live";
+/// AutoDJ's mount, the fallback of [`LIVE_MOUNT`] when the service has AutoDJ.
+pub const AUTODJ_MOUNT: &str = "/autodj";
 pub const HTTP_PORT_PURPOSE: &str = "http";
 pub const ADMIN_USER: &str = "admin";
 /// Logged (at INFO, hence `<loglevel>3`) by icecast2's stats thread right after it queued the
@@ -74,7 +89,8 @@ pub fn http_port(spec: &ServiceSpec) -> Result<u16, String> {
         .ok_or_else(|| format!("invalid http port {}", assignment.port))
 }
 
-fn validate(spec: &ServiceSpec) -> Result<(), String> {
+/// Rejects specs icecast2 cannot run (and, with AutoDJ, that would give it no mount of its own).
+pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
     http_port(spec)?;
     if spec.max_listeners == 0 {
         return Err("max_listeners must be at least 1".to_owned());
@@ -84,6 +100,17 @@ fn validate(spec: &ServiceSpec) -> Result<(), String> {
     }
     if spec.admin_password.is_empty() {
         return Err("the service has no admin password".to_owned());
+    }
+    if spec.autodj {
+        if spec.relay_password.is_empty() {
+            return Err(
+                "AutoDJ needs the relay password (the source password of its mount)".to_owned(),
+            );
+        }
+        // Equal passwords would let broadcasters onto AutoDJ's mount.
+        if spec.relay_password == spec.source_password {
+            return Err("the relay password must differ from the source password".to_owned());
+        }
     }
     Ok(())
 }
@@ -186,7 +213,21 @@ pub fn render_config(spec: &ServiceSpec, dir: &Path) -> Result<String, String> {
         element(&mut x, 4, "bitrate", &spec.max_bitrate_kbps.to_string());
     }
     element(&mut x, 4, "public", "0");
+    if spec.autodj {
+        element(&mut x, 4, "fallback-mount", AUTODJ_MOUNT);
+        // A live source takes the listeners back from AutoDJ.
+        element(&mut x, 4, "fallback-override", "1");
+    }
     x.push_str("  </mount>\n");
+    if spec.autodj {
+        // No stream name: listeners see the one liquidsoap announces (the display name).
+        x.push_str("  <mount type=\"normal\">\n");
+        element(&mut x, 4, "mount-name", AUTODJ_MOUNT);
+        element(&mut x, 4, "password", &spec.relay_password);
+        element(&mut x, 4, "max-listeners", &spec.max_listeners.to_string());
+        element(&mut x, 4, "public", "0");
+        x.push_str("  </mount>\n");
+    }
     element(&mut x, 2, "fileserve", "1");
     x.push_str("  <paths>\n");
     element(&mut x, 4, "basedir", dir_text);
@@ -288,6 +329,24 @@ pub fn parse_admin_stats(xml: &str) -> Result<ServiceStats, String> {
     Ok(stats)
 }
 
+/// The server's statistics from `/admin/stats`: unlike the public status page, it names each
+/// mount and counts its bytes.
+pub async fn admin_stats(spec: &ServiceSpec) -> Result<ServiceStats, String> {
+    let port = http_port(spec)?;
+    let response = http::get(
+        port,
+        "/admin/stats",
+        Some((ADMIN_USER, spec.admin_password.as_str())),
+        STATS_TIMEOUT,
+    )
+    .await?;
+    match response.status {
+        200 => parse_admin_stats(&String::from_utf8_lossy(&response.body)),
+        401 => Err("icecast2 rejected the admin credentials for /admin/stats".to_owned()),
+        status => Err(format!("/admin/stats answered HTTP {status}")),
+    }
+}
+
 impl Plugin for IcecastPlugin {
     fn service_type(&self) -> ServiceType {
         ServiceType::Icecast
@@ -363,29 +422,20 @@ impl Plugin for IcecastPlugin {
     }
 
     fn stats<'a>(&'a self, spec: &'a ServiceSpec) -> BoxFuture<'a, Result<ServiceStats, String>> {
-        Box::pin(async move {
-            let port = http_port(spec)?;
-            let response = http::get(
-                port,
-                "/admin/stats",
-                Some((ADMIN_USER, spec.admin_password.as_str())),
-                STATS_TIMEOUT,
-            )
-            .await?;
-            match response.status {
-                200 => parse_admin_stats(&String::from_utf8_lossy(&response.body)),
-                401 => Err("icecast2 rejected the admin credentials for /admin/stats".to_owned()),
-                status => Err(format!("/admin/stats answered HTTP {status}")),
-            }
-        })
+        Box::pin(admin_stats(spec))
     }
 
     fn update_mode(&self, running: &ServiceSpec, next: &ServiceSpec) -> UpdateMode {
         // A reload does not re-bind listen sockets.
-        if http_port(running).ok() == http_port(next).ok() {
-            UpdateMode::Reload
-        } else {
-            UpdateMode::Restart
+        if http_port(running).ok() != http_port(next).ok() {
+            return UpdateMode::Restart;
+        }
+        // Compared independently of this host's paths: only the spec matters. A new owner, for
+        // one, changes only AutoDJ's library, not icecast2's config.
+        let dir = Path::new("/srv/icecast");
+        match (render_config(running, dir), render_config(next, dir)) {
+            (Ok(old), Ok(new)) if old == new => UpdateMode::Rewrite,
+            _ => UpdateMode::Reload,
         }
     }
 }
@@ -509,6 +559,95 @@ mod tests {
         assert_eq!(plugin.update_mode(&spec(), &next), UpdateMode::Reload);
         next.ports[0].port = 8011;
         assert_eq!(plugin.update_mode(&spec(), &next), UpdateMode::Restart);
+    }
+
+    #[test]
+    fn only_config_changes_are_reloaded() {
+        let plugin = IcecastPlugin::new();
+        let mut with_autodj = spec();
+        with_autodj.autodj = true;
+        with_autodj.owner_customer_id = "cus_A".into();
+        // A new owner changes AutoDJ's library, nothing icecast2 reads.
+        let mut next = with_autodj.clone();
+        next.generation = 2;
+        next.owner_customer_id = "cus_B".into();
+        assert_eq!(plugin.update_mode(&with_autodj, &next), UpdateMode::Rewrite);
+        // Turning AutoDJ on or off adds or drops its mount.
+        assert_eq!(
+            plugin.update_mode(&spec(), &with_autodj),
+            UpdateMode::Reload
+        );
+        assert_eq!(
+            plugin.update_mode(&with_autodj, &spec()),
+            UpdateMode::Reload
+        );
+    }
+
+    #[test]
+    fn autodj_is_the_fallback_of_live_on_its_own_mount() {
+        let dir = Path::new("/srv/services/svc-1");
+        let without = render_config(&spec(), dir).expect("renders");
+        assert!(!without.contains("autodj"), "{without}");
+        assert!(!without.contains("fallback"), "{without}");
+
+        let mut s = spec();
+        s.autodj = true;
+        s.owner_customer_id = "cus_A".into();
+        let with = render_config(&s, dir).expect("renders");
+        let mounts: Vec<&str> = with
+            .split("<mount type=\"normal\">")
+            .skip(1)
+            .map(|m| &m[..m.find("</mount>").expect("closed")])
+            .collect();
+        assert_eq!(mounts.len(), 2, "{with}");
+        let live = mounts[0];
+        assert!(live.contains("<mount-name>/live</mount-name>"), "{live}");
+        assert!(live.contains("<password>src-pass</password>"), "{live}");
+        assert!(
+            live.contains("<fallback-mount>/autodj</fallback-mount>"),
+            "{live}"
+        );
+        assert!(
+            live.contains("<fallback-override>1</fallback-override>"),
+            "{live}"
+        );
+        let autodj = mounts[1];
+        assert!(
+            autodj.contains("<mount-name>/autodj</mount-name>"),
+            "{autodj}"
+        );
+        // Its own password: the customer's works on /live only.
+        assert!(autodj.contains("<password>rel-pass</password>"), "{autodj}");
+        assert!(!autodj.contains("src-pass"), "{autodj}");
+        assert!(
+            autodj.contains("<max-listeners>50</max-listeners>"),
+            "{autodj}"
+        );
+        assert!(autodj.contains("<public>0</public>"), "{autodj}");
+        assert!(!autodj.contains("fallback"), "{autodj}");
+        assert!(!with.contains("<source-password>"), "{with}");
+
+        // AutoDJ adds exactly these lines and changes nothing else.
+        let added = with.replace(
+            "    <fallback-mount>/autodj</fallback-mount>\n    <fallback-override>1</fallback-override>\n",
+            "",
+        );
+        let added = added.replace(&format!("  <mount type=\"normal\">{autodj}</mount>\n"), "");
+        assert_eq!(added, without);
+    }
+
+    #[test]
+    fn autodj_needs_a_password_of_its_own() {
+        let mut s = spec();
+        s.autodj = true;
+        s.relay_password.clear();
+        assert!(validate(&s).unwrap_err().contains("relay password"));
+        s.relay_password = s.source_password.clone();
+        assert!(validate(&s).unwrap_err().contains("must differ"));
+        // Without AutoDJ the relay password may be empty, as before.
+        s.autodj = false;
+        s.relay_password.clear();
+        assert!(validate(&s).is_ok());
     }
 
     #[test]

@@ -9,9 +9,11 @@
 //! Implemented: Icecast ([`icecast`]) and video ([`video`]: nginx with the RTMP module,
 //! `SIGTERM` to stop, `SIGHUP` to reload, `/healthz` for readiness, `/stat` for statistics).
 //! SHOUTcast (`sc_serv`) becomes a further implementation of the same trait. AutoDJ
-//! (liquidsoap) is a second process of an audio service; it fits the same interface as its own
-//! plugin, supervised as a sibling unit of the service's server process.
+//! ([`autodj`]: liquidsoap) is a second process of an audio service; it implements the same
+//! interface as its own plugin, supervised as a sibling unit of the service's server process
+//! ([`Plugins::sibling`]).
 
+pub mod autodj;
 pub mod http;
 pub mod icecast;
 pub mod video;
@@ -20,6 +22,7 @@ use std::ffi::OsString;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +30,7 @@ use castplane_proto::agent::v1::ServiceSpec;
 use castplane_proto::v1::{PluginCapability, ServiceStats, ServiceType};
 use nix::sys::signal::Signal;
 
+pub use autodj::AutoDjPlugin;
 pub use icecast::IcecastPlugin;
 pub use video::VideoPlugin;
 
@@ -96,6 +100,24 @@ pub trait Plugin: Send + Sync {
         &[]
     }
 
+    /// Directories outside the service directory the process reads (AutoDJ: the owner's media
+    /// library). The supervisor creates missing ones, readable by the process's group, and
+    /// never changes or removes existing ones: they are not the service's.
+    fn external_dirs(&self, _spec: &ServiceSpec) -> Result<Vec<PathBuf>, String> {
+        Ok(Vec::new())
+    }
+
+    /// The file in the service directory that takes the process's stdout and stderr. A sibling
+    /// unit has its own, so each process's lines stay its own.
+    fn log_file(&self) -> &'static str {
+        "stderr.log"
+    }
+
+    /// The file in the service directory that records the running process for re-adoption.
+    fn record_file(&self) -> &'static str {
+        "process.json"
+    }
+
     fn render(&self, spec: &ServiceSpec, dir: &Path) -> Result<Vec<ConfigFile>, String>;
 
     fn launch(&self, dir: &Path) -> Result<Launch, String>;
@@ -113,7 +135,27 @@ pub trait Plugin: Send + Sync {
     /// adoption against pid reuse.
     fn owns_process(&self, cmdline: &[OsString], dir: &Path) -> bool;
 
+    /// How long a start may take before it counts as failed, given the agent's setting.
+    fn ready_timeout(&self, configured: Duration) -> Duration {
+        configured
+    }
+
+    /// Whether starting takes seconds of CPU. The supervisor starts at most one such process
+    /// per core at a time: a host starting many at once (after a reboot, or tests in
+    /// parallel) would otherwise stretch every start past its readiness timeout, and the
+    /// retries would make it worse.
+    fn costly_start(&self) -> bool {
+        false
+    }
+
     fn probe_ready<'a>(&'a self, spec: &'a ServiceSpec) -> BoxFuture<'a, Readiness>;
+
+    /// `Ready` once what an earlier run of this process held in another process is free
+    /// again (AutoDJ: its mount in icecast2). A new run is spawned only then, so that its
+    /// readiness probe cannot mistake what is left of the old run for the new one.
+    fn probe_released<'a>(&'a self, _spec: &'a ServiceSpec) -> BoxFuture<'a, Readiness> {
+        Box::pin(async { Readiness::Ready })
+    }
 
     fn stats<'a>(&'a self, spec: &'a ServiceSpec) -> BoxFuture<'a, Result<ServiceStats, String>>;
 
@@ -126,25 +168,46 @@ pub trait Plugin: Send + Sync {
     fn reload_signal(&self) -> Signal {
         Signal::SIGHUP
     }
+
+    /// Whether the status after the stop signal means a clean shutdown.
+    fn clean_stop(&self, status: ExitStatus) -> bool {
+        status.success()
+    }
 }
 
 /// The plugins this agent implements.
 pub struct Plugins {
     icecast: Arc<IcecastPlugin>,
     video: Arc<VideoPlugin>,
-}
-
-impl Default for Plugins {
-    fn default() -> Self {
-        Self::new()
-    }
+    autodj: Arc<AutoDjPlugin>,
 }
 
 impl Plugins {
-    pub fn new() -> Self {
+    /// `media_dir`: the customers' media libraries, which AutoDJ plays.
+    pub fn new(media_dir: impl Into<PathBuf>) -> Self {
         Plugins {
             icecast: Arc::new(IcecastPlugin::new()),
             video: Arc::new(VideoPlugin::new()),
+            autodj: Arc::new(AutoDjPlugin::new(media_dir)),
+        }
+    }
+
+    /// The sibling unit services of this type can have (audio: AutoDJ), whether or not a given
+    /// spec asks for it: what may be running beside the server, to adopt or to stop.
+    pub fn sibling_for_type(&self, service_type: i32) -> Option<Arc<dyn Plugin>> {
+        match ServiceType::try_from(service_type) {
+            Ok(ServiceType::Icecast) => Some(self.autodj.clone()),
+            _ => None,
+        }
+    }
+
+    /// The sibling unit `spec` asks for: AutoDJ for an audio service with `autodj`. Other
+    /// types have none; the control plane offers AutoDJ for audio only.
+    pub fn sibling(&self, spec: &ServiceSpec) -> Option<Arc<dyn Plugin>> {
+        if spec.autodj {
+            self.sibling_for_type(spec.r#type)
+        } else {
+            None
         }
     }
 
@@ -402,7 +465,7 @@ mod tests {
 
     #[test]
     fn unsupported_types_say_so() {
-        let plugins = Plugins::new();
+        let plugins = Plugins::new("/srv/media");
         let shoutcast = plugins.for_type(ServiceType::Shoutcast as i32).err();
         assert_eq!(
             shoutcast.as_deref(),
@@ -411,5 +474,32 @@ mod tests {
         assert!(plugins.for_type(ServiceType::Video as i32).is_ok());
         assert!(plugins.for_type(ServiceType::Unspecified as i32).is_err());
         assert!(plugins.for_type(ServiceType::Icecast as i32).is_ok());
+    }
+
+    #[test]
+    fn only_audio_services_with_autodj_get_a_sibling() {
+        let plugins = Plugins::new("/srv/media");
+        let mut spec = ServiceSpec {
+            r#type: ServiceType::Icecast as i32,
+            ..Default::default()
+        };
+        assert!(plugins.sibling(&spec).is_none());
+        spec.autodj = true;
+        let sibling = plugins.sibling(&spec).expect("AutoDJ");
+        assert_eq!(sibling.program_name(), "liquidsoap");
+        assert_eq!(sibling.log_file(), "autodj.log");
+        assert_eq!(sibling.record_file(), "autodj.json");
+        spec.r#type = ServiceType::Video as i32;
+        assert!(plugins.sibling(&spec).is_none());
+        assert!(
+            plugins
+                .sibling_for_type(ServiceType::Video as i32)
+                .is_none()
+        );
+        assert!(
+            plugins
+                .sibling_for_type(ServiceType::Icecast as i32)
+                .is_some()
+        );
     }
 }

@@ -1,23 +1,26 @@
-//! One task per service: it owns the service's process and applies commands one at a time, so
+//! One task per service: it owns the service's processes and applies commands one at a time, so
 //! operations on a service never interleave, while different services proceed in parallel.
+//!
+//! A service has a server unit and, for an audio service with AutoDJ, a sibling unit
+//! (liquidsoap; see `unit.rs` and `plugins::autodj`). The sibling feeds one of the server's
+//! mounts, so it runs only while the server does: it starts once the server is ready and stops
+//! before the server stops, restarts or dies (left alone it would retry a server that is gone,
+//! and a crash-looping server must not leave it behind). The service's observed state is the
+//! server's — RUNNING while the server runs, whatever AutoDJ does — and the status message says
+//! when AutoDJ is down and why. AutoDJ has its own restart backoff and crash-loop protection,
+//! so a failing liquidsoap never takes the server (and live broadcasting) down.
 
-use std::collections::VecDeque;
-use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use castplane_proto::agent::v1::{ObservedService, ServiceSpec};
 use castplane_proto::v1::{ObservedState, ServiceStats, ServiceStatus};
-use nix::sys::signal::Signal;
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
 
-use super::SupervisorConfig;
-use super::files::{self, Account, ProcessRecord, StderrTail};
-use super::process::{self, Exit, Proc};
-use crate::plugins::{Plugin, Plugins, Readiness, UpdateMode};
+use super::files;
+use super::process::{Exit, Proc};
+use super::unit::{self, Ctx, Role, Unit};
+use crate::plugins::{Plugin, Plugins, UpdateMode};
 
 pub type Reply = oneshot::Sender<Result<(), String>>;
 
@@ -30,22 +33,29 @@ pub enum Command {
     Delete(Reply),
 }
 
-/// The part of a service's state others read: `observed()`, `pid()`.
+/// The part of a service's state others read: `observed()`, `pid()`, `sibling_pid()`.
 pub struct Shared {
     pub state: ObservedState,
     pub message: String,
     pub stats: Option<ServiceStats>,
     pub pid: Option<u32>,
+    pub sibling_pid: Option<u32>,
     pub observe_time: SystemTime,
 }
 
 impl Shared {
-    pub fn new(state: ObservedState, message: String, pid: Option<u32>) -> Self {
+    pub fn new(
+        state: ObservedState,
+        message: String,
+        pid: Option<u32>,
+        sibling_pid: Option<u32>,
+    ) -> Self {
         Shared {
             state,
             message,
             stats: None,
             pid,
+            sibling_pid,
             observe_time: SystemTime::now(),
         }
     }
@@ -63,23 +73,11 @@ impl Shared {
     }
 }
 
-/// Lines of server output quoted in failure reasons.
-const REASON_LINES: usize = 5;
 const LOG_POLL: Duration = Duration::from_millis(250);
-const PID_FILE_POLL: Duration = Duration::from_millis(10);
-const READY_POLL: Duration = Duration::from_millis(100);
-/// After SIGKILL a process is gone within milliseconds unless stuck in the kernel.
-const KILL_WAIT: Duration = Duration::from_secs(5);
-/// Spawns per start when the server crashes (by a signal) before it is ready.
-const STARTUP_CRASH_ATTEMPTS: u32 = 3;
-/// How long after the pid file a missing log marker is waited for. icecast2's status page is
-/// not valid JSON before ~300 ms anyway, so this costs next to nothing.
-const MARKER_GRACE: Duration = Duration::from_millis(500);
-const SERVER_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-/// Locale and time zone shape servers' log timestamps and text; nothing secret.
-const PASSED_ENV: &[&str] = &["TZ", "LANG", "LC_ALL"];
 const BACKOFF_INITIAL: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// The status message while AutoDJ starts beside a running server.
+const SIBLING_STARTING: &str = "starting AutoDJ";
 
 /// Restart delay after the `n`th unexpected exit within the crash-loop window: 1, 2, 4 … s.
 pub fn backoff_delay(exits_in_window: usize) -> Duration {
@@ -90,47 +88,24 @@ pub fn backoff_delay(exits_in_window: usize) -> Duration {
 }
 
 pub struct Actor {
-    pub id: String,
-    pub dir: PathBuf,
-    pub config: Arc<SupervisorConfig>,
+    pub ctx: Ctx,
     pub plugins: Arc<Plugins>,
     pub shared: Arc<Mutex<Shared>>,
     pub events: broadcast::Sender<ObservedService>,
-    pub cancel: CancellationToken,
     /// The latest spec the control plane (or an action) gave.
     pub spec: Option<ServiceSpec>,
     pub desired_running: bool,
-    pub proc: Option<Proc>,
-    /// The spec the running process's config was rendered from.
-    pub running_spec: Option<ServiceSpec>,
-    pub exits: VecDeque<Instant>,
-    pub backoff_until: Option<Instant>,
+    /// The server (icecast2, nginx).
+    pub server: Unit,
+    /// AutoDJ beside the server; no process unless the spec asks for it and the server runs.
+    pub sibling: Unit,
     /// Set while FAILED: the generation that failed. `reconcile` does not retry it (that would
     /// defeat crash-loop protection); a newer generation or an explicit start does.
     pub failed_generation: Option<u64>,
-    pub stderr: StderrTail,
-}
-
-/// Why one spawn did not become ready.
-struct StartFailure {
-    reason: String,
-    /// Died by a signal while starting: worth another attempt.
-    crashed: bool,
-}
-
-impl From<String> for StartFailure {
-    fn from(reason: String) -> Self {
-        StartFailure {
-            reason,
-            crashed: false,
-        }
-    }
-}
-
-impl From<&str> for StartFailure {
-    fn from(reason: &str) -> Self {
-        reason.to_owned().into()
-    }
+    /// The same for AutoDJ alone (crash loop, or a spec it cannot run).
+    pub sibling_failed_generation: Option<u64>,
+    /// Why AutoDJ is not running although wanted: the status message while the server runs.
+    pub sibling_trouble: Option<String>,
 }
 
 enum Flow {
@@ -154,15 +129,16 @@ async fn wait_proc(proc: &mut Option<Proc>) -> Exit {
 
 impl Actor {
     pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
-        let mut stats_tick = tokio::time::interval(self.config.stats_interval);
+        let mut stats_tick = tokio::time::interval(self.ctx.config.stats_interval);
         stats_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut log_tick = tokio::time::interval(LOG_POLL);
         log_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let backoff = self.backoff_until;
+            let backoff = self.server.backoff_until;
+            let sibling_backoff = self.sibling.backoff_until;
             tokio::select! {
                 biased;
-                () = self.cancel.cancelled() => break,
+                () = self.ctx.cancel.cancelled() => break,
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => {
                         if let Flow::Exit = self.handle(cmd).await {
@@ -172,16 +148,19 @@ impl Actor {
                     // Every handle is gone: the supervisor was dropped. Like detach.
                     None => break,
                 },
-                exit = wait_proc(&mut self.proc) => self.on_exit(exit).await,
+                exit = wait_proc(&mut self.server.proc) => self.on_exit(exit).await,
+                exit = wait_proc(&mut self.sibling.proc) => self.on_sibling_exit(exit).await,
                 () = sleep_until_opt(backoff) => self.on_backoff_elapsed().await,
+                () = sleep_until_opt(sibling_backoff) => self.on_sibling_backoff_elapsed().await,
                 _ = stats_tick.tick() => self.refresh_stats().await,
-                _ = log_tick.tick() => self.stderr.poll(),
+                _ = log_tick.tick() => {
+                    self.server.poll_log();
+                    self.sibling.poll_log();
+                }
             }
         }
-        self.stderr.poll();
-        if let Some(p) = &self.proc {
-            tracing::info!(media_service_id = %self.id, pid = p.pid(), "detached; leaving the process running");
-        }
+        self.server.detach(&self.ctx);
+        self.sibling.detach(&self.ctx);
     }
 
     async fn handle(&mut self, cmd: Command) -> Flow {
@@ -193,7 +172,7 @@ impl Actor {
             Command::Start(spec, reply) => {
                 self.set_spec(*spec, Some(true));
                 self.clear_crash_state();
-                let result = match &self.proc {
+                let result = match &self.server.proc {
                     Some(_) => self.apply_newer_spec().await,
                     None => self.start_now().await,
                 };
@@ -202,7 +181,7 @@ impl Actor {
             Command::Restart(spec, reply) => {
                 self.set_spec(*spec, Some(true));
                 self.clear_crash_state();
-                let result = match self.stop_process().await {
+                let result = match self.stop_processes().await {
                     Ok(()) => self.start_now().await,
                     Err(e) => Err(e),
                 };
@@ -219,7 +198,9 @@ impl Actor {
                     let _ = reply.send(Err(e));
                     return Flow::Continue;
                 }
-                let dir = self.dir.clone();
+                // The service directory only: media libraries live elsewhere and are the
+                // customer's.
+                let dir = self.ctx.dir.clone();
                 let removed =
                     tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
                         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
@@ -228,17 +209,21 @@ impl Actor {
                     .await;
                 match removed {
                     Ok(Ok(())) => {
-                        tracing::info!(media_service_id = %self.id, "service deleted");
+                        tracing::info!(media_service_id = %self.ctx.id, "service deleted");
                         let _ = reply.send(Ok(()));
                         return Flow::Exit;
                     }
                     Ok(Err(e)) => {
-                        let _ =
-                            reply.send(Err(format!("cannot remove {}: {e}", self.dir.display())));
+                        let _ = reply.send(Err(format!(
+                            "cannot remove {}: {e}",
+                            self.ctx.dir.display()
+                        )));
                     }
                     Err(e) => {
-                        let _ =
-                            reply.send(Err(format!("cannot remove {}: {e}", self.dir.display())));
+                        let _ = reply.send(Err(format!(
+                            "cannot remove {}: {e}",
+                            self.ctx.dir.display()
+                        )));
                     }
                 }
             }
@@ -259,17 +244,19 @@ impl Actor {
             return;
         };
         spec.desired_running = self.desired_running;
-        if let Err(e) =
-            std::fs::create_dir_all(&self.dir).and_then(|()| files::save_spec(&self.dir, spec))
+        if let Err(e) = std::fs::create_dir_all(&self.ctx.dir)
+            .and_then(|()| files::save_spec(&self.ctx.dir, spec))
         {
-            tracing::warn!(media_service_id = %self.id, error = %e, "cannot persist service spec");
+            tracing::warn!(media_service_id = %self.ctx.id, error = %e, "cannot persist service spec");
         }
     }
 
     fn clear_crash_state(&mut self) {
-        self.exits.clear();
-        self.backoff_until = None;
+        self.server.clear_failures();
         self.failed_generation = None;
+        self.sibling.clear_failures();
+        self.sibling_failed_generation = None;
+        self.sibling_trouble = None;
     }
 
     fn plugin(&self) -> Result<Arc<dyn Plugin>, String> {
@@ -280,30 +267,42 @@ impl Actor {
         self.plugins.for_type(spec.r#type)
     }
 
+    /// The plugin of whatever sibling may be running, wanted or not.
+    fn sibling_plugin(&self) -> Option<Arc<dyn Plugin>> {
+        self.plugins.sibling_for_type(self.spec.as_ref()?.r#type)
+    }
+
+    /// The sibling the spec asks for, if the service should run at all.
+    fn wanted_sibling(&self) -> Option<Arc<dyn Plugin>> {
+        if !self.desired_running {
+            return None;
+        }
+        self.plugins.sibling(self.spec.as_ref()?)
+    }
+
+    fn generation(&self) -> u64 {
+        self.spec.as_ref().map_or(0, |s| s.generation)
+    }
+
     fn program(&self) -> &'static str {
         self.plugin().map(|p| p.program_name()).unwrap_or("server")
     }
 
-    /// Makes the process match the desired state (reconcile).
+    /// Makes the processes match the desired state (reconcile).
     async fn converge(&mut self) {
-        let generation = self.spec.as_ref().map_or(0, |s| s.generation);
-        match (self.desired_running, self.proc.is_some()) {
-            (false, true) => {
+        let generation = self.generation();
+        match (self.desired_running, self.server.proc.is_some()) {
+            // Also stops a sibling adopted without its server.
+            (false, _) => {
                 let _ = self.stop_to_stopped().await;
-            }
-            (false, false) => {
-                self.clear_crash_state();
-                if self.state() != ObservedState::Stopped {
-                    self.set_state(ObservedState::Stopped, "stopped".to_owned());
-                }
             }
             (true, true) => {
                 if let Err(e) = self.apply_newer_spec().await {
-                    tracing::warn!(media_service_id = %self.id, error = %e, "cannot apply the new spec");
+                    tracing::warn!(media_service_id = %self.ctx.id, error = %e, "cannot apply the new spec");
                 }
             }
             (true, false) => {
-                if self.backoff_until.is_some() {
+                if self.server.backoff_until.is_some() {
                     // The pending restart will use the new spec.
                 } else if self.failed_generation.is_some_and(|g| generation <= g) {
                     // Still FAILED for this spec; only a change or an explicit start retries.
@@ -322,7 +321,8 @@ impl Actor {
     }
 
     fn set_state(&mut self, state: ObservedState, message: String) {
-        let pid = self.proc.as_ref().map(Proc::pid);
+        let pid = self.server.pid();
+        let sibling_pid = self.sibling.pid();
         let observed = {
             let Ok(mut shared) = self.shared.lock() else {
                 return;
@@ -330,16 +330,18 @@ impl Actor {
             shared.state = state;
             shared.message = message;
             shared.pid = pid;
+            shared.sibling_pid = sibling_pid;
             if state != ObservedState::Running {
                 shared.stats = None;
             }
             shared.observe_time = SystemTime::now();
-            shared.to_observed(&self.id)
+            shared.to_observed(&self.ctx.id)
         };
         tracing::info!(
-            media_service_id = %self.id,
+            media_service_id = %self.ctx.id,
             state = state.as_str_name(),
             pid,
+            sibling_pid,
             message = observed.status.as_ref().map_or("", |s| s.message.as_str()),
             "service state changed"
         );
@@ -347,311 +349,177 @@ impl Actor {
         let _ = self.events.send(observed);
     }
 
-    /// A start the caller asked for: failures end in FAILED (no retry loop).
+    /// The message of a running service: empty, or what is wrong with AutoDJ.
+    fn running_message(&self) -> String {
+        self.sibling_trouble.clone().unwrap_or_default()
+    }
+
+    /// Publishes a change of AutoDJ: the message of a running service, and the pids.
+    fn publish_sibling(&mut self) {
+        if self.state() == ObservedState::Running {
+            self.set_state(ObservedState::Running, self.running_message());
+        } else if let Ok(mut shared) = self.shared.lock() {
+            shared.sibling_pid = self.sibling.pid();
+        }
+    }
+
+    /// A start the caller asked for: failures end in FAILED (no retry loop). AutoDJ starts once
+    /// the server is ready; its failure fails the start but not the server.
     async fn start_now(&mut self) -> Result<(), String> {
         let program = self.program();
-        self.backoff_until = None;
+        self.server.backoff_until = None;
+        // A sibling adopted while its server was down starts again with the server.
+        if let Err(e) = self.stop_sibling().await {
+            tracing::warn!(media_service_id = %self.ctx.id, error = %e, "cannot stop AutoDJ");
+        }
+        // Checked before anything runs: a start that could only half succeed fails clearly.
+        if let (Some(sibling), Some(spec)) = (self.wanted_sibling(), &self.spec)
+            && let Err(reason) = sibling.validate(spec)
+        {
+            self.failed_generation = Some(self.generation());
+            self.set_state(ObservedState::Failed, reason.clone());
+            return Err(reason);
+        }
         self.set_state(ObservedState::Starting, format!("starting {program}"));
-        match self.launch().await {
+        match self.launch_server().await {
             Ok(()) => {
                 self.failed_generation = None;
-                self.set_state(ObservedState::Running, String::new());
+                self.set_state(ObservedState::Running, self.running_message());
                 self.refresh_stats().await;
-                Ok(())
+                self.ensure_sibling().await
             }
             Err(reason) => {
-                self.failed_generation = Some(self.spec.as_ref().map_or(0, |s| s.generation));
+                self.failed_generation = Some(self.generation());
                 self.set_state(ObservedState::Failed, reason.clone());
                 Err(reason)
             }
         }
     }
 
-    fn account(&self, plugin: &dyn Plugin) -> Result<Option<Account>, String> {
-        if !nix::unistd::geteuid().is_root() {
-            return Ok(None);
-        }
-        let Some(acct) = plugin.account() else {
-            return Ok(None);
-        };
-        let user = nix::unistd::User::from_name(acct.user)
-            .map_err(|e| format!("cannot look up user {}: {e}", acct.user))?
-            .ok_or_else(|| {
-                format!(
-                    "user {} does not exist (is the {} package installed?)",
-                    acct.user,
-                    plugin.program_name()
-                )
-            })?;
-        let group = nix::unistd::Group::from_name(acct.group)
-            .map_err(|e| format!("cannot look up group {}: {e}", acct.group))?
-            .ok_or_else(|| format!("group {} does not exist", acct.group))?;
-        Ok(Some(Account {
-            uid: user.uid.as_raw(),
-            gid: group.gid.as_raw(),
-        }))
-    }
-
-    /// Renders the config, spawns the server and waits until it is ready. On success the
-    /// process is in `self.proc`; on failure nothing of it is left running.
-    async fn launch(&mut self) -> Result<(), String> {
+    async fn launch_server(&mut self) -> Result<(), String> {
         let spec = self
             .spec
             .clone()
             .ok_or_else(|| "the service has no spec".to_owned())?;
         let plugin = self.plugin()?;
-        let program = plugin.program_name();
-        plugin.validate(&spec)?;
-        let account = self.account(plugin.as_ref())?;
-
-        let services_dir = self.config.services_dir.clone();
-        let dir = self.dir.clone();
-        let data_dirs = plugin.data_dirs();
-        tokio::task::spawn_blocking(move || {
-            files::prepare_services_dir(&services_dir, account.is_some())?;
-            files::prepare_service_dir(&dir, account)?;
-            for sub in data_dirs {
-                files::prepare_service_dir(&dir.join(sub), account)?;
-            }
-            Ok::<(), std::io::Error>(())
-        })
-        .await
-        .map_err(|e| format!("preparing the service directory: {e}"))?
-        .map_err(|e| format!("cannot prepare {}: {e}", self.dir.display()))?;
-
-        for port in plugin.ports(&spec)? {
-            let owner = tokio::task::spawn_blocking(move || process::port_owner(port))
-                .await
-                .map_err(|e| format!("checking port {port}: {e}"))?;
-            match owner {
-                None => {}
-                Some(Some(pid)) => return Err(format!("port {port} is in use by pid {pid}")),
-                Some(None) => return Err(format!("port {port} is in use")),
-            }
-        }
-
-        let group = account.map(|a| a.gid);
-        for file in plugin.render(&spec, &self.dir)? {
-            files::write_atomic(
-                &self.dir.join(file.name),
-                file.contents.as_bytes(),
-                file.mode,
-                group,
-            )
-            .map_err(|e| format!("cannot write {}: {e}", file.name))?;
-        }
-        let pid_file = plugin.pid_file(&self.dir);
-        let mut attempt = 1;
-        loop {
-            match self
-                .spawn_until_ready(plugin.as_ref(), &spec, account, pid_file.as_deref())
-                .await
-            {
-                Ok(()) => return Ok(()),
-                Err(failure) if failure.crashed && attempt < STARTUP_CRASH_ATTEMPTS => {
-                    // A crash (by signal) while starting is icecast2's startup race with early
-                    // clients (see `icecast::STATS_READY_MARKER`), not a config error: try again.
-                    tracing::warn!(
-                        media_service_id = %self.id,
-                        attempt,
-                        reason = %failure.reason,
-                        "{program} crashed while starting; retrying"
-                    );
-                    attempt += 1;
-                }
-                Err(failure) => return Err(failure.reason),
-            }
-        }
+        self.server
+            .launch(&self.ctx, plugin.as_ref(), &spec, Role::Server)
+            .await
     }
 
-    /// One spawn of the server, waiting until it is ready.
-    async fn spawn_until_ready(
-        &mut self,
-        plugin: &dyn Plugin,
-        spec: &ServiceSpec,
-        account: Option<Account>,
-        pid_file: Option<&std::path::Path>,
-    ) -> Result<(), StartFailure> {
-        let program = plugin.program_name();
-        let group = account.map(|a| a.gid);
-        if let Some(path) = pid_file {
-            files::remove_if_exists(path);
-        }
-        let launch = plugin.launch(&self.dir).map_err(StartFailure::from)?;
-        let log = files::open_stderr_log(&self.dir, group)
-            .map_err(|e| format!("cannot open the server log: {e}"))?;
-        let log_for_stdout = log
-            .try_clone()
-            .map_err(|e| format!("cannot open the server log: {e}"))?;
-        self.stderr.mark_start(plugin.ready_log_marker());
-
-        let mut command = tokio::process::Command::new(&launch.program);
-        command
-            .args(&launch.args)
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log_for_stdout))
-            .stderr(Stdio::from(log))
-            // Its own group: signals reach any workers, and a terminal's Ctrl-C on the agent
-            // does not reach the servers.
-            .process_group(0)
-            // The server outlives the agent by design (re-adoption).
-            .kill_on_drop(false);
-        // The agent's environment may hold secrets (a join token) and would be readable through
-        // /proc/PID/environ by the server's account: servers get a minimal one.
-        command.env_clear().env("PATH", SERVER_PATH);
-        for key in PASSED_ENV {
-            if let Some(value) = std::env::var_os(key) {
-                command.env(key, value);
+    /// Starts AutoDJ if the running server should have it and it is not running (unless it
+    /// waits for its restart or gave up on this generation), and stops it if the spec no longer
+    /// asks for it.
+    async fn ensure_sibling(&mut self) -> Result<(), String> {
+        let wanted = match self.server.proc {
+            Some(_) => self.wanted_sibling(),
+            None => None,
+        };
+        let (Some(plugin), Some(spec)) = (wanted, self.spec.clone()) else {
+            let had_trouble = self.sibling_trouble.is_some();
+            let result = self.stop_sibling().await;
+            self.sibling.clear_failures();
+            self.sibling_failed_generation = None;
+            self.sibling_trouble = None;
+            if had_trouble {
+                self.publish_sibling();
             }
+            return result;
+        };
+        if self.sibling.proc.is_some() {
+            // Still current (`apply_newer_spec` stops it otherwise): only its record moves on.
+            if self
+                .sibling
+                .running_spec
+                .as_ref()
+                .is_some_and(|r| r.generation < spec.generation)
+            {
+                self.sibling.running_spec = Some(spec.clone());
+                self.sibling
+                    .save_record(&self.ctx, plugin.as_ref(), spec.generation);
+            }
+            return Ok(());
         }
-        command.envs(launch.env.iter().map(|(k, v)| (k, v)));
-        if let Some(a) = account {
-            command.uid(a.uid).gid(a.gid);
+        if self.sibling.backoff_until.is_some()
+            || self
+                .sibling_failed_generation
+                .is_some_and(|g| spec.generation <= g)
+        {
+            return Ok(());
         }
-        let child = command
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", launch.program.display()))?;
-        let pid = child
-            .id()
-            .ok_or_else(|| format!("{program} exited immediately"))?;
-        let start_time = process::stat(pid).map_or(0, |s| s.start_time);
-        tracing::info!(media_service_id = %self.id, pid, generation = spec.generation, "spawned {program}");
-        self.proc = Some(Proc::Child {
-            child,
-            pid,
-            start_time,
-        });
-        self.running_spec = Some(spec.clone());
-        self.save_process_record(spec.generation);
+        self.start_sibling(plugin, spec).await
+    }
 
-        match self.wait_ready(plugin, spec, pid_file, pid).await {
+    async fn start_sibling(
+        &mut self,
+        plugin: Arc<dyn Plugin>,
+        spec: ServiceSpec,
+    ) -> Result<(), String> {
+        if let Err(reason) = plugin.validate(&spec) {
+            // Retrying cannot help until the spec changes.
+            self.sibling_failed_generation = Some(spec.generation);
+            let message = format!("AutoDJ cannot start: {reason}");
+            self.sibling_trouble = Some(message.clone());
+            self.publish_sibling();
+            return Err(message);
+        }
+        self.sibling_trouble = Some(SIBLING_STARTING.to_owned());
+        self.publish_sibling();
+        match self
+            .sibling
+            .launch(&self.ctx, plugin.as_ref(), &spec, Role::Sibling)
+            .await
+        {
             Ok(()) => {
-                tracing::info!(media_service_id = %self.id, pid, "{program} is ready");
+                self.sibling_failed_generation = None;
+                self.sibling_trouble = None;
+                self.publish_sibling();
                 Ok(())
             }
-            Err(failure) => {
-                if self.cancel.is_cancelled() {
-                    // Detaching: leave it for the next agent to adopt.
-                    return Err(failure);
+            Err(reason) => {
+                if !self.ctx.cancel.is_cancelled() {
+                    self.record_sibling_failure(reason.clone());
                 }
-                if let Err(e) = self.stop_process().await {
-                    tracing::warn!(media_service_id = %self.id, error = %e, "cannot stop a server that failed to start");
-                }
-                Err(failure)
+                Err(format!("AutoDJ did not start: {reason}"))
             }
         }
     }
 
-    /// Waits for the pid file and the plugin's log marker, then probes. Connecting earlier can
-    /// crash icecast2 (see `icecast::STATS_READY_MARKER`).
-    async fn wait_ready(
-        &mut self,
-        plugin: &dyn Plugin,
-        spec: &ServiceSpec,
-        pid_file: Option<&std::path::Path>,
-        pid: u32,
-    ) -> Result<(), StartFailure> {
-        let program = plugin.program_name();
-        let deadline = Instant::now() + self.config.ready_timeout;
-        let mut pid_file_seen = pid_file.is_none();
-        let mut pid_file_at: Option<Instant> = None;
-        let mut last_probe = String::from("no probe yet");
-        loop {
-            if self.cancel.is_cancelled() {
-                return Err("the agent is shutting down".into());
-            }
-            self.stderr.poll();
-            if let Some(exit) = self.proc.as_mut().and_then(Proc::try_exit) {
-                if let Some(p) = self.proc.take() {
-                    p.kill_leftovers();
-                }
-                self.running_spec = None;
-                self.forget_process_files();
-                let crashed = matches!(exit, Exit::Status(status) if status.signal().is_some());
-                return Err(StartFailure {
-                    reason: self.exit_reason(program, &exit, "while starting"),
-                    crashed,
-                });
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "{program} did not become ready within {} s ({last_probe})",
-                    self.config.ready_timeout.as_secs()
-                )
-                .into());
-            }
-            if !pid_file_seen {
-                pid_file_seen = pid_file.and_then(files::read_pid_file) == Some(pid);
-                if !pid_file_seen {
-                    last_probe = "no pid file yet".to_owned();
-                    tokio::time::sleep(PID_FILE_POLL).await;
-                    continue;
-                }
-            }
-            let since_pid_file = *pid_file_at.get_or_insert_with(Instant::now);
-            if let Some(marker) = plugin.ready_log_marker()
-                && !self.stderr.marker_seen()
-            {
-                // The marker can be missing for good: icecast2 drops it when its stats thread
-                // runs before the log is open, which is early and therefore safe. So after a
-                // short grace its absence also means "go"; a thread starved for longer than that
-                // makes the probe crash the server, and `launch` retries such crashes.
-                if since_pid_file.elapsed() < MARKER_GRACE {
-                    last_probe = format!("\"{marker}\" not logged yet");
-                    tokio::time::sleep(PID_FILE_POLL).await;
-                    continue;
-                }
-            }
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(remaining, plugin.probe_ready(spec)).await {
-                Ok(Readiness::Ready) => return Ok(()),
-                Ok(Readiness::NotReady(why)) => last_probe = why,
-                Err(_) => last_probe = "the readiness probe timed out".to_owned(),
-            }
-            tokio::time::sleep(READY_POLL).await;
+    /// Stops AutoDJ, if it runs; a stopped AutoDJ does not wait for a restart either.
+    async fn stop_sibling(&mut self) -> Result<(), String> {
+        self.sibling.backoff_until = None;
+        if self.sibling.proc.is_none() {
+            return Ok(());
         }
-    }
-
-    /// "icecast2 exited with status 1: <last lines>".
-    fn exit_reason(&mut self, program: &str, exit: &Exit, context: &str) -> String {
-        self.stderr.poll();
-        self.stderr.flush_partial();
-        let lines = self.stderr.last_lines(REASON_LINES);
-        let mut reason = format!("{program} exited {context} with {exit}");
-        if !lines.is_empty() {
-            reason.push_str(": ");
-            reason.push_str(&lines.join(" | "));
-        }
-        reason
-    }
-
-    fn save_process_record(&self, generation: u64) {
-        let Some(p) = &self.proc else { return };
-        let record = ProcessRecord {
-            pid: p.pid(),
-            start_time: p.start_time(),
-            generation,
+        let Some(plugin) = self.sibling_plugin() else {
+            return Err("the service has no spec".to_owned());
         };
-        if let Err(e) = files::save_process(&self.dir, &record) {
-            tracing::warn!(media_service_id = %self.id, error = %e, "cannot record the process for re-adoption");
+        let result = self.sibling.stop(&self.ctx, plugin.as_ref()).await;
+        if let Ok(mut shared) = self.shared.lock() {
+            shared.sibling_pid = self.sibling.pid();
         }
+        result
     }
 
-    fn forget_process_files(&self) {
-        files::remove_if_exists(&self.dir.join(files::PROCESS_FILE));
-        if let Ok(plugin) = self.plugin()
-            && let Some(pid_file) = plugin.pid_file(&self.dir)
-        {
-            files::remove_if_exists(&pid_file);
+    async fn stop_server(&mut self) -> Result<(), String> {
+        if self.server.proc.is_none() {
+            return Ok(());
         }
+        let plugin = self.plugin()?;
+        self.server.stop(&self.ctx, plugin.as_ref()).await
     }
 
-    /// Stops the process and reports STOPPED.
+    /// AutoDJ first: it feeds the server.
+    async fn stop_processes(&mut self) -> Result<(), String> {
+        self.stop_sibling().await?;
+        self.stop_server().await
+    }
+
+    /// Stops the processes and reports STOPPED.
     async fn stop_to_stopped(&mut self) -> Result<(), String> {
         self.clear_crash_state();
-        let had_process = self.proc.is_some();
-        match self.stop_process().await {
+        let had_process = self.server.proc.is_some() || self.sibling.proc.is_some();
+        match self.stop_processes().await {
             Ok(()) => {
                 if had_process || self.state() != ObservedState::Stopped {
                     self.set_state(ObservedState::Stopped, "stopped".to_owned());
@@ -665,68 +533,27 @@ impl Actor {
         }
     }
 
-    /// SIGTERM (or the plugin's stop signal) to the group, up to `stop_grace`, then SIGKILL.
-    async fn stop_process(&mut self) -> Result<(), String> {
-        let Some(mut proc) = self.proc.take() else {
-            return Ok(());
-        };
-        let (program, stop_signal) = match self.plugin() {
-            Ok(p) => (p.program_name(), p.stop_signal()),
-            Err(_) => ("server", Signal::SIGTERM),
-        };
-        let pid = proc.pid();
-        tracing::info!(media_service_id = %self.id, pid, "stopping {program}");
-        if let Err(e) = proc.signal_group(stop_signal) {
-            self.proc = Some(proc);
-            return Err(format!("cannot signal {program} (pid {pid}): {e}"));
+    /// The server ended without being asked to.
+    async fn on_exit(&mut self, exit: Exit) {
+        let pid = self.server.pid();
+        // AutoDJ has nothing to feed now; it starts again with the server.
+        if let Err(e) = self.stop_sibling().await {
+            tracing::warn!(media_service_id = %self.ctx.id, error = %e, "cannot stop AutoDJ");
         }
-        let exit = match tokio::time::timeout(self.config.stop_grace, proc.wait()).await {
-            Ok(exit) => exit,
+        if self.sibling_failed_generation.is_none() {
+            self.sibling_trouble = None;
+        }
+        let reason = match self.plugin() {
+            Ok(plugin) => self
+                .server
+                .ended(&self.ctx, plugin.as_ref(), &exit, "unexpectedly"),
             Err(_) => {
-                tracing::warn!(
-                    media_service_id = %self.id,
-                    pid,
-                    grace_s = self.config.stop_grace.as_secs_f32(),
-                    "{program} ignored {stop_signal}; killing its process group"
-                );
-                if let Err(e) = proc.signal_group(Signal::SIGKILL) {
-                    self.proc = Some(proc);
-                    return Err(format!("cannot kill {program} (pid {pid}): {e}"));
-                }
-                match tokio::time::timeout(KILL_WAIT, proc.wait()).await {
-                    Ok(exit) => exit,
-                    Err(_) => {
-                        self.proc = Some(proc);
-                        return Err(format!(
-                            "{program} (pid {pid}) did not exit even after SIGKILL"
-                        ));
-                    }
-                }
+                self.server.proc = None;
+                self.server.running_spec = None;
+                format!("the server exited unexpectedly with {exit}")
             }
         };
-        // Leftover workers of the group would keep the ports.
-        let _ = proc.signal_group(Signal::SIGKILL);
-        self.stderr.poll();
-        self.stderr.flush_partial();
-        self.running_spec = None;
-        self.forget_process_files();
-        tracing::info!(media_service_id = %self.id, pid, exit = %exit, "{program} stopped");
-        Ok(())
-    }
-
-    /// The process ended without being asked to.
-    async fn on_exit(&mut self, exit: Exit) {
-        let program = self.program();
-        let pid = self.proc.as_ref().map(Proc::pid);
-        if let Some(p) = self.proc.take() {
-            // Workers outlive a killed leader and keep its ports (nginx): the restart must
-            // find them free.
-            p.kill_leftovers();
-        }
-        self.running_spec = None;
-        self.forget_process_files();
-        let reason = self.exit_reason(program, &exit, "unexpectedly");
-        tracing::warn!(media_service_id = %self.id, pid, reason = %reason, "server exited");
+        tracing::warn!(media_service_id = %self.ctx.id, pid, reason = %reason, "server exited");
         if self.desired_running {
             self.record_failure(reason);
         } else {
@@ -734,31 +561,23 @@ impl Actor {
         }
     }
 
-    /// Counts a failure towards the crash loop and schedules a restart, or gives up.
+    /// Counts a server failure towards the crash loop and schedules a restart, or gives up.
     fn record_failure(&mut self, reason: String) {
-        let now = Instant::now();
-        self.exits.push_back(now);
-        while self
-            .exits
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > self.config.crash_loop_window)
-        {
-            self.exits.pop_front();
-        }
-        let count = self.exits.len();
-        if count >= self.config.crash_loop_exits as usize {
-            self.backoff_until = None;
-            self.failed_generation = Some(self.spec.as_ref().map_or(0, |s| s.generation));
+        let window = self.ctx.config.crash_loop_window;
+        let count = self.server.count_failure(window);
+        if count >= self.ctx.config.crash_loop_exits as usize {
+            self.server.backoff_until = None;
+            self.failed_generation = Some(self.generation());
             self.set_state(
                 ObservedState::Failed,
                 format!(
                     "crash loop: failed {count} times within {} s, not restarting until started again; last failure: {reason}",
-                    self.config.crash_loop_window.as_secs()
+                    window.as_secs()
                 ),
             );
         } else {
             let delay = backoff_delay(count);
-            self.backoff_until = Some(now + delay);
+            self.server.backoff_until = Some(Instant::now() + delay);
             self.set_state(
                 ObservedState::BackingOff,
                 format!("{reason}; restarting in {} s", delay.as_secs_f32()),
@@ -767,76 +586,174 @@ impl Actor {
     }
 
     async fn on_backoff_elapsed(&mut self) {
-        self.backoff_until = None;
-        if !self.desired_running || self.proc.is_some() {
+        self.server.backoff_until = None;
+        if !self.desired_running || self.server.proc.is_some() {
             return;
         }
         let program = self.program();
         self.set_state(ObservedState::Starting, format!("restarting {program}"));
-        match self.launch().await {
+        match self.launch_server().await {
             Ok(()) => {
-                self.set_state(ObservedState::Running, String::new());
+                self.set_state(ObservedState::Running, self.running_message());
                 self.refresh_stats().await;
+                // A failure is recorded (and shown) by AutoDJ's own backoff.
+                let _ = self.ensure_sibling().await;
             }
             Err(reason) => {
-                if !self.cancel.is_cancelled() {
+                if !self.ctx.cancel.is_cancelled() {
                     self.record_failure(reason);
                 }
             }
         }
     }
 
-    /// A running server whose spec has a newer generation gets it by reload or restart.
-    async fn apply_newer_spec(&mut self) -> Result<(), String> {
-        let (Some(next), Some(running)) = (self.spec.clone(), self.running_spec.clone()) else {
-            return Ok(());
+    /// AutoDJ ended without being asked to; the server keeps running.
+    async fn on_sibling_exit(&mut self, exit: Exit) {
+        let pid = self.sibling.pid();
+        let reason = match self.sibling_plugin() {
+            Some(plugin) => self
+                .sibling
+                .ended(&self.ctx, plugin.as_ref(), &exit, "unexpectedly"),
+            None => {
+                self.sibling.proc = None;
+                self.sibling.running_spec = None;
+                format!("AutoDJ exited unexpectedly with {exit}")
+            }
         };
-        if next.generation <= running.generation {
-            return Ok(());
-        }
-        let plugin = self.plugin()?;
-        let program = plugin.program_name();
-        let mode = plugin.update_mode(&running, &next);
-        match mode {
-            UpdateMode::Restart => {
-                tracing::info!(media_service_id = %self.id, generation = next.generation, "restarting {program} for the new spec");
-                self.stop_process().await?;
-                self.start_now().await
-            }
-            UpdateMode::Reload | UpdateMode::Rewrite => {
-                plugin.validate(&next)?;
-                let group = self.account(plugin.as_ref())?.map(|a| a.gid);
-                for file in plugin.render(&next, &self.dir)? {
-                    files::write_atomic(
-                        &self.dir.join(file.name),
-                        file.contents.as_bytes(),
-                        file.mode,
-                        group,
-                    )
-                    .map_err(|e| format!("cannot write {}: {e}", file.name))?;
-                }
-                let Some(proc) = &self.proc else {
-                    return Ok(());
-                };
-                if mode == UpdateMode::Reload {
-                    proc.signal_leader(plugin.reload_signal())
-                        .map_err(|e| format!("cannot signal {program} to reload: {e}"))?;
-                    tracing::info!(media_service_id = %self.id, pid = proc.pid(), generation = next.generation, "reloaded {program}");
-                } else {
-                    tracing::info!(media_service_id = %self.id, pid = proc.pid(), generation = next.generation, "new spec needs no reload of {program}");
-                }
-                self.running_spec = Some(next.clone());
-                self.save_process_record(next.generation);
-                Ok(())
-            }
+        tracing::warn!(media_service_id = %self.ctx.id, pid, reason = %reason, "AutoDJ exited");
+        if self.server.proc.is_some() && self.wanted_sibling().is_some() {
+            self.record_sibling_failure(reason);
+        } else {
+            self.publish_sibling();
         }
     }
 
-    async fn refresh_stats(&mut self) {
-        if self.proc.is_none() || self.state() != ObservedState::Running {
+    /// Counts an AutoDJ failure towards its own crash loop and schedules its restart, or gives
+    /// up on it; either way the status message of the running service says so.
+    fn record_sibling_failure(&mut self, reason: String) {
+        let window = self.ctx.config.crash_loop_window;
+        let count = self.sibling.count_failure(window);
+        if count >= self.ctx.config.crash_loop_exits as usize {
+            self.sibling.backoff_until = None;
+            self.sibling_failed_generation = Some(self.generation());
+            self.sibling_trouble = Some(format!(
+                "AutoDJ failed: crash loop: failed {count} times within {} s, not restarting until started again; last failure: {reason}",
+                window.as_secs()
+            ));
+        } else {
+            let delay = backoff_delay(count);
+            self.sibling.backoff_until = Some(Instant::now() + delay);
+            self.sibling_trouble = Some(format!(
+                "AutoDJ is down: {reason}; restarting in {} s",
+                delay.as_secs_f32()
+            ));
+        }
+        self.publish_sibling();
+    }
+
+    async fn on_sibling_backoff_elapsed(&mut self) {
+        self.sibling.backoff_until = None;
+        if self.sibling.proc.is_some() || self.server.proc.is_none() {
             return;
         }
-        let (Ok(plugin), Some(spec)) = (self.plugin(), self.running_spec.clone()) else {
+        let (Some(plugin), Some(spec)) = (self.wanted_sibling(), self.spec.clone()) else {
+            return;
+        };
+        // A failure is recorded inside, with the next backoff.
+        let _ = self.start_sibling(plugin, spec).await;
+    }
+
+    /// A running service gets a spec with a newer generation: the server by reload or restart
+    /// (as its plugin says), AutoDJ by a restart when its script changed, a start when it was
+    /// turned on and a stop when it was turned off.
+    async fn apply_newer_spec(&mut self) -> Result<(), String> {
+        let Some(next) = self.spec.clone() else {
+            return Ok(());
+        };
+        let plugin = self.plugin()?;
+        let server_mode = match &self.server.running_spec {
+            Some(running) if next.generation > running.generation => {
+                Some(plugin.update_mode(running, &next))
+            }
+            _ => None,
+        };
+        // AutoDJ goes first: before the server restarts, and before a reload drops its mount.
+        if self.sibling_outdated(&next, server_mode) {
+            self.stop_sibling().await?;
+        }
+        match server_mode {
+            None => {}
+            Some(UpdateMode::Restart) => {
+                let program = plugin.program_name();
+                tracing::info!(media_service_id = %self.ctx.id, generation = next.generation, "restarting {program} for the new spec");
+                self.stop_server().await?;
+                return self.start_now().await;
+            }
+            Some(mode) => self.update_server_in_place(plugin.as_ref(), &next, mode)?,
+        }
+        self.ensure_sibling().await
+    }
+
+    /// Whether the running AutoDJ must stop for `next`: no longer wanted, its server restarts,
+    /// or its script changes (liquidsoap cannot reload).
+    fn sibling_outdated(&self, next: &ServiceSpec, server_mode: Option<UpdateMode>) -> bool {
+        if self.sibling.proc.is_none() {
+            return false;
+        }
+        let Some(plugin) = self.wanted_sibling() else {
+            return true;
+        };
+        if server_mode == Some(UpdateMode::Restart) {
+            return true;
+        }
+        match &self.sibling.running_spec {
+            Some(running) => {
+                next.generation > running.generation
+                    && plugin.update_mode(running, next) == UpdateMode::Restart
+            }
+            None => true,
+        }
+    }
+
+    /// Re-renders the server's config and, for [`UpdateMode::Reload`], signals it.
+    fn update_server_in_place(
+        &mut self,
+        plugin: &dyn Plugin,
+        next: &ServiceSpec,
+        mode: UpdateMode,
+    ) -> Result<(), String> {
+        let program = plugin.program_name();
+        plugin.validate(next)?;
+        let group = unit::account(plugin)?.map(|a| a.gid);
+        for file in plugin.render(next, &self.ctx.dir)? {
+            files::write_atomic(
+                &self.ctx.dir.join(file.name),
+                file.contents.as_bytes(),
+                file.mode,
+                group,
+            )
+            .map_err(|e| format!("cannot write {}: {e}", file.name))?;
+        }
+        let Some(proc) = &self.server.proc else {
+            return Ok(());
+        };
+        if mode == UpdateMode::Reload {
+            proc.signal_leader(plugin.reload_signal())
+                .map_err(|e| format!("cannot signal {program} to reload: {e}"))?;
+            tracing::info!(media_service_id = %self.ctx.id, pid = proc.pid(), generation = next.generation, "reloaded {program}");
+        } else {
+            tracing::info!(media_service_id = %self.ctx.id, pid = proc.pid(), generation = next.generation, "new spec needs no reload of {program}");
+        }
+        self.server.running_spec = Some(next.clone());
+        self.server.save_record(&self.ctx, plugin, next.generation);
+        Ok(())
+    }
+
+    async fn refresh_stats(&mut self) {
+        if self.server.proc.is_none() || self.state() != ObservedState::Running {
+            return;
+        }
+        let (Ok(plugin), Some(spec)) = (self.plugin(), self.server.running_spec.clone()) else {
             return;
         };
         match plugin.stats(&spec).await {
@@ -847,12 +764,12 @@ impl Actor {
                     };
                     shared.stats = Some(stats);
                     shared.observe_time = SystemTime::now();
-                    shared.to_observed(&self.id)
+                    shared.to_observed(&self.ctx.id)
                 };
                 let _ = self.events.send(observed);
             }
             Err(e) => {
-                tracing::debug!(media_service_id = %self.id, error = %e, "cannot read server stats")
+                tracing::debug!(media_service_id = %self.ctx.id, error = %e, "cannot read server stats")
             }
         }
     }

@@ -1,16 +1,23 @@
 //! The files of a service directory:
 //!
 //! ```text
-//! services_dir/<service_id>/     owned by the server's account (it writes its pid and access log)
+//! services_dir/<service_id>/     owned by the server's account (it writes its pid and access log);
+//!                                with AutoDJ, its group is liquidsoap's (which reads its script there)
 //!   spec.pb        the last spec, protobuf (0600: carries passwords)
 //!   process.json   pid + start time + generation of the running server, for re-adoption
 //!   icecast.xml    rendered config (0640 root:icecast: carries passwords)
 //!   stderr.log     the server's stdout and stderr, appended
 //!   icecast.pid, access.log   written by icecast2 itself
+//!   autodj.liq     AutoDJ: liquidsoap's script (0640 root:liquidsoap: carries its mount's password)
+//!   autodj.json    AutoDJ: like process.json, for liquidsoap
+//!   autodj.log     AutoDJ: liquidsoap's stdout and stderr, appended
 //!   nginx.conf     video: rendered config (0640 root:www-data: carries the source password)
 //!   nginx.pid      video: written by nginx
 //!   hls/ videos/ temp/   video: HLS output, uploaded files, nginx's temp paths
 //! ```
+//!
+//! Media libraries are not the service's and live elsewhere (`media_dir/<customer_id>/`, see
+//! [`prepare_external_dir`]).
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions, Permissions};
@@ -24,8 +31,6 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 
 pub const SPEC_FILE: &str = "spec.pb";
-pub const PROCESS_FILE: &str = "process.json";
-pub const STDERR_FILE: &str = "stderr.log";
 
 /// The uid/gid a server runs as, when the agent (as root) switches to a service account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,18 +73,18 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32, group: Option<u32>)
     result
 }
 
-/// Creates `services_dir` and, when servers run under another account, makes it and every
-/// ancestor traversable (o+x) for that account. Only the execute bit is added: nothing becomes
-/// listable or readable, so key files beside it stay private.
-pub fn prepare_services_dir(services_dir: &Path, other_account: bool) -> io::Result<()> {
+/// Creates `root` (the services or the media directory) and, when servers run under another
+/// account, makes it and every ancestor traversable (o+x) for that account. Only the execute bit
+/// is added: nothing becomes listable or readable, so key files beside it stay private.
+pub fn prepare_root_dir(root: &Path, other_account: bool) -> io::Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o711)
-        .create(services_dir)?;
+        .create(root)?;
     if !other_account {
         return Ok(());
     }
-    for dir in services_dir.ancestors() {
+    for dir in root.ancestors() {
         if dir.as_os_str().is_empty() {
             continue;
         }
@@ -108,6 +113,41 @@ pub fn prepare_service_dir(dir: &Path, account: Option<Account>) -> io::Result<(
     fs::set_permissions(dir, Permissions::from_mode(0o750))
 }
 
+/// Lets a sibling unit's account into the service directory: the directory's group becomes the
+/// sibling's, while the server's account stays its owner (and the only one who may write).
+/// The server's next start takes the group back.
+pub fn share_service_dir(dir: &Path, sibling: Option<Account>) -> io::Result<()> {
+    if let Some(a) = sibling {
+        if fs::metadata(dir)?.gid() != a.gid {
+            std::os::unix::fs::chown(dir, None, Some(a.gid))?;
+        }
+        fs::set_permissions(dir, Permissions::from_mode(0o750))?;
+    }
+    Ok(())
+}
+
+/// Creates a directory outside the service directory that a process reads (a customer's media
+/// library) if it is missing: 0750, group of the process's account. One that exists is left
+/// exactly as it is: it is not the service's (an operator may have set it up on purpose).
+pub fn prepare_external_dir(dir: &Path, account: Option<Account>) -> io::Result<()> {
+    if let Some(parent) = dir.parent() {
+        prepare_root_dir(parent, account.is_some())?;
+    }
+    match fs::DirBuilder::new().mode(0o750).create(dir) {
+        Ok(()) => {
+            if let Some(a) = account {
+                std::os::unix::fs::chown(dir, None, Some(a.gid))?;
+            }
+            // The mode given to mkdir is masked by the umask.
+            fs::set_permissions(dir, Permissions::from_mode(0o750))?;
+            tracing::info!(dir = %dir.display(), "created media library");
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 pub fn save_spec(dir: &Path, spec: &ServiceSpec) -> io::Result<()> {
     write_atomic(&dir.join(SPEC_FILE), &spec.encode_to_vec(), 0o600, None)
 }
@@ -126,13 +166,14 @@ pub struct ProcessRecord {
     pub generation: u64,
 }
 
-pub fn save_process(dir: &Path, record: &ProcessRecord) -> io::Result<()> {
+/// `file`: the unit's record file (`process.json` for the server).
+pub fn save_process(dir: &Path, file: &str, record: &ProcessRecord) -> io::Result<()> {
     let json = serde_json::to_vec(record).map_err(io::Error::other)?;
-    write_atomic(&dir.join(PROCESS_FILE), &json, 0o600, None)
+    write_atomic(&dir.join(file), &json, 0o600, None)
 }
 
-pub fn load_process(dir: &Path) -> Option<ProcessRecord> {
-    serde_json::from_slice(&fs::read(dir.join(PROCESS_FILE)).ok()?).ok()
+pub fn load_process(dir: &Path, file: &str) -> Option<ProcessRecord> {
+    serde_json::from_slice(&fs::read(dir.join(file)).ok()?).ok()
 }
 
 pub fn remove_if_exists(path: &Path) {
@@ -148,15 +189,16 @@ pub fn read_pid_file(path: &Path) -> Option<u32> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-/// Opens the server's stdout/stderr file for appending. `O_APPEND` matters twice: several
-/// server generations share the file, and truncating it (see [`StderrTail`]) while the server
-/// holds it open makes its next write land at the new end instead of leaving a hole.
-pub fn open_stderr_log(dir: &Path, group: Option<u32>) -> io::Result<File> {
+/// Opens a process's stdout/stderr file (`file`: `stderr.log` for the server) for appending.
+/// `O_APPEND` matters twice: several server generations share the file, and truncating it (see
+/// [`StderrTail`]) while the server holds it open makes its next write land at the new end
+/// instead of leaving a hole.
+pub fn open_log(dir: &Path, file: &str, group: Option<u32>) -> io::Result<File> {
     let file = OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o640)
-        .open(dir.join(STDERR_FILE))?;
+        .open(dir.join(file))?;
     if let Some(gid) = group {
         std::os::unix::fs::fchown(&file, None, Some(gid))?;
     }
@@ -172,12 +214,14 @@ const MAX_LINE_CHARS: usize = 400;
 /// One poll reads at most this much, keeping each poll short on the runtime.
 const MAX_READ_PER_POLL: u64 = 256 * 1024;
 
-/// Follows a server's `stderr.log` into `tracing` (with the service id) and keeps its last
-/// lines for failure reasons. A file instead of a pipe keeps the server independent of the
-/// agent: if the agent dies, writes still succeed instead of raising SIGPIPE.
+/// Follows a process's log file (the server's `stderr.log`, AutoDJ's `autodj.log`) into
+/// `tracing` (with the service id and program) and keeps its last lines for failure reasons. A
+/// file instead of a pipe keeps the server independent of the agent: if the agent dies, writes
+/// still succeed instead of raising SIGPIPE.
 pub struct StderrTail {
     path: PathBuf,
     service_id: String,
+    program: &'static str,
     offset: u64,
     partial: Vec<u8>,
     recent: VecDeque<String>,
@@ -186,18 +230,24 @@ pub struct StderrTail {
 }
 
 impl StderrTail {
-    pub fn new(dir: &Path, service_id: &str) -> Self {
-        let path = dir.join(STDERR_FILE);
+    /// Follows `dir/file` from its current end: what is there already belongs to earlier runs.
+    pub fn new(dir: &Path, file: &str, service_id: &str, program: &'static str) -> Self {
+        let path = dir.join(file);
         let offset = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         StderrTail {
             path,
             service_id: service_id.to_owned(),
+            program,
             offset,
             partial: Vec::new(),
             recent: VecDeque::new(),
             marker: None,
             marker_seen: false,
         }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Starts a new run: only lines from here on belong to it. `marker`: a line to watch for
@@ -275,7 +325,7 @@ impl StderrTail {
             self.marker_seen = true;
         }
         let line: String = text.chars().take(MAX_LINE_CHARS).collect();
-        log_server_line(&self.service_id, &line);
+        log_server_line(&self.service_id, self.program, &line);
         if self.recent.len() == RECENT_LINES {
             self.recent.pop_front();
         }
@@ -300,31 +350,60 @@ impl StderrTail {
     }
 }
 
-/// `[2026-11-28  02:50:18] INFO main/main …` → `INFO main/main …`.
+/// `[2026-11-28  02:50:18] INFO main/main …` (icecast2) → `INFO main/main …`;
+/// `2026/11/28 02:50:18 [autodj:3] …` (liquidsoap) → `[autodj:3] …`.
 fn strip_timestamp(line: &str) -> &str {
     if line.starts_with('[')
         && let Some(end) = line.find("] ")
     {
         return &line[end + 2..];
     }
+    // "2026/11/28 02:50:18 ": all ASCII, so the text after it starts on a char boundary.
+    let stamp = 20;
+    if line.len() > stamp
+        && line.as_bytes()[..stamp]
+            .iter()
+            .enumerate()
+            .all(|(i, b)| match i {
+                4 | 7 => *b == b'/',
+                10 | 19 => *b == b' ',
+                13 | 16 => *b == b':',
+                _ => b.is_ascii_digit(),
+            })
+    {
+        return &line[stamp..];
+    }
     line
 }
 
-/// icecast2's level word ("INFO", "WARN", "EROR", "DBUG") after the timestamp.
+/// The level word after the timestamp: icecast2's ("INFO", "WARN", "EROR", "DBUG"), or
+/// liquidsoap's `[label:N]` mapped onto it (1 critical, 2 severe, 3 important, 4 info, 5 debug).
 fn level_of(line: &str) -> &str {
-    line.split_whitespace().next().unwrap_or("")
+    let word = line.split_whitespace().next().unwrap_or("");
+    if let Some(label) = word.strip_prefix('[').and_then(|w| w.strip_suffix(']'))
+        && let Some((_, level)) = label.rsplit_once(':')
+    {
+        return match level {
+            "1" => "ERROR",
+            "2" => "WARN",
+            "3" | "4" => "INFO",
+            "5" => "DEBUG",
+            _ => word,
+        };
+    }
+    word
 }
 
-fn log_server_line(service_id: &str, line: &str) {
+fn log_server_line(service_id: &str, program: &str, line: &str) {
     let body = strip_timestamp(line);
     match level_of(body) {
         "EROR" | "ERROR" | "WARN" => {
-            tracing::warn!(media_service_id = %service_id, line = %body, "server log")
+            tracing::warn!(media_service_id = %service_id, program, line = %body, "server log")
         }
         "DBUG" | "DEBUG" => {
-            tracing::debug!(media_service_id = %service_id, line = %body, "server log")
+            tracing::debug!(media_service_id = %service_id, program, line = %body, "server log")
         }
-        _ => tracing::info!(media_service_id = %service_id, line = %body, "server log"),
+        _ => tracing::info!(media_service_id = %service_id, program, line = %body, "server log"),
     }
 }
 
@@ -354,9 +433,9 @@ mod tests {
     #[test]
     fn tail_keeps_last_lines_of_the_current_run() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut log = open_stderr_log(dir.path(), None).expect("open");
+        let mut log = open_log(dir.path(), "stderr.log", None).expect("open");
         writeln!(log, "[2026-01-01  00:00:00] INFO old run").expect("write");
-        let mut tail = StderrTail::new(dir.path(), "svc");
+        let mut tail = StderrTail::new(dir.path(), "stderr.log", "svc", "icecast2");
         tail.mark_start(Some("listener socket"));
         assert!(!tail.marker_seen());
         writeln!(
@@ -417,7 +496,72 @@ mod tests {
             start_time: 99,
             generation: 7,
         };
-        save_process(dir.path(), &record).expect("save");
-        assert_eq!(load_process(dir.path()), Some(record));
+        save_process(dir.path(), "process.json", &record).expect("save");
+        assert_eq!(load_process(dir.path(), "process.json"), Some(record));
+        assert_eq!(load_process(dir.path(), "autodj.json"), None);
+    }
+
+    #[test]
+    fn liquidsoap_lines_have_levels_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = open_log(dir.path(), "autodj.log", None).expect("open");
+        let mut tail = StderrTail::new(dir.path(), "autodj.log", "svc", "liquidsoap");
+        tail.mark_start(None);
+        for line in [
+            "2026/11/28 03:52:38 [main:3] Liquidsoap 2.1.3",
+            "2026/11/28 03:52:38 [autodj:2] Connection failed: 401, Unauthorized (HTTP/1.0)",
+            "2026/11/28 03:52:38 [autodj:3] Will try again in 3.00 sec.",
+            "[mp3float @ 0x7fb808016440] Could not update timestamps for skipped samples.",
+        ] {
+            writeln!(log, "{line}").expect("write");
+        }
+        tail.poll();
+        assert_eq!(
+            tail.last_lines(5),
+            vec![
+                "[autodj:2] Connection failed: 401, Unauthorized (HTTP/1.0)",
+                // Read as an icecast2 timestamp: only the prefix is lost.
+                "Could not update timestamps for skipped samples.",
+            ]
+        );
+        assert_eq!(level_of("[autodj:5] x"), "DEBUG");
+        assert_eq!(level_of("[autodj:1] x"), "ERROR");
+        assert_eq!(
+            strip_timestamp("2026/11/28 03:52:38"),
+            "2026/11/28 03:52:38"
+        );
+        assert_eq!(
+            strip_timestamp("2026/1x/28 03:52:38 y"),
+            "2026/1x/28 03:52:38 y"
+        );
+    }
+
+    #[test]
+    fn external_dirs_are_created_but_never_changed() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let library = root.path().join("media").join("cus_1");
+        prepare_external_dir(&library, None).expect("create");
+        let meta = fs::metadata(&library).expect("meta");
+        assert!(meta.is_dir());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o750);
+        assert_eq!(
+            fs::metadata(root.path().join("media"))
+                .expect("meta")
+                .permissions()
+                .mode()
+                & 0o777,
+            0o711
+        );
+        fs::write(library.join("track.mp3"), b"x").expect("track");
+        fs::set_permissions(&library, Permissions::from_mode(0o755)).expect("chmod");
+        prepare_external_dir(&library, None).expect("exists");
+        assert_eq!(
+            fs::metadata(&library).expect("meta").permissions().mode() & 0o777,
+            0o755
+        );
+        assert!(library.join("track.mp3").exists());
+        let file = root.path().join("media").join("file");
+        fs::write(&file, b"x").expect("file");
+        assert!(prepare_external_dir(&file, None).is_err());
     }
 }

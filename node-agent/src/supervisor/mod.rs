@@ -1,27 +1,37 @@
 //! Process supervision of the node's services.
 //!
 //! Each service has a directory under `services_dir` (layout in `files.rs`) and one task (an
-//! `Actor` in `actor.rs`) that owns its process: it executes start/stop/restart/delete and reconcile
-//! commands one at a time, restarts the server with backoff when it dies while it should run,
-//! gives up after a crash loop, and publishes observed state and statistics.
+//! `Actor` in `actor.rs`) that owns its processes: it executes start/stop/restart/delete and
+//! reconcile commands one at a time, restarts the server with backoff when it dies while it
+//! should run, gives up after a crash loop, and publishes observed state and statistics.
+//!
+//! An audio service with AutoDJ has a second process, liquidsoap, supervised as a sibling unit
+//! of the server (`unit.rs` runs either kind of process; `actor.rs` explains how the two are
+//! ordered and reported). AutoDJ plays the owner's media library from
+//! `media_dir/<customer id>/`, which belongs to the customer: it is never deleted, neither with
+//! the service nor when the service changes hands (AutoDJ then plays the new owner's).
 //!
 //! Servers run in their own process groups with their output in a file, so they survive the
 //! agent: [`Supervisor::detach`] leaves them running and the next agent re-adopts them from
-//! `process.json` / the server's pid file ([`Supervisor::adopt_existing`]), verified against
-//! `/proc/PID/cmdline` and the process start time, without restarting them.
+//! `process.json` / the server's pid file (AutoDJ: `autodj.json`) ([`Supervisor::adopt_existing`]),
+//! verified against `/proc/PID/cmdline` and the process start time, without restarting them.
 //!
 //! A running service whose spec gets a newer `generation` is updated by re-rendering its config
 //! and sending the plugin's reload signal (SIGHUP for icecast2) when the plugin deems that
 //! enough, or by a restart otherwise (icecast2: when its port changes, because a reload does not
 //! re-bind sockets). A source already connected keeps its old mount limits until it reconnects.
 //! A plugin may also say that nothing the server reads changed ([`plugins::UpdateMode::Rewrite`]):
-//! the config is rewritten without a signal (nginx-rtmp, whose reload disturbs broadcasters).
+//! the config is rewritten without a signal (nginx-rtmp, whose reload disturbs broadcasters;
+//! icecast2 when its config comes out the same, e.g. for a new owner). AutoDJ cannot reload: it
+//! restarts when its script changes (owner, bitrate, name), starts when turned on and stops
+//! when turned off, while the server takes the change by reload and keeps its pid.
 
 mod actor;
 mod files;
 mod process;
+mod unit;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,19 +39,21 @@ use std::time::Duration;
 use anyhow::Context;
 use castplane_proto::agent::v1::{ObservedService, ServiceSpec};
 use castplane_proto::v1::{ObservedState, PluginCapability};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::plugins::{self, Plugins};
 use actor::{Actor, Command, Reply, Shared};
-use files::StderrTail;
 use process::Proc;
+use unit::{Ctx, Unit};
 
 #[derive(Clone, Debug)]
 pub struct SupervisorConfig {
     /// `<agent data dir>/services`; one directory per service.
     pub services_dir: PathBuf,
+    /// `<agent data dir>/media`; one media library per customer, played by AutoDJ.
+    pub media_dir: PathBuf,
     /// How long a server gets after SIGTERM before its process group is killed.
     pub stop_grace: Duration,
     /// This many unexpected exits within `crash_loop_window` → FAILED, no more restarts.
@@ -55,6 +67,7 @@ impl Default for SupervisorConfig {
     fn default() -> Self {
         SupervisorConfig {
             services_dir: PathBuf::from("services"),
+            media_dir: PathBuf::from("media"),
             stop_grace: Duration::from_secs(10),
             crash_loop_exits: 5,
             crash_loop_window: Duration::from_secs(60),
@@ -73,6 +86,8 @@ pub struct Supervisor {
 struct Inner {
     config: Arc<SupervisorConfig>,
     plugins: Arc<Plugins>,
+    /// See [`unit::Ctx::start_slots`].
+    start_slots: Arc<Semaphore>,
     services: Mutex<HashMap<String, Arc<Handle>>>,
     events: broadcast::Sender<ObservedService>,
     cancel: CancellationToken,
@@ -85,10 +100,13 @@ struct Handle {
 }
 
 /// What a new actor starts from: nothing (a new service) or what adoption found.
+#[derive(Default)]
 struct Initial {
     spec: Option<ServiceSpec>,
     proc: Option<Proc>,
     running_generation: Option<u64>,
+    /// AutoDJ still running, and the generation its script came from.
+    sibling: Option<(Proc, u64)>,
 }
 
 /// Ids become directory names, so only a safe alphabet is accepted (no `/`, no `..`).
@@ -120,10 +138,17 @@ impl Supervisor {
         if let Ok(abs) = std::path::absolute(&config.services_dir) {
             config.services_dir = abs;
         }
+        if let Ok(abs) = std::path::absolute(&config.media_dir) {
+            config.media_dir = abs;
+        }
+        let plugins = Plugins::new(config.media_dir.clone());
         Supervisor {
             inner: Arc::new(Inner {
                 config: Arc::new(config),
-                plugins: Arc::new(Plugins::new()),
+                plugins: Arc::new(plugins),
+                start_slots: Arc::new(Semaphore::new(
+                    std::thread::available_parallelism().map_or(1, |n| n.get()),
+                )),
                 services: Mutex::new(HashMap::new()),
                 events: broadcast::channel(EVENT_CAPACITY).0,
                 cancel: CancellationToken::new(),
@@ -167,7 +192,6 @@ impl Supervisor {
             return Err("the agent is shutting down".to_owned());
         }
         let initial = initial();
-        let dir = self.service_dir(id);
         let (state, message, pid) = match &initial.proc {
             Some(p) => (
                 ObservedState::Running,
@@ -176,30 +200,56 @@ impl Supervisor {
             ),
             None => (ObservedState::Stopped, "stopped".to_owned(), None),
         };
-        let shared = Arc::new(Mutex::new(Shared::new(state, message, pid)));
-        let running_spec = match (&initial.spec, initial.running_generation) {
-            (Some(spec), Some(generation)) if initial.proc.is_some() => Some(ServiceSpec {
+        let sibling_pid = initial.sibling.as_ref().map(|(p, _)| p.pid());
+        let shared = Arc::new(Mutex::new(Shared::new(state, message, pid, sibling_pid)));
+        let ctx = Ctx {
+            id: id.to_owned(),
+            dir: self.service_dir(id),
+            config: self.inner.config.clone(),
+            cancel: self.inner.cancel.child_token(),
+            start_slots: self.inner.start_slots.clone(),
+        };
+        let plugins = &self.inner.plugins;
+        let server_plugin = initial
+            .spec
+            .as_ref()
+            .and_then(|s| plugins.for_type(s.r#type).ok());
+        let sibling_plugin = initial
+            .spec
+            .as_ref()
+            .and_then(|s| plugins.sibling_for_type(s.r#type));
+        let at_generation = |generation: u64| {
+            initial.spec.as_ref().map(|spec| ServiceSpec {
                 generation,
                 ..spec.clone()
-            }),
+            })
+        };
+        let running_spec = match (&initial.proc, initial.running_generation) {
+            (Some(_), Some(generation)) => at_generation(generation),
             _ => None,
         };
+        let sibling_running_spec = initial
+            .sibling
+            .as_ref()
+            .and_then(|(_, generation)| at_generation(*generation));
+        let (sibling_proc, _) = initial.sibling.unzip();
         let actor = Actor {
-            id: id.to_owned(),
-            stderr: StderrTail::new(&dir, id),
-            dir,
-            config: self.inner.config.clone(),
+            server: Unit::adopted(&ctx, server_plugin.as_deref(), initial.proc, running_spec),
+            sibling: Unit::adopted(
+                &ctx,
+                sibling_plugin.as_deref(),
+                sibling_proc,
+                sibling_running_spec,
+            ),
+            ctx,
             plugins: self.inner.plugins.clone(),
             shared: shared.clone(),
             events: self.inner.events.clone(),
-            cancel: self.inner.cancel.child_token(),
             desired_running: initial.spec.as_ref().is_some_and(|s| s.desired_running),
             spec: initial.spec,
-            proc: initial.proc,
-            running_spec,
-            exits: VecDeque::new(),
-            backoff_until: None,
             failed_generation: None,
+            sibling_failed_generation: None,
+            sibling_trouble: None,
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(actor.run(rx));
@@ -222,11 +272,7 @@ impl Supervisor {
     /// Sends a command to the service's actor and waits for its answer.
     async fn call(&self, id: &str, make: impl Fn(Reply) -> Command) -> Result<(), String> {
         for _ in 0..COMMAND_ATTEMPTS {
-            let handle = self.handle_or_spawn(id, || Initial {
-                spec: None,
-                proc: None,
-                running_generation: None,
-            })?;
+            let handle = self.handle_or_spawn(id, Initial::default)?;
             let (tx, rx) = oneshot::channel();
             if handle.tx.send(make(tx)).is_ok()
                 && let Ok(result) = rx.await
@@ -255,7 +301,7 @@ impl Supervisor {
         let services_dir = self.inner.config.services_dir.clone();
         let run_as_other = nix::unistd::geteuid().is_root();
         let dir = services_dir.clone();
-        tokio::task::spawn_blocking(move || files::prepare_services_dir(&dir, run_as_other))
+        tokio::task::spawn_blocking(move || files::prepare_root_dir(&dir, run_as_other))
             .await
             .context("preparing the services directory")?
             .with_context(|| format!("preparing {}", services_dir.display()))?;
@@ -273,9 +319,17 @@ impl Supervisor {
             .with_context(|| format!("reading {}", services_dir.display()))?
         };
 
-        for Scanned { id, spec, adopted } in found {
+        for Scanned {
+            id,
+            spec,
+            adopted,
+            sibling,
+        } in found
+        {
             let desired = spec.desired_running;
             let adopted_pid = adopted.as_ref().map(|(p, _)| p.pid());
+            let sibling_pid = sibling.as_ref().map(|(p, _)| p.pid());
+            let wants_sibling = desired && self.inner.plugins.sibling(&spec).is_some();
             let spawn_spec = spec.clone();
             let handle = match self.handle_or_spawn(&id, move || {
                 let (proc, generation) = adopted.map_or((None, None), |(p, g)| (Some(p), Some(g)));
@@ -283,15 +337,29 @@ impl Supervisor {
                     spec: Some(spawn_spec),
                     proc,
                     running_generation: generation,
+                    sibling,
                 }
             }) {
                 Ok(h) => h,
                 Err(e) => anyhow::bail!("{e}"),
             };
+            if let Some(pid) = sibling_pid {
+                tracing::info!(media_service_id = %id, pid, "adopted running AutoDJ");
+            }
             match adopted_pid {
-                Some(pid) => tracing::info!(media_service_id = %id, pid, "adopted running server"),
+                Some(pid) => {
+                    tracing::info!(media_service_id = %id, pid, "adopted running server");
+                    if autostart && wants_sibling != sibling_pid.is_some() {
+                        // AutoDJ died (or should not run) while no agent watched.
+                        let _ = handle.tx.send(Command::Ensure(Box::new(spec)));
+                    }
+                }
                 None if desired && autostart => {
                     tracing::info!(media_service_id = %id, "server should run but is not running; starting it");
+                    let _ = handle.tx.send(Command::Ensure(Box::new(spec)));
+                }
+                None if sibling_pid.is_some() && autostart => {
+                    tracing::info!(media_service_id = %id, "AutoDJ runs without its server; stopping it");
                     let _ = handle.tx.send(Command::Ensure(Box::new(spec)));
                 }
                 None => tracing::info!(media_service_id = %id, "known stopped service"),
@@ -338,11 +406,7 @@ impl Supervisor {
             let id = spec.id.clone();
             let mut spec = Some(spec);
             for _ in 0..COMMAND_ATTEMPTS {
-                let handle = match self.handle_or_spawn(&id, || Initial {
-                    spec: None,
-                    proc: None,
-                    running_generation: None,
-                }) {
+                let handle = match self.handle_or_spawn(&id, Initial::default) {
                     Ok(h) => h,
                     Err(e) => {
                         tracing::warn!(media_service_id = %id, error = %e, "cannot reconcile service");
@@ -378,9 +442,11 @@ impl Supervisor {
         }
     }
 
-    /// Starts the service (desired: running) and waits until it is ready. Already running →
-    /// `Ok` without a restart (a newer spec generation is applied by reload or restart).
-    /// Clears a crash loop.
+    /// Starts the service (desired: running) and waits until it is ready, AutoDJ included.
+    /// Already running → `Ok` without a restart (a newer spec generation is applied by reload
+    /// or restart). Clears a crash loop. If the server starts but AutoDJ does not, the server
+    /// keeps running (RUNNING, the message says why AutoDJ is down, and AutoDJ is retried with
+    /// backoff) and the start fails with AutoDJ's reason.
     pub async fn start(&self, spec: &ServiceSpec) -> Result<(), String> {
         check_id(&spec.id)?;
         self.call(&spec.id, |reply| {
@@ -460,6 +526,12 @@ impl Supervisor {
             .and_then(|h| h.shared.lock().ok().and_then(|s| s.pid))
     }
 
+    /// The pid of the service's sibling unit: AutoDJ's liquidsoap, for an audio service.
+    pub async fn sibling_pid(&self, service_id: &str) -> Option<u32> {
+        self.handle(service_id)
+            .and_then(|h| h.shared.lock().ok().and_then(|s| s.sibling_pid))
+    }
+
     /// Agent shutdown: ends supervision but leaves every server running for the next agent to
     /// adopt. Afterwards commands fail with "the agent is shutting down".
     pub async fn detach(&self) {
@@ -494,6 +566,8 @@ struct Scanned {
     spec: ServiceSpec,
     /// The server still running for it, and the generation its config came from.
     adopted: Option<(Proc, u64)>,
+    /// The same for its sibling unit (AutoDJ).
+    sibling: Option<(Proc, u64)>,
 }
 
 /// Blocking: reads every service directory not yet `known`.
@@ -528,19 +602,28 @@ fn scan_services(
             .for_type(spec.r#type)
             .ok()
             .and_then(|plugin| find_running(plugin.as_ref(), &dir, &spec));
-        found.push(Scanned { id, spec, adopted });
+        // Whether or not the spec still asks for it: one that runs must be adopted to be stopped.
+        let sibling = plugins
+            .sibling_for_type(spec.r#type)
+            .and_then(|plugin| find_running(plugin.as_ref(), &dir, &spec));
+        found.push(Scanned {
+            id,
+            spec,
+            adopted,
+            sibling,
+        });
     }
     Ok(found)
 }
 
-/// The server still running for `dir`, from `process.json` or else the server's own pid file,
-/// verified by its command line (and start time, against pid reuse).
+/// The plugin's process still running for `dir`, from its record (`process.json`) or else its
+/// own pid file, verified by its command line (and start time, against pid reuse).
 fn find_running(
     plugin: &dyn plugins::Plugin,
     dir: &Path,
     spec: &ServiceSpec,
 ) -> Option<(Proc, u64)> {
-    let record = files::load_process(dir);
+    let record = files::load_process(dir, plugin.record_file());
     let mut candidates: Vec<(u32, Option<u64>, u64)> = Vec::new();
     if let Some(r) = record {
         candidates.push((r.pid, Some(r.start_time), r.generation));
