@@ -145,6 +145,14 @@ impl Client {
         )
     }
 
+    pub async fn customer(&self, id: &str) -> pb::Customer {
+        self.accounts()
+            .get_customer(pb::GetCustomerRequest { id: id.to_owned() })
+            .await
+            .expect("get customer")
+            .into_inner()
+    }
+
     pub async fn node(&self, id: &str) -> pb::Node {
         self.nodes()
             .get_node(pb::GetNodeRequest { id: id.to_owned() })

@@ -769,3 +769,104 @@ async fn video_service_ingests_rtmp_and_serves_hls_then_deletion_destroys_it() {
     assert!(!port_open(http));
     agent.shutdown().await;
 }
+
+/// The pid of the liquidsoap running `service_id`'s AutoDJ under `data_dir`.
+fn liquidsoap_pid(data_dir: &std::path::Path, service_id: &str) -> Option<u32> {
+    let script = format!("{}/services/{service_id}/autodj.liq", data_dir.display());
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_string_lossy().parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let text = String::from_utf8_lossy(&cmdline);
+            (text.contains("liquidsoap") && text.contains(&script)).then_some(pid)
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn autodj_follows_the_owner_s_media_library_across_an_ownership_change() {
+    let (s, token) = setup(ServiceConfig::default(), 2).await;
+    let agent = AgentHandle::join_and_start(&s.cp, &token).await;
+    let node = wait_online(&s.admin, &s.node.id).await;
+    assert!(
+        node.capabilities
+            .iter()
+            .any(|c| c.r#type == pb::ServiceType::Icecast as i32 && c.autodj_available)
+    );
+    let reseller_id = s.admin.customer(&s.owner).await.reseller_id;
+    let newcomer = s.admin.create_customer(&reseller_id, "New Owner").await;
+
+    let mut request = icecast_request(&s.owner, "auto-fm", 10);
+    request.media_service.as_mut().expect("service").autodj = true;
+    let service = s
+        .admin
+        .media()
+        .create_media_service(request)
+        .await
+        .expect("create")
+        .into_inner();
+    succeeded(&s.admin, &start(&s.admin, &service.id).await.id).await;
+    let media = agent.data_dir().join("media");
+    let script = agent
+        .data_dir()
+        .join("services")
+        .join(&service.id)
+        .join("autodj.liq");
+    let first_dj = liquidsoap_pid(agent.data_dir(), &service.id).expect("AutoDJ running");
+    let icecast = icecast_pid(agent.data_dir(), &service.id).expect("icecast running");
+    assert!(
+        std::fs::read_to_string(&script)
+            .expect("script")
+            .contains(&format!("media/{}", s.owner))
+    );
+
+    s.admin
+        .media()
+        .change_media_service_owner(pb::ChangeMediaServiceOwnerRequest {
+            id: service.id.clone(),
+            new_customer_id: newcomer.id.clone(),
+        })
+        .await
+        .expect("change owner");
+    let new_library = format!("media/{}", newcomer.id);
+    wait_for("AutoDJ to switch to the new owner's library", LONG, || {
+        let dir = agent.data_dir().to_owned();
+        let id = service.id.clone();
+        let script = script.clone();
+        let new_library = new_library.clone();
+        async move {
+            let pid = liquidsoap_pid(&dir, &id).filter(|p| *p != first_dj)?;
+            std::fs::read_to_string(&script)
+                .ok()?
+                .contains(&new_library)
+                .then_some(pid)
+        }
+    })
+    .await;
+    assert_eq!(
+        icecast_pid(agent.data_dir(), &service.id),
+        Some(icecast),
+        "icecast2 kept running"
+    );
+    // Tracks belong to customers: both libraries remain.
+    assert!(media.join(&s.owner).is_dir() && media.join(&newcomer.id).is_dir());
+
+    let deleted = s
+        .admin
+        .media()
+        .delete_media_service(pb::DeleteMediaServiceRequest {
+            id: service.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("delete")
+        .into_inner();
+    succeeded(&s.admin, &deleted.action.expect("action").id).await;
+    assert!(liquidsoap_pid(agent.data_dir(), &service.id).is_none());
+    assert!(
+        media.join(&newcomer.id).is_dir(),
+        "deleting an audio service keeps the customer's media"
+    );
+    agent.shutdown().await;
+}
