@@ -286,13 +286,24 @@ async fn handle_action(shared: Arc<Shared>, tx: &Outbound, action: apb::ExecuteA
             succeeded: outcome.is_ok(),
             message: outcome.err().unwrap_or_default(),
         };
-        match shared.action_log.lock() {
-            Ok(mut log) => {
-                if let Err(err) = log.record(result.clone()) {
-                    tracing::error!(action_id = %result.action_id, error = %err, "could not persist an action result");
-                }
+        // The result is fsynced before it is reported; that disk wait stays off the runtime.
+        let persisted = {
+            let shared = shared.clone();
+            let result = result.clone();
+            tokio::task::spawn_blocking(move || match shared.action_log.lock() {
+                Ok(mut log) => log.record(result),
+                Err(_) => Err(anyhow::anyhow!("action log lock poisoned")),
+            })
+            .await
+        };
+        match persisted {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::error!(action_id = %result.action_id, error = %err, "could not persist an action result")
             }
-            Err(_) => tracing::error!("action log lock poisoned"),
+            Err(err) => {
+                tracing::error!(action_id = %result.action_id, error = %err, "action log writer panicked")
+            }
         }
         if let Ok(mut set) = shared.in_flight.lock() {
             set.remove(&result.action_id);
