@@ -36,6 +36,9 @@ pub enum ServiceError {
     },
     #[error("{0}")]
     Unavailable(String),
+    /// A concurrency conflict; the caller may retry.
+    #[error("{0}")]
+    Aborted(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -84,13 +87,32 @@ impl ServiceError {
 impl From<PersistenceError> for ServiceError {
     fn from(value: PersistenceError) -> Self {
         match value {
-            PersistenceError::Conflict(what) => ServiceError::AlreadyExists(what),
+            // The raw constraint text names tables and columns: log it, answer in words.
+            // Callers that know which value clashed replace this with a precise message.
+            PersistenceError::Conflict(detail) if detail.contains("port_allocations") => {
+                tracing::debug!(%detail, "port allocation raced");
+                ServiceError::Aborted(PORT_RACE.to_owned())
+            }
+            PersistenceError::Conflict(detail) => {
+                tracing::debug!(%detail, "unique constraint refused a write");
+                ServiceError::AlreadyExists("an object with that name already exists".to_owned())
+            }
             PersistenceError::Busy(what) => ServiceError::Unavailable(what),
+            PersistenceError::Aborted(what) => {
+                tracing::debug!(%what, "transaction aborted");
+                ServiceError::Aborted(
+                    "the request conflicted with a concurrent one; retry it".to_owned(),
+                )
+            }
             PersistenceError::Database(err) => ServiceError::Internal(err.to_string()),
             PersistenceError::Corrupt(what) => ServiceError::Internal(what),
         }
     }
 }
+
+/// What a create answers when another one took the same port at the same instant, more than
+/// its retries could absorb.
+pub const PORT_RACE: &str = "a port was allocated concurrently; retry the request";
 
 /// Collects field violations so a request reports all its problems at once.
 #[derive(Default)]
@@ -162,6 +184,7 @@ impl From<ServiceError> for tonic::Status {
                 tonic::Status::with_error_details(Code::FailedPrecondition, message, details)
             }
             ServiceError::Unavailable(message) => tonic::Status::unavailable(message),
+            ServiceError::Aborted(message) => tonic::Status::aborted(message),
             ServiceError::Internal(message) => {
                 // The detail goes to the log, not to the caller.
                 tracing::error!(error = %message, "internal error");

@@ -102,10 +102,15 @@ pub async fn run(
         shutdown.clone(),
     );
 
-    if let Some(secret) = control_plane.bootstrap_admin().await? {
-        let path = config.admin_token_path();
-        write_private_file(&path, format!("{secret}\n").as_bytes())?;
-        tracing::info!(path = %path.display(), "first start: wrote the admin API token");
+    let token_path = config.admin_token_path();
+    let wrote_token = control_plane
+        .bootstrap_admin(|secret| {
+            write_private_file(&token_path, format!("{secret}\n").as_bytes())
+                .map_err(|e| format!("{e:#}"))
+        })
+        .await?;
+    if wrote_token {
+        tracing::info!(path = %token_path.display(), "first start: wrote the admin API token");
     }
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();

@@ -34,6 +34,14 @@ impl ActionLog {
         };
         match std::fs::read_to_string(&log.path) {
             Ok(text) => {
+                // A crash mid-append leaves a torn last line; cut it off so the next record
+                // starts on a line of its own instead of being glued to the fragment.
+                if !text.is_empty() && !text.ends_with('\n') {
+                    let keep = text.rfind('\n').map(|i| i + 1).unwrap_or(0);
+                    let file = std::fs::OpenOptions::new().write(true).open(&log.path)?;
+                    file.set_len(keep as u64)?;
+                    file.sync_data()?;
+                }
                 for line in text.lines() {
                     if let Ok(result) = serde_json::from_str::<ActionResult>(line) {
                         log.remember(result);
@@ -120,7 +128,19 @@ mod tests {
             .unwrap()
             .write_all(b"{\"action_id\":\"act_3\",")
             .unwrap();
+        let mut reopened = ActionLog::open(path.clone()).unwrap();
+        reopened
+            .record(ActionResult {
+                action_id: "act_4".into(),
+                succeeded: true,
+                message: String::new(),
+            })
+            .unwrap();
         let reopened = ActionLog::open(path).unwrap();
+        assert!(
+            reopened.get("act_4").is_some(),
+            "a record after a torn line survives"
+        );
         assert!(reopened.get("act_1").unwrap().succeeded);
         assert_eq!(reopened.get("act_2").unwrap().message, "boom");
         assert!(reopened.get("act_3").is_none());

@@ -61,12 +61,17 @@ impl AgentConfig {
 
 type Outbound = mpsc::Sender<apb::AgentMessage>;
 
+struct Executions {
+    log: ActionLog,
+    /// Actions executing now; a redelivery of one of them is ignored, its result follows.
+    in_flight: HashSet<String>,
+}
+
 /// State shared by every session of one agent process.
 struct Shared {
     supervisor: Supervisor,
-    action_log: Mutex<ActionLog>,
-    /// Actions executing now; a redelivery of one of them is ignored, its result follows.
-    in_flight: Mutex<HashSet<String>>,
+    /// One lock over both, so "not done and not running" is checked and claimed atomically.
+    executions: Mutex<Executions>,
     /// The current session's sender; results of actions that outlive a session go to the next.
     outbound: Mutex<Option<Outbound>>,
 }
@@ -82,6 +87,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     let _ = rustls::crypto::ring::default_provider().install_default();
     let data_dir = DataDir::new(&config.data_dir);
     let identity = data_dir.load_identity()?;
+    data_dir.finish_credential_swap()?;
     let url = config
         .control_plane_url
         .clone()
@@ -93,8 +99,10 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         .context("re-adopting running services")?;
     let shared = Arc::new(Shared {
         supervisor: supervisor.clone(),
-        action_log: Mutex::new(ActionLog::open(data_dir.action_log_path())?),
-        in_flight: Mutex::new(HashSet::new()),
+        executions: Mutex::new(Executions {
+            log: ActionLog::open(data_dir.action_log_path())?,
+            in_flight: HashSet::new(),
+        }),
         outbound: Mutex::new(None),
     });
     tracing::info!(node_id = %identity.node_id, control_plane = %url, "agent starting");
@@ -255,24 +263,37 @@ fn result_update(result: &ActionResult) -> apb::AgentMessage {
 /// Executes an action at most once per id: a recorded result is replayed, an action still
 /// running is left to finish, anything else runs in its own task.
 async fn handle_action(shared: Arc<Shared>, tx: &Outbound, action: apb::ExecuteAction) {
-    let recorded = shared
-        .action_log
-        .lock()
-        .ok()
-        .and_then(|log| log.get(&action.action_id).cloned());
-    if let Some(result) = recorded {
-        tracing::info!(action_id = %action.action_id, "action already done; replaying its result");
-        let _ = tx.send(result_update(&result)).await;
-        return;
+    enum Verdict {
+        Replay(ActionResult),
+        AlreadyRunning,
+        Run,
     }
-    let newly_started = shared
-        .in_flight
-        .lock()
-        .map(|mut set| set.insert(action.action_id.clone()))
-        .unwrap_or(false);
-    if !newly_started {
-        tracing::info!(action_id = %action.action_id, "action redelivered while still running");
-        return;
+    let verdict = match shared.executions.lock() {
+        Ok(mut executions) => {
+            if let Some(result) = executions.log.get(&action.action_id) {
+                Verdict::Replay(result.clone())
+            } else if executions.in_flight.insert(action.action_id.clone()) {
+                Verdict::Run
+            } else {
+                Verdict::AlreadyRunning
+            }
+        }
+        Err(_) => {
+            tracing::error!("action state lock poisoned");
+            return;
+        }
+    };
+    match verdict {
+        Verdict::Replay(result) => {
+            tracing::info!(action_id = %action.action_id, "action already done; replaying its result");
+            let _ = tx.send(result_update(&result)).await;
+            return;
+        }
+        Verdict::AlreadyRunning => {
+            tracing::info!(action_id = %action.action_id, "action redelivered while still running");
+            return;
+        }
+        Verdict::Run => {}
     }
     let _ = tx
         .send(update(&action.action_id, pb::ActionState::Running, ""))
@@ -290,9 +311,14 @@ async fn handle_action(shared: Arc<Shared>, tx: &Outbound, action: apb::ExecuteA
         let persisted = {
             let shared = shared.clone();
             let result = result.clone();
-            tokio::task::spawn_blocking(move || match shared.action_log.lock() {
-                Ok(mut log) => log.record(result),
-                Err(_) => Err(anyhow::anyhow!("action log lock poisoned")),
+            // Recorded and released under one lock: a redelivery sees it either running or done.
+            tokio::task::spawn_blocking(move || match shared.executions.lock() {
+                Ok(mut executions) => {
+                    let recorded = executions.log.record(result.clone());
+                    executions.in_flight.remove(&result.action_id);
+                    recorded
+                }
+                Err(_) => Err(anyhow::anyhow!("action state lock poisoned")),
             })
             .await
         };
@@ -304,9 +330,6 @@ async fn handle_action(shared: Arc<Shared>, tx: &Outbound, action: apb::ExecuteA
             Err(err) => {
                 tracing::error!(action_id = %result.action_id, error = %err, "action log writer panicked")
             }
-        }
-        if let Ok(mut set) = shared.in_flight.lock() {
-            set.remove(&result.action_id);
         }
         tracing::info!(action_id = %result.action_id, succeeded = result.succeeded, reason = %result.message, "action finished");
         // If the session that asked is gone, the next one gets it: the control plane re-sends

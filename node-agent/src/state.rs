@@ -92,18 +92,33 @@ impl DataDir {
         write_private(&self.identity_path(), &json)
     }
 
-    /// Stores a key and its certificate. The certificate is replaced first only after the key
-    /// is safely on disk, so a crash in between leaves a mismatched pair at worst for the
-    /// renewal path, which the next renewal repairs; join is simply repeated.
+    /// Stores a key and its certificate as a pair. Both are staged first (`*.next`), then
+    /// moved into place key first; [`DataDir::finish_credential_swap`] completes a swap a crash
+    /// interrupted, so the node never ends up with a key that does not match its certificate.
     pub fn save_credentials(
         &self,
         key_pem: &str,
         cert_pem: &str,
         ca_pem: &str,
     ) -> anyhow::Result<()> {
-        write_private(&self.key_path(), key_pem.as_bytes())?;
-        write_private(&self.cert_path(), cert_pem.as_bytes())?;
         write_private(&self.ca_path(), ca_pem.as_bytes())?;
+        write_private(&staged(&self.key_path()), key_pem.as_bytes())?;
+        write_private(&staged(&self.cert_path()), cert_pem.as_bytes())?;
+        self.finish_credential_swap()
+    }
+
+    /// Completes an interrupted [`DataDir::save_credentials`]: a staged certificate means the
+    /// staged key (if still there) belongs to it; a staged key alone was never paired and goes.
+    pub fn finish_credential_swap(&self) -> anyhow::Result<()> {
+        let (key, cert) = (self.key_path(), self.cert_path());
+        if staged(&cert).exists() {
+            if staged(&key).exists() {
+                std::fs::rename(staged(&key), &key).context("installing the new node key")?;
+            }
+            std::fs::rename(staged(&cert), &cert).context("installing the new node certificate")?;
+        } else if staged(&key).exists() {
+            std::fs::remove_file(staged(&key)).context("discarding an unpaired node key")?;
+        }
         Ok(())
     }
 
@@ -126,4 +141,34 @@ pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     file.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+fn staged(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".next");
+    PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interrupted_credential_swap_completes_as_a_pair() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = DataDir::new(dir.path());
+        data.save_credentials("key-1", "cert-1", "ca")
+            .expect("save");
+        // Crash after staging both and moving the key: the certificate follows on recovery.
+        write_private(&staged(&data.cert_path()), b"cert-2").expect("stage");
+        write_private(&data.key_path(), b"key-2").expect("moved key");
+        data.finish_credential_swap().expect("finish");
+        assert_eq!(data.read(&data.cert_path()).expect("cert"), "cert-2");
+        assert_eq!(data.read(&data.key_path()).expect("key"), "key-2");
+        // Crash after staging only the key: the old pair stays.
+        write_private(&staged(&data.key_path()), b"key-3").expect("stage");
+        data.finish_credential_swap().expect("finish");
+        assert_eq!(data.read(&data.key_path()).expect("key"), "key-2");
+        assert!(!staged(&data.key_path()).exists());
+    }
 }

@@ -8,6 +8,18 @@ use crate::v1::{ConnectionInfo, CreateApiTokenResponse, NodeJoinToken};
 
 const REDACTED: &str = "<redacted>";
 
+/// `rtmp://host:port/<secret>/live` → `rtmp://host:port/<redacted>`.
+fn redact_path(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('/') {
+            Some((authority, _)) => format!("{scheme}://{authority}/{REDACTED}"),
+            None => url.to_owned(),
+        },
+        None if url.is_empty() => String::new(),
+        None => REDACTED.to_owned(),
+    }
+}
+
 impl fmt::Debug for ConnectionInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnectionInfo")
@@ -18,7 +30,8 @@ impl fmt::Debug for ConnectionInfo {
             .field("mount", &self.mount)
             .field("source_username", &self.source_username)
             .field("source_password", &REDACTED)
-            .field("ingest_url", &self.ingest_url)
+            // A video ingest URL's path is the publishing secret.
+            .field("ingest_url", &redact_path(&self.ingest_url))
             .finish()
     }
 }
@@ -91,6 +104,14 @@ mod tests {
             secret: "s3cret".into(),
         };
         assert!(!format!("{token:?}").contains("s3cret"));
+        let info = ConnectionInfo {
+            ingest_url: "rtmp://h:1935/Pa55w0rd-secret/live".into(),
+            source_password: "Pa55w0rd-secret".into(),
+            ..Default::default()
+        };
+        let printed = format!("{info:?}");
+        assert!(!printed.contains("Pa55w0rd"), "{printed}");
+        assert!(printed.contains("rtmp://h:1935/<redacted>"), "{printed}");
         let join = JoinRequest {
             token: "join-s3cret".into(),
             csr_pem: String::new(),

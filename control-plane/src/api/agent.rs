@@ -252,8 +252,11 @@ impl Session {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(err) => {
-                    tracing::warn!(node_id = %self.node_id, error = %err, "agent session error");
-                    // A database hiccup should not drop the agent; a bad message is logged and skipped.
+                    // Ending the session is the recovery: whatever was claimed or reported in
+                    // the failed step is re-sent on the agent's next session (at-least-once),
+                    // and the agent answers repeats from its log.
+                    tracing::warn!(node_id = %self.node_id, error = %err, "agent session error; closing it so the agent reconnects");
+                    break;
                 }
             }
         }

@@ -17,6 +17,9 @@ use crate::service::{ControlPlane, MediaServicePatch, NewMediaService, ServiceSc
 /// Bounds that keep a typo from reserving a continent's worth of capacity.
 const MAX_LISTENERS: u32 = 1_000_000;
 const MAX_BITRATE_KBPS: u32 = 100_000;
+/// 1 PB and 1 EB a month: far beyond any real service, far below where sums could overflow.
+const MAX_DISK_MB: u64 = 1_000_000_000;
+const MAX_BANDWIDTH_GB: u64 = 1_000_000_000;
 
 pub struct MediaServiceApi {
     pub control_plane: ControlPlane,
@@ -49,6 +52,8 @@ impl TryFrom<pb::CreateMediaServiceRequest> for NewMediaService {
         }
         check_listeners(&mut violations, s.max_listeners);
         check_bitrate(&mut violations, s.max_bitrate_kbps);
+        check_disk(&mut violations, s.disk_quota_mb);
+        check_bandwidth(&mut violations, s.bandwidth_gb_per_month);
         violations.into_result()?;
         Ok(NewMediaService {
             customer_id: s.customer_id,
@@ -80,6 +85,22 @@ fn check_bitrate(violations: &mut Violations, value: u32) {
         (8..=MAX_BITRATE_KBPS).contains(&value),
         "media_service.max_bitrate_kbps",
         format!("must be between 8 and {MAX_BITRATE_KBPS}"),
+    );
+}
+
+fn check_disk(violations: &mut Violations, value: u64) {
+    violations.check(
+        value <= MAX_DISK_MB,
+        "media_service.disk_quota_mb",
+        format!("must be at most {MAX_DISK_MB}"),
+    );
+}
+
+fn check_bandwidth(violations: &mut Violations, value: u64) {
+    violations.check(
+        value <= MAX_BANDWIDTH_GB,
+        "media_service.bandwidth_gb_per_month",
+        format!("must be at most {MAX_BANDWIDTH_GB}"),
     );
 }
 
@@ -118,9 +139,13 @@ fn media_service_patch(
                 check_bitrate(&mut violations, s.max_bitrate_kbps);
                 patch.max_bitrate_kbps = Some(s.max_bitrate_kbps);
             }
-            "disk_quota_mb" => patch.disk_quota_mb = Some(s.disk_quota_mb),
+            "disk_quota_mb" => {
+                check_disk(&mut violations, s.disk_quota_mb);
+                patch.disk_quota_mb = Some(s.disk_quota_mb);
+            }
             "bandwidth_gb_per_month" => {
-                patch.bandwidth_gb_per_month = Some(s.bandwidth_gb_per_month)
+                check_bandwidth(&mut violations, s.bandwidth_gb_per_month);
+                patch.bandwidth_gb_per_month = Some(s.bandwidth_gb_per_month);
             }
             _ => patch.autodj = Some(s.autodj),
         }

@@ -55,8 +55,16 @@ pub async fn insert_customer(db: &impl ConnectionTrait, model: customer::Model) 
     Ok(())
 }
 
-pub async fn get_customer(db: &impl ConnectionTrait, id: &str) -> Result<Option<customer::Model>> {
-    Ok(customer::Entity::find_by_id(id.to_owned()).one(db).await?)
+pub async fn get_customer(
+    db: &impl ConnectionTrait,
+    id: &str,
+    for_update: bool,
+) -> Result<Option<customer::Model>> {
+    let mut query = customer::Entity::find_by_id(id.to_owned());
+    if for_update {
+        query = query.lock_exclusive();
+    }
+    Ok(query.one(db).await?)
 }
 
 pub async fn list_customers(

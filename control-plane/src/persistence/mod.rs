@@ -26,6 +26,9 @@ pub enum PersistenceError {
     /// The database could not serve the request now (pool exhausted, lock timeout).
     #[error("database busy: {0}")]
     Busy(String),
+    /// The transaction lost a deadlock or serialization conflict; running it again may work.
+    #[error("transaction aborted: {0}")]
+    Aborted(String),
     #[error("database error: {0}")]
     Database(DbErr),
     /// A stored value does not parse; the row was written by something else.
@@ -37,6 +40,11 @@ impl From<DbErr> for PersistenceError {
     fn from(err: DbErr) -> Self {
         if let Some(SqlErr::UniqueConstraintViolation(detail)) = err.sql_err() {
             return PersistenceError::Conflict(detail);
+        }
+        let text = err.to_string();
+        // PostgreSQL 40P01 / 40001: the loser of a lock cycle or a serialization conflict.
+        if text.contains("deadlock detected") || text.contains("could not serialize access") {
+            return PersistenceError::Aborted(text);
         }
         match err {
             DbErr::ConnectionAcquire(e) => PersistenceError::Busy(e.to_string()),

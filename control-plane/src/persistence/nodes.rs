@@ -58,6 +58,16 @@ pub async fn find_by_join_token(
         .await?)
 }
 
+/// Locks these nodes' rows (PostgreSQL; SQLite's single writer needs none), in id order.
+pub async fn lock_nodes(db: &impl ConnectionTrait, ids: &[String]) -> Result<Vec<node::Model>> {
+    Ok(node::Entity::find()
+        .filter(node::Column::Id.is_in(ids.iter().map(String::as_str)))
+        .order_by_asc(node::Column::Id)
+        .lock_exclusive()
+        .all(db)
+        .await?)
+}
+
 /// The node holding this certificate as its current or (during renewal) previous one.
 pub async fn find_by_certificate(
     db: &impl ConnectionTrait,

@@ -227,7 +227,7 @@ impl ControlPlane {
         if let Some(name) = patch.display_name {
             model.display_name = name.clone();
             // The primary account is the reseller itself; keep its name in step.
-            let primary = db::get_customer(&txn, &model.primary_customer_id).await?;
+            let primary = db::get_customer(&txn, &model.primary_customer_id, true).await?;
             if let Some(primary) = primary {
                 db::update_customer(&txn, &primary.id, name, primary.email, now).await?;
             }
@@ -285,7 +285,7 @@ impl ControlPlane {
     }
 
     pub async fn get_customer(&self, principal: &Principal, id: &str) -> Result<customer::Model> {
-        match db::get_customer(self.db(), id).await? {
+        match db::get_customer(self.db(), id, false).await? {
             Some(c) if can_see_customer(principal, &c) => Ok(c),
             _ => Err(ServiceError::NotFound(format!("customer {id:?} not found"))),
         }
@@ -332,14 +332,29 @@ impl ControlPlane {
         id: &str,
         patch: CustomerPatch,
     ) -> Result<customer::Model> {
-        let mut model = self.get_customer(principal, id).await?;
-        if matches!(principal, Principal::Customer { .. }) && patch.display_name.is_some() {
-            return Err(ServiceError::PermissionDenied(
-                "customers may only change their email".into(),
-            ));
-        }
+        self.get_customer(principal, id).await?;
         let now = now_millis();
+        // Re-read under lock so the fields this patch leaves alone keep any concurrent change.
         let txn = self.db().begin().await?;
+        let mut model = db::get_customer(&txn, id, true)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("customer {id:?} not found")))?;
+        if patch.display_name.is_some() {
+            match principal {
+                Principal::Customer { .. } => {
+                    return Err(ServiceError::PermissionDenied(
+                        "customers may only change their email".into(),
+                    ));
+                }
+                // The primary account's name is the reseller's, which the admin sets.
+                Principal::Reseller { .. } if model.is_primary => {
+                    return Err(ServiceError::PermissionDenied(
+                        "a reseller's name is changed by the admin".into(),
+                    ));
+                }
+                _ => {}
+            }
+        }
         if let Some(name) = patch.display_name {
             model.sort_key = name.to_lowercase();
             model.display_name = name;
@@ -407,7 +422,7 @@ impl ControlPlane {
             }
             (Principal::Admin, Principal::Customer { id, .. })
             | (Principal::Reseller { .. }, Principal::Customer { id, .. }) => {
-                db::get_customer(self.db(), id)
+                db::get_customer(self.db(), id, false)
                     .await?
                     .is_some_and(|c| can_see_customer(principal, &c))
             }
@@ -454,7 +469,7 @@ impl ControlPlane {
             "reseller" => db::get_reseller(self.db(), &token.principal_id, false)
                 .await?
                 .map(|r| Principal::Reseller { id: r.id }),
-            "customer" => db::get_customer(self.db(), &token.principal_id)
+            "customer" => db::get_customer(self.db(), &token.principal_id, false)
                 .await?
                 .map(|c| Principal::Customer {
                     id: c.id,
@@ -476,9 +491,16 @@ impl ControlPlane {
         })
     }
 
-    /// On first start with an empty database: creates the admin's first token. Returns the
-    /// secret only to the one replica that won the bootstrap.
-    pub async fn bootstrap_admin(&self) -> Result<Option<String>> {
+    /// On first start with an empty database: creates the admin's first token and hands its
+    /// secret over, on the one replica that wins the bootstrap. True when this one did.
+    ///
+    /// `hand_over` stores the secret (the server writes the admin token file); it runs before
+    /// the commit, so a failure there leaves the database unbootstrapped for the next start
+    /// rather than with a token nobody has.
+    pub async fn bootstrap_admin(
+        &self,
+        hand_over: impl FnOnce(&str) -> std::result::Result<(), String>,
+    ) -> Result<bool> {
         use sea_orm::EntityTrait;
         use sea_orm::IntoActiveModel;
         let marker = crate::persistence::entities::cluster_state::Model {
@@ -493,12 +515,13 @@ impl ControlPlane {
                 .exec_without_returning(&txn)
                 .await?;
         if !matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
-            return Ok(None);
+            return Ok(false);
         }
         let (model, secret) = new_token(&Principal::Admin, "bootstrap admin token".to_owned());
         db::insert_token(&txn, model).await?;
+        hand_over(&secret).map_err(ServiceError::Unavailable)?;
         txn.commit().await?;
-        Ok(Some(secret))
+        Ok(true)
     }
 }
 

@@ -145,7 +145,21 @@ impl ControlPlane {
         if !service.is_some_and(|s| can_see_service(principal, &s)) {
             return Err(not_found());
         }
-        self.action_record(action).await
+        let record = self.action_record(action).await?;
+        self.redacted(principal, record).await
+    }
+
+    /// Hides who asked for an action when that account is outside the caller's tenancy (the
+    /// service may have changed hands since).
+    async fn redacted(
+        &self,
+        principal: &Principal,
+        mut record: ActionRecord,
+    ) -> Result<ActionRecord> {
+        record.action.requested_by = self
+            .visible_actor(principal, &record.action.requested_by)
+            .await?;
+        Ok(record)
     }
 
     pub async fn list_actions(
@@ -182,19 +196,18 @@ impl ControlPlane {
         let (rows, token) = paginate(rows, size, |a| &a.id);
         let ids: Vec<String> = rows.iter().map(|a| a.id.clone()).collect();
         let mut transitions = db::transitions(self.db(), &ids).await?;
-        let records = rows
-            .into_iter()
-            .map(|action| {
-                let (mine, rest): (Vec<_>, Vec<_>) = transitions
-                    .drain(..)
-                    .partition(|t| t.action_id == action.id);
-                transitions = rest;
-                ActionRecord {
-                    action,
-                    transitions: mine,
-                }
-            })
-            .collect();
+        let mut records = Vec::with_capacity(rows.len());
+        for action in rows {
+            let (mine, rest): (Vec<_>, Vec<_>) = transitions
+                .drain(..)
+                .partition(|t| t.action_id == action.id);
+            transitions = rest;
+            let record = ActionRecord {
+                action,
+                transitions: mine,
+            };
+            records.push(self.redacted(principal, record).await?);
+        }
         Ok((records, token))
     }
 
@@ -209,6 +222,7 @@ impl ControlPlane {
         let control_plane = self.clone();
         let mut changes = self.subscribe_changes();
         let shutdown = self.shutdown_token().clone();
+        let principal = principal.clone();
         tokio::spawn(async move {
             let mut last = first;
             if tx.send(Ok(last.clone())).await.is_err() || last.state().is_terminal() {
@@ -221,14 +235,9 @@ impl ControlPlane {
                     _ = tx.closed() => return,
                     _ = shutdown.cancelled() => return,
                 }
-                let current = match db::get_action(control_plane.db(), &last.action.id).await {
-                    Ok(Some(action)) => control_plane.action_record(action).await,
-                    Ok(None) => Err(ServiceError::NotFound(format!(
-                        "action {:?} not found",
-                        last.action.id
-                    ))),
-                    Err(err) => Err(err.into()),
-                };
+                // Through the same checks as a GetAction: a service that has moved out of the
+                // caller's tenancy stops being visible mid-watch too.
+                let current = control_plane.get_action(&principal, &last.action.id).await;
                 match current {
                     Ok(record) if record != last => {
                         let done = record.state().is_terminal();

@@ -186,6 +186,13 @@ impl ControlPlane {
         node_id: &str,
         session_id: &str,
     ) -> Result<Vec<(action::Model, ServiceAssignment)>> {
+        // A session another one has replaced (on any replica) must not claim or re-send.
+        let current = db::get_node(self.db(), node_id, false).await?;
+        if current.and_then(|n| n.session_id).as_deref() != Some(session_id) {
+            return Err(ServiceError::Unavailable(format!(
+                "session {session_id} no longer holds node {node_id}"
+            )));
+        }
         let open = action_db::open_actions_on_node(self.db(), node_id).await?;
         let mut heads: Vec<action::Model> = Vec::new();
         for action in open {
@@ -341,6 +348,13 @@ impl ControlPlane {
         }
         let overdue = action_db::overdue_on_unreachable_nodes(self.db(), now).await?;
         for action in overdue {
+            // A delete the agent already holds may have destroyed data (a video's files) by
+            // now; failing it would misreport that and put the service back. It completes when
+            // the node returns: re-sent on the next session, answered from the agent's log.
+            let handed_over = action.state != ActionState::Queued.as_str();
+            if handed_over && action.kind == ActionKind::Delete.as_str() {
+                continue;
+            }
             let txn = self.db().begin().await?;
             let open = [
                 ActionState::Queued,

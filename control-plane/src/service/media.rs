@@ -176,8 +176,8 @@ impl ControlPlane {
                     tracing::info!(media_service_id = %view.service.id, node_id = %view.service.node_id, "created media service");
                     return Ok(view);
                 }
-                Err(ServiceError::AlreadyExists(detail))
-                    if detail.contains("port_allocations") && attempt < 3 =>
+                Err(ServiceError::Aborted(message))
+                    if message == crate::error::PORT_RACE && attempt < 3 =>
                 {
                     drop(txn);
                     continue;
@@ -193,7 +193,7 @@ impl ControlPlane {
         principal: &Principal,
         new: &NewMediaService,
     ) -> Result<MediaServiceView> {
-        let customer = account_db::get_customer(txn, &new.customer_id)
+        let customer = account_db::get_customer(txn, &new.customer_id, false)
             .await?
             .filter(|c| can_see_customer(principal, c))
             .ok_or_else(|| {
@@ -506,7 +506,7 @@ impl ControlPlane {
             .await?
             .filter(|s| can_see_service(principal, s))
             .ok_or_else(|| ServiceError::NotFound(format!("media service {id:?} not found")))?;
-        let target = account_db::get_customer(&txn, new_customer_id)
+        let target = account_db::get_customer(&txn, new_customer_id, false)
             .await?
             .filter(|c| can_see_customer(principal, c))
             .ok_or_else(|| {
@@ -604,7 +604,11 @@ impl ControlPlane {
         id: &str,
     ) -> Result<Vec<ownership_change::Model>> {
         let service = self.visible_service(principal, id).await?;
-        Ok(db::list_ownership_changes(self.db(), &service.id).await?)
+        let mut changes = db::list_ownership_changes(self.db(), &service.id).await?;
+        for change in &mut changes {
+            super::redact_ownership_change(principal, change);
+        }
+        Ok(changes)
     }
 
     /// What deleting the service keeps and destroys (DESIGN: Deletion).

@@ -117,6 +117,67 @@ impl ControlPlane {
     }
 }
 
+/// Shown instead of an account outside the caller's tenancy.
+const ELSEWHERE: &str = "another account";
+
+impl ControlPlane {
+    /// What the caller may see of an audit name ("admin", "reseller:ID", "customer:ID"): a
+    /// service that moved between tenancies must not reveal its previous owners' accounts.
+    pub(crate) async fn visible_actor(&self, principal: &Principal, actor: &str) -> Result<String> {
+        let visible = match (principal, actor.split_once(':')) {
+            (Principal::Admin, _) | (_, None) => true,
+            (_, Some(("reseller", id))) => can_see_reseller(principal, id),
+            (Principal::Customer { id: own, .. }, Some(("customer", id))) => own == id,
+            (Principal::Reseller { id: own }, Some(("customer", id))) => {
+                crate::persistence::accounts::get_customer(self.db(), id, false)
+                    .await?
+                    .is_some_and(|c| c.reseller_id == *own)
+            }
+            (_, Some(_)) => false,
+        };
+        Ok(if visible {
+            actor.to_owned()
+        } else {
+            ELSEWHERE.to_owned()
+        })
+    }
+}
+
+/// Blanks the parts of an ownership change outside the caller's tenancy.
+fn redact_ownership_change(
+    principal: &Principal,
+    change: &mut crate::persistence::entities::ownership_change::Model,
+) {
+    let (own_reseller, own_customer) = match principal {
+        Principal::Admin => return,
+        Principal::Reseller { id } => (id.as_str(), None),
+        Principal::Customer { id, reseller_id } => (reseller_id.as_str(), Some(id.as_str())),
+    };
+    let customer_visible = |customer: &str, reseller: &str| match own_customer {
+        Some(own) => own == customer,
+        None => reseller == own_reseller,
+    };
+    if !customer_visible(&change.from_customer_id, &change.from_reseller_id) {
+        change.from_customer_id = String::new();
+    }
+    if !customer_visible(&change.to_customer_id, &change.to_reseller_id) {
+        change.to_customer_id = String::new();
+    }
+    for reseller in [&mut change.from_reseller_id, &mut change.to_reseller_id] {
+        if reseller != own_reseller {
+            reseller.clear();
+        }
+    }
+    let actor_visible = match change.changed_by.split_once(':') {
+        None => true,
+        Some(("reseller", id)) => id == own_reseller,
+        Some(_) => false,
+    };
+    if !actor_visible {
+        change.changed_by = ELSEWHERE.to_owned();
+    }
+}
+
 fn can_see_customer(principal: &Principal, customer: &customer::Model) -> bool {
     match principal {
         Principal::Admin => true,

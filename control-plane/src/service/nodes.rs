@@ -94,14 +94,12 @@ pub(crate) async fn place_service(
         ],
         None => db::all_nodes(txn).await?,
     };
-    let counts: std::collections::HashMap<String, i64> =
-        db::service_counts(txn).await?.into_iter().collect();
-    let mut capable: Vec<(i64, node::Model)> = nodes
+    let capable_ids: Vec<String> = nodes
         .into_iter()
         .filter(|n| NodeCapabilities::parse(&n.capabilities).supports(service_type, autodj))
-        .map(|n| (counts.get(&n.id).copied().unwrap_or(0), n))
+        .map(|n| n.id)
         .collect();
-    if capable.is_empty() {
+    if capable_ids.is_empty() {
         let needs = service_type.info().requires.join(" and ");
         let what = if autodj {
             format!("{service_type} with AutoDJ")
@@ -130,6 +128,16 @@ pub(crate) async fn place_service(
             message,
         ));
     }
+    // Every candidate is locked, in id order, before anything is counted: concurrent
+    // placements (on any replica) then see each other's services and ports, and cannot lock
+    // the same nodes in opposite orders.
+    let locked = db::lock_nodes(txn, &capable_ids).await?;
+    let counts: std::collections::HashMap<String, i64> =
+        db::service_counts(txn).await?.into_iter().collect();
+    let mut capable: Vec<(i64, node::Model)> = locked
+        .into_iter()
+        .map(|n| (counts.get(&n.id).copied().unwrap_or(0), n))
+        .collect();
     capable.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
     let purposes = service_type.port_purposes();
     let mut reasons = Vec::new();
@@ -141,9 +149,7 @@ pub(crate) async fn place_service(
             ));
             continue;
         }
-        let node = db::get_node(txn, &candidate.id, true)
-            .await?
-            .unwrap_or(candidate);
+        let node = candidate;
         let used = service_db::used_ports(txn, &node.id).await?;
         let free: Vec<u16> = (node.port_first..=node.port_last)
             .filter_map(|p| u16::try_from(p).ok())
