@@ -616,6 +616,24 @@ async fn disallowed_types_are_refused_and_the_default_type_is_remembered(backend
         .await
         .expect("clear default");
     assert_eq!(options(client.clone()).await.default_service_type, 0);
+    let rename = client
+        .accounts()
+        .update_customer(pb::UpdateCustomerRequest {
+            customer: Some(pb::Customer {
+                id: reseller.primary_customer_id.clone(),
+                display_name: "Renamed".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["display_name".into()],
+            }),
+        })
+        .await;
+    assert_code(
+        rename,
+        Code::PermissionDenied,
+        "reseller renames itself through its primary account",
+    );
     let grab = pb::Reseller {
         id: reseller.id.clone(),
         allowed_service_types: vec![pb::ServiceType::Video as i32],
@@ -1094,6 +1112,35 @@ async fn ownership_changes_move_usage_and_are_recorded(backend: Backend) {
     assert_eq!(history.len(), 2);
     assert_eq!(history[1].changed_by, "admin");
     assert_eq!(history[1].to_reseller_id, r2.id);
+    // The new reseller sees the move, but not the accounts it came from.
+    let r2_token = f.admin.token_for(pb::PrincipalKind::Reseller, &r2.id).await;
+    let seen_by_r2 =
+        f.cp.client(&r2_token)
+            .await
+            .media()
+            .list_ownership_changes(pb::ListOwnershipChangesRequest {
+                media_service_id: service.id.clone(),
+            })
+            .await
+            .expect("history as the new reseller")
+            .into_inner()
+            .changes;
+    assert_eq!(seen_by_r2.len(), 2);
+    assert_eq!(seen_by_r2[1].to_customer_id, r2.primary_customer_id);
+    assert_eq!(seen_by_r2[1].changed_by, "admin");
+    for change in &seen_by_r2 {
+        assert_eq!(change.from_reseller_id, "", "{change:?}");
+        assert!(
+            !change.from_customer_id.contains(&r1.primary_customer_id)
+                && change.from_customer_id != sub.id,
+            "{change:?}"
+        );
+    }
+    assert_eq!(
+        seen_by_r2[0].changed_by, "another account",
+        "{:?}",
+        seen_by_r2[0]
+    );
     f.finish().await;
 }
 
@@ -1356,6 +1403,26 @@ async fn invalid_input_is_refused_precisely_and_changes_nothing(backend: Backend
         create(&client, autodj_video).await,
         Code::InvalidArgument,
         "autodj on video",
+    );
+    let mut huge = icecast_request(&reseller.primary_customer_id, "huge", 10);
+    huge.media_service.as_mut().expect("service").disk_quota_mb = u64::MAX;
+    huge.media_service
+        .as_mut()
+        .expect("service")
+        .bandwidth_gb_per_month = u64::MAX;
+    let status = assert_code(
+        create(&client, huge).await,
+        Code::InvalidArgument,
+        "unbounded quotas",
+    );
+    assert_eq!(
+        status
+            .get_error_details()
+            .bad_request()
+            .expect("BadRequest")
+            .field_violations
+            .len(),
+        2
     );
     let name_with_markup = "<b>&amp;\u{7}";
     let status = assert_code(
