@@ -7,7 +7,9 @@
 //! test leaves running: every process whose command line names the test's services directory
 //! (icecast2's config, liquidsoap's script).
 
-use std::future::Future;
+mod common;
+use common::*;
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -16,22 +18,14 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use castplane_agent::plugins::{autodj, http, icecast};
 use castplane_agent::supervisor::{Supervisor, SupervisorConfig};
-use castplane_proto::agent::v1::{ObservedService, ServiceSpec};
+use castplane_proto::agent::v1::ServiceSpec;
 use castplane_proto::v1::{ObservedState, PortAssignment, ServiceType};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// liquidsoap needs seconds of CPU to start, more while other tests start theirs.
-const DEADLINE: Duration = Duration::from_secs(90);
-const POLL: Duration = Duration::from_millis(50);
 const MIN_AUDIO: usize = 16 * 1024;
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
-}
 
 fn spec(id: &str, port: u16, owner: &str) -> ServiceSpec {
     ServiceSpec {
@@ -194,33 +188,6 @@ fn config(services_dir: &Path, media_dir: &Path) -> SupervisorConfig {
         stats_interval: Duration::from_millis(500),
         ..Default::default()
     }
-}
-
-async fn wait_until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-async fn observed(sup: &Supervisor, id: &str) -> Option<ObservedService> {
-    sup.observed()
-        .await
-        .into_iter()
-        .find(|o| o.media_service_id == id)
-}
-
-fn state_of(o: &ObservedService) -> (ObservedState, String) {
-    let status = o.status.clone().unwrap_or_default();
-    (
-        ObservedState::try_from(status.state).unwrap_or(ObservedState::Unspecified),
-        status.message,
-    )
 }
 
 async fn status(sup: &Supervisor, id: &str) -> Option<(ObservedState, String)> {

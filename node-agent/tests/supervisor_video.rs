@@ -5,7 +5,9 @@
 //! poll an observable condition up to a deadline; nothing sleeps to synchronise. A guard kills
 //! whatever a failed test leaves running, nginx's workers included.
 
-use std::future::Future;
+mod common;
+use common::*;
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -14,14 +16,11 @@ use std::time::{Duration, Instant};
 
 use castplane_agent::plugins::video;
 use castplane_agent::supervisor::{Supervisor, SupervisorConfig};
-use castplane_proto::agent::v1::{ObservedService, ServiceSpec};
+use castplane_proto::agent::v1::ServiceSpec;
 use castplane_proto::v1::{ObservedState, PortAssignment, ServiceStats, ServiceType};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const DEADLINE: Duration = Duration::from_secs(30);
-const POLL: Duration = Duration::from_millis(50);
 
 /// Two distinct free ports: both are bound at once, so they cannot be the same.
 fn free_ports() -> (u16, u16) {
@@ -231,59 +230,8 @@ impl Fixture {
     }
 }
 
-async fn wait_until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-async fn observed(sup: &Supervisor, id: &str) -> Option<ObservedService> {
-    sup.observed()
-        .await
-        .into_iter()
-        .find(|o| o.media_service_id == id)
-}
-
-fn state_of(o: &ObservedService) -> (ObservedState, String) {
-    let status = o.status.clone().unwrap_or_default();
-    (
-        ObservedState::try_from(status.state).unwrap_or(ObservedState::Unspecified),
-        status.message,
-    )
-}
-
-/// Waits for `state` and returns its message.
-async fn wait_state(sup: &Supervisor, id: &str, state: ObservedState) -> String {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let now = observed(sup, id).await.map(|o| state_of(&o));
-        if let Some((s, message)) = &now
-            && *s == state
-        {
-            return message.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {id} to be {state:?}; it is {now:?}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
-}
-
 async fn stats_of(sup: &Supervisor, id: &str) -> Option<ServiceStats> {
     observed(sup, id).await?.status?.stats
-}
-
-async fn port_accepts(port: u16) -> bool {
-    tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_ok()
 }
 
 fn process_exists(pid: u32) -> bool {

@@ -31,6 +31,7 @@
 //! "WARN source/source_fallback_file unable to open file …/web/autodj" (at start, for one):
 //! harmless.
 
+use super::xml::{element_number, xml_unescape};
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -262,30 +263,6 @@ pub fn parse_status_json(body: &[u8]) -> Readiness {
         Ok(_) => Readiness::NotReady("status-json.xsl has no icestats.server_id yet".to_owned()),
         Err(e) => Readiness::NotReady(format!("status-json.xsl is not valid JSON yet: {e}")),
     }
-}
-
-fn xml_unescape(text: &str) -> String {
-    text.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&#39;", "'")
-        .replace("&amp;", "&")
-}
-
-/// The text of the first `<name>…</name>` in `xml`.
-fn element_text<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
-    let open = format!("<{name}>");
-    let close = format!("</{name}>");
-    let start = xml.find(&open)? + open.len();
-    let len = xml[start..].find(&close)?;
-    Some(&xml[start..start + len])
-}
-
-fn element_number(xml: &str, name: &str) -> u64 {
-    element_text(xml, name)
-        .and_then(|t| t.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// Statistics from `/admin/stats`. Its layout is flat and regular (the global counters, then one

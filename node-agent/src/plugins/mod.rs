@@ -17,6 +17,7 @@ pub mod autodj;
 pub mod http;
 pub mod icecast;
 pub mod video;
+mod xml;
 
 use std::ffi::OsString;
 use std::future::Future;

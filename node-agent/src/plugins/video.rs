@@ -46,6 +46,7 @@
 //! second, unmetered public output beside HLS). HLS viewers are plain HTTP GETs of the playlist
 //! and its fragments; nginx keeps no per-viewer state for them, so they are **not** counted.
 
+use super::xml::{element_number, element_text, xml_unescape};
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 use std::os::unix::ffi::OsStrExt;
@@ -344,30 +345,6 @@ fn is_nginx(program: &OsStr) -> bool {
     Path::new(program)
         .file_name()
         .is_some_and(|name| name == "nginx")
-}
-
-fn xml_unescape(text: &str) -> String {
-    text.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&#39;", "'")
-        .replace("&amp;", "&")
-}
-
-/// The text of the first `<name>…</name>` in `xml`.
-fn element_text<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
-    let open = format!("<{name}>");
-    let close = format!("</{name}>");
-    let start = xml.find(&open)? + open.len();
-    let len = xml[start..].find(&close)?;
-    Some(&xml[start..start + len])
-}
-
-fn element_number(xml: &str, name: &str) -> u64 {
-    element_text(xml, name)
-        .and_then(|t| t.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// The bodies of every `<name>…</name>` in `xml` (not nested in each other).
