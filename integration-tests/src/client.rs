@@ -169,6 +169,17 @@ impl Client {
             .into_inner()
     }
 
+    /// Waits until the action has succeeded or failed, and returns it.
+    pub async fn finished_action(&self, id: &str, timeout: std::time::Duration) -> pb::Action {
+        crate::wait_for(&format!("action {id} to finish"), timeout, || async move {
+            let action = self.action(id).await;
+            let done = action.state == pb::ActionState::Succeeded as i32
+                || action.state == pb::ActionState::Failed as i32;
+            done.then_some(action)
+        })
+        .await
+    }
+
     pub async fn service(&self, id: &str) -> pb::MediaService {
         self.media()
             .get_media_service(pb::GetMediaServiceRequest { id: id.to_owned() })

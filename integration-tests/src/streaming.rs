@@ -122,6 +122,30 @@ pub fn read_stream(port: u16, path: &str, want: usize, timeout: Duration) -> Opt
     None
 }
 
+/// Retries [`read_stream`] until the server answers with at least `want` bytes or `timeout`
+/// passes (a stream appears only once its source has connected). Runs off the async runtime.
+pub async fn wait_for_stream(
+    port: u16,
+    path: &str,
+    want: usize,
+    timeout: Duration,
+) -> Option<Vec<u8>> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(body) = read_stream(port, &path, want, Duration::from_secs(20)) {
+                return Some(body);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
 /// True if `bytes` hold MP3: an ID3 tag or a run of valid MPEG audio frame headers.
 pub fn looks_like_mp3(bytes: &[u8]) -> bool {
     if bytes.starts_with(b"ID3") {

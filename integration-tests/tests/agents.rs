@@ -9,7 +9,7 @@ use castplane_agent::tls;
 use castplane_control::ServiceConfig;
 use castplane_integration_tests::client::{icecast_request, limits};
 use castplane_integration_tests::streaming::{
-    Source, icecast_pid, looks_like_mp3, port_open, read_stream,
+    Source, icecast_pid, looks_like_mp3, port_open, wait_for_stream,
 };
 use castplane_integration_tests::{
     AgentHandle, AgentProcess, Backend, Client, ControlPlaneHandle, free_port_range, wait_for,
@@ -77,22 +77,8 @@ async fn wait_status(admin: &Client, node_id: &str, status: pb::NodeStatus, time
     .await
 }
 
-async fn finished(client: &Client, id: &str) -> pb::Action {
-    wait_for(&format!("action {id} to finish"), LONG, || {
-        let client = client.clone();
-        let id = id.to_owned();
-        async move {
-            let a = client.action(&id).await;
-            (a.state == pb::ActionState::Succeeded as i32
-                || a.state == pb::ActionState::Failed as i32)
-                .then_some(a)
-        }
-    })
-    .await
-}
-
 async fn succeeded(client: &Client, id: &str) -> pb::Action {
-    let action = finished(client, id).await;
+    let action = client.finished_action(id, LONG).await;
     assert_eq!(
         action.state,
         pb::ActionState::Succeeded as i32,
@@ -341,21 +327,9 @@ async fn icecast_service_lifecycle_end_to_end() {
     // A broadcaster connects, a listener gets MP3.
     let _source = Source::icecast(port, &source_password(&s.admin, &service.id).await, "/live")
         .expect("ffmpeg");
-    let audio = tokio::task::spawn_blocking(move || {
-        let deadline = std::time::Instant::now() + LONG;
-        loop {
-            if let Some(bytes) = read_stream(port, "/live", 64 * 1024, Duration::from_secs(20)) {
-                return Some(bytes);
-            }
-            if std::time::Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    })
-    .await
-    .expect("reader")
-    .expect("MP3 bytes from the service's port");
+    let audio = wait_for_stream(port, "/live", 64 * 1024, LONG)
+        .await
+        .expect("MP3 bytes from the service's port");
     assert!(looks_like_mp3(&audio), "not MP3");
     // Stats reach the API.
     wait_for("stats with the live mount", LONG, || {
@@ -581,7 +555,10 @@ async fn liveness_and_deadlines() {
 
     // An action whose node stays unreachable past its deadline fails, saying so.
     let service = create(&s.admin, &s.owner, "lonely-fm").await;
-    let action = finished(&s.admin, &start(&s.admin, &service.id).await.id).await;
+    let action = s
+        .admin
+        .finished_action(&start(&s.admin, &service.id).await.id, LONG)
+        .await;
     assert_eq!(action.state, pb::ActionState::Failed as i32);
     assert_eq!(action.error, "node unreachable");
 
@@ -722,19 +699,10 @@ async fn video_service_ingests_rtmp_and_serves_hls_then_deletion_destroys_it() {
         let (port, path) = rest.split_once('/').expect("path");
         (port.parse::<u16>().expect("port"), format!("/{path}"))
     };
-    let playlist = tokio::task::spawn_blocking(move || {
-        let deadline = std::time::Instant::now() + LONG;
-        while std::time::Instant::now() < deadline {
-            if let Some(body) = read_stream(http, &path, 7, Duration::from_secs(5)) {
-                return Some(String::from_utf8_lossy(&body).into_owned());
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        None
-    })
-    .await
-    .expect("reader")
-    .expect("an HLS playlist");
+    let playlist = wait_for_stream(http, &path, 7, LONG)
+        .await
+        .map(|body| String::from_utf8_lossy(&body).into_owned())
+        .expect("an HLS playlist");
     assert!(playlist.starts_with("#EXTM3U"), "{playlist}");
 
     // Deleting a video service needs the confirmation, then destroys its files.

@@ -194,20 +194,6 @@ fn nf<T>(result: Result<tonic::Response<T>, tonic::Status>, what: &str) {
     assert_code(result.map(|_| ()), Code::NotFound, what);
 }
 
-async fn wait_action(client: &Client, id: &str, timeout: Duration) -> pb::Action {
-    wait_for(&format!("action {id} to finish"), timeout, || {
-        let client = client.clone();
-        let id = id.to_owned();
-        async move {
-            let action = client.action(&id).await;
-            let done = action.state == pb::ActionState::Succeeded as i32
-                || action.state == pb::ActionState::Failed as i32;
-            done.then_some(action)
-        }
-    })
-    .await
-}
-
 async fn tenancy_hides_everything_outside_it(backend: Backend) {
     let f = Fixture::new(backend).await;
     let (r1, c1) = f.reseller("Alpha Radio", UNLIMITED(), ALL_TYPES).await;
@@ -1212,8 +1198,12 @@ async fn actions_are_durable_ordered_and_survive_a_restart(backend: Backend) {
 
     // The agent comes back; both run, in order.
     f.agent.start();
-    let start_done = wait_action(&client, &start.id, Duration::from_secs(60)).await;
-    let stop_done = wait_action(&client, &stop.id, Duration::from_secs(60)).await;
+    let start_done = client
+        .finished_action(&start.id, Duration::from_secs(60))
+        .await;
+    let stop_done = client
+        .finished_action(&stop.id, Duration::from_secs(60))
+        .await;
     assert_eq!(
         start_done.state,
         pb::ActionState::Succeeded as i32,
@@ -1348,7 +1338,8 @@ async fn video_deletion_needs_confirmation_and_dry_run_lists_the_plan(backend: B
         .into_inner();
     let action = confirmed.action.expect("queued delete");
     assert_eq!(
-        wait_action(&client, &action.id, Duration::from_secs(60))
+        client
+            .finished_action(&action.id, Duration::from_secs(60))
             .await
             .state,
         pb::ActionState::Succeeded as i32
@@ -1710,12 +1701,9 @@ async fn deletion_frees_ports_and_quota(backend: Backend) {
         "dry run of a second delete",
     );
     f.agent.start();
-    let action = wait_action(
-        &client,
-        &deleted.action.expect("action").id,
-        Duration::from_secs(60),
-    )
-    .await;
+    let action = client
+        .finished_action(&deleted.action.expect("action").id, Duration::from_secs(60))
+        .await;
     assert_eq!(
         action.state,
         pb::ActionState::Succeeded as i32,

@@ -327,41 +327,6 @@ async fn keep_listening(stream: &mut TcpStream, min: usize) -> Vec<u8> {
     got
 }
 
-/// Length of the MPEG Layer III frame whose header starts `b`, if it is one.
-fn mp3_frame_len(b: &[u8]) -> Option<usize> {
-    const KBPS: [usize; 15] = [
-        0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
-    ];
-    const RATES: [usize; 3] = [44100, 48000, 32000];
-    if b.len() < 4 || b[0] != 0xFF || b[1] & 0xE0 != 0xE0 {
-        return None;
-    }
-    let (version, layer) = ((b[1] >> 3) & 3, (b[1] >> 1) & 3);
-    let (bitrate, rate, padding) = (
-        (b[2] >> 4) as usize,
-        ((b[2] >> 2) & 3) as usize,
-        ((b[2] >> 1) & 1) as usize,
-    );
-    if version != 3 || layer != 1 || bitrate == 0 || bitrate == 15 || rate == 3 {
-        return None;
-    }
-    Some(144 * KBPS[bitrate] * 1000 / RATES[rate] + padding)
-}
-
-/// The longest run of back-to-back MP3 frames in `data`.
-fn mp3_frame_run(data: &[u8]) -> usize {
-    let mut best = 0;
-    for start in 0..data.len().min(4096) {
-        let (mut at, mut run) = (start, 0);
-        while let Some(len) = data.get(at..).and_then(mp3_frame_len) {
-            run += 1;
-            at += len;
-        }
-        best = best.max(run);
-    }
-    best
-}
-
 /// An ffmpeg broadcaster feeding a 1 kHz sine as 128 kbps MP3 to `mount`.
 fn start_source(port: u16, password: &str, mount: &str, log: &Path) -> tokio::process::Child {
     let log = std::fs::File::create(log).expect("ffmpeg log");

@@ -70,3 +70,38 @@ pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local addr").port()
 }
+
+/// The longest run of back-to-back MP3 frames in `data`.
+pub fn mp3_frame_run(data: &[u8]) -> usize {
+    let mut best = 0;
+    for start in 0..data.len().min(4096) {
+        let (mut at, mut run) = (start, 0);
+        while let Some(len) = data.get(at..).and_then(mp3_frame_len) {
+            run += 1;
+            at += len;
+        }
+        best = best.max(run);
+    }
+    best
+}
+
+/// Length of the MPEG-1 Layer III frame whose header starts `b`, if it is one.
+pub fn mp3_frame_len(b: &[u8]) -> Option<usize> {
+    const KBPS: [usize; 15] = [
+        0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
+    ];
+    const RATES: [usize; 3] = [44100, 48000, 32000];
+    if b.len() < 4 || b[0] != 0xFF || b[1] & 0xE0 != 0xE0 {
+        return None;
+    }
+    let (version, layer) = ((b[1] >> 3) & 3, (b[1] >> 1) & 3);
+    let (bitrate, rate, padding) = (
+        (b[2] >> 4) as usize,
+        ((b[2] >> 2) & 3) as usize,
+        ((b[2] >> 1) & 1) as usize,
+    );
+    if version != 3 || layer != 1 || bitrate == 0 || bitrate == 15 || rate == 3 {
+        return None;
+    }
+    Some(144 * KBPS[bitrate] * 1000 / RATES[rate] + padding)
+}
