@@ -19,9 +19,7 @@ use time::OffsetDateTime;
 use crate::persistence::entities::cluster_state;
 use crate::persistence::{Persistence, PersistenceError};
 
-/// The name agents verify the control plane's agent-listener certificate against, whatever
-/// address they dial. Trust is pinned to the internal CA, so one fixed name is enough.
-pub const CONTROL_PLANE_SERVER_NAME: &str = "control.castplane.internal";
+pub use castplane_proto::join_token::CONTROL_PLANE_SERVER_NAME;
 
 const CA_STATE_NAME: &str = "internal_ca";
 
@@ -213,13 +211,11 @@ pub fn fingerprint_der(der: &[u8]) -> String {
     hex::encode(Sha256::digest(der))
 }
 
+/// The DER of the first certificate in `pem`.
 pub fn pem_to_der(pem: &str) -> Option<Vec<u8>> {
-    use base64::Engine;
-    let start = pem.find("-----BEGIN CERTIFICATE-----")? + "-----BEGIN CERTIFICATE-----".len();
-    let end = pem[start..].find("-----END CERTIFICATE-----")? + start;
-    let body: String = pem[start..end]
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
-    base64::engine::general_purpose::STANDARD.decode(body).ok()
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .ok()
+        .map(|der| der.to_vec())
 }

@@ -221,16 +221,14 @@ async fn only_the_nodes_own_certificate_opens_a_session() {
     let foreign_ca = {
         let mut params = rcgen::CertificateParams::default();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let key = rcgen::KeyPair::generate().expect("key");
-        let cert = params.self_signed(&key).expect("ca");
-        rcgen::Issuer::new(params, key).pipe(|issuer| (cert, issuer))
+        rcgen::Issuer::new(params, rcgen::KeyPair::generate().expect("key"))
     };
     let client_key = rcgen::KeyPair::generate().expect("key");
     let mut params = rcgen::CertificateParams::default();
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, s.node.id.clone());
-    let client_cert = params.signed_by(&client_key, &foreign_ca.1).expect("sign");
+    let client_cert = params.signed_by(&client_key, &foreign_ca).expect("sign");
     let config = tls::mtls_client_config(&ca_pem, &client_cert.pem(), &client_key.serialize_pem())
         .expect("config");
     let outcome = match tls::connect(&s.cp.agent_url(), config).await {
@@ -278,13 +276,6 @@ async fn only_the_nodes_own_certificate_opens_a_session() {
         .await
         .expect("own certificate accepted");
 }
-
-trait Pipe: Sized {
-    fn pipe<T>(self, f: impl FnOnce(Self) -> T) -> T {
-        f(self)
-    }
-}
-impl<T> Pipe for T {}
 
 fn ca_hash(ca_pem: &str) -> String {
     use sha2::Digest;
@@ -505,7 +496,7 @@ async fn an_agent_killed_mid_action_completes_it_exactly_once_without_restarting
         Some(steady_pid),
         "the running service was re-adopted, not restarted"
     );
-    // The re-adopted service is still supervised.
+    // One line in the agent's log of completed actions: it ran once.
     let log = std::fs::read_to_string(data_dir.join("actions.jsonl")).expect("action log");
     assert_eq!(
         log.matches(&action.id).count(),

@@ -91,10 +91,7 @@ async fn replicas_share_ports_quotas_and_the_action_queue() {
         let admin = admin_a.clone();
         let id = action.id.clone();
         async move {
-            admin
-                .action(&id)
-                .await
-                .pipe_some(|a| a.state == pb::ActionState::Succeeded as i32)
+            Some(admin.action(&id).await).filter(|a| a.state == pb::ActionState::Succeeded as i32)
         }
     })
     .await;
@@ -113,10 +110,3 @@ async fn replicas_share_ports_quotas_and_the_action_queue() {
     assert_eq!(seen.state, pb::ActionState::Succeeded as i32);
     agent.shutdown().await;
 }
-
-trait PipeSome: Sized {
-    fn pipe_some(self, keep: impl FnOnce(&Self) -> bool) -> Option<Self> {
-        if keep(&self) { Some(self) } else { None }
-    }
-}
-impl<T> PipeSome for T {}

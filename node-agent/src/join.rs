@@ -8,21 +8,6 @@ use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
 use crate::state::{DataDir, NodeIdentity};
 use crate::tls;
 
-/// Splits `cpjoin.<secret>.<sha256 of the CA certificate>`.
-pub fn parse_join_token(token: &str) -> anyhow::Result<(&str, &str)> {
-    let mut parts = token.trim().splitn(3, '.');
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some("cpjoin"), Some(secret), Some(hash))
-            if !secret.is_empty()
-                && hash.len() == 64
-                && hash.chars().all(|c| c.is_ascii_hexdigit()) =>
-        {
-            Ok((secret, hash))
-        }
-        _ => bail!("not a castplane join token (expected cpjoin.<secret>.<ca sha256>)"),
-    }
-}
-
 /// A fresh key pair and a CSR for it. The key never leaves this host.
 pub fn new_key_and_csr(common_name: &str) -> anyhow::Result<(KeyPair, String)> {
     let key = KeyPair::generate()?;
@@ -39,7 +24,9 @@ pub async fn join(
     token: &str,
     data_dir: &DataDir,
 ) -> anyhow::Result<NodeIdentity> {
-    let (_, ca_hash) = parse_join_token(token)?;
+    let (_, ca_hash) = castplane_proto::join_token::parse(token).ok_or_else(|| {
+        anyhow::anyhow!("not a castplane join token (expected cpjoin.<secret>.<ca sha256>)")
+    })?;
     data_dir.create()?;
     if data_dir.is_joined() {
         bail!(
@@ -73,19 +60,4 @@ pub async fn join(
     data_dir.save_identity(&identity)?;
     tracing::info!(node_id = %identity.node_id, node_name = %identity.node_name, "joined the control plane");
     Ok(identity)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn join_tokens_parse_strictly() {
-        let hash = "ab".repeat(32);
-        let token = format!("cpjoin.s3cret.{hash}");
-        assert_eq!(parse_join_token(&token).unwrap(), ("s3cret", hash.as_str()));
-        assert!(parse_join_token("cpjoin.s3cret.short").is_err());
-        assert!(parse_join_token(&format!("other.s3cret.{hash}")).is_err());
-        assert!(parse_join_token(&format!("cpjoin..{hash}")).is_err());
-    }
 }

@@ -49,13 +49,18 @@ pub async fn renew(data_dir: &DataDir, url: &str) -> anyhow::Result<()> {
         .await
         .map_err(|status| anyhow!("renewal refused: {}", status.message()))?
         .into_inner();
-    data_dir
-        .save_credentials(
+    // Renewal runs inside the live session: keep its fsyncs off the runtime.
+    let data_dir = data_dir.clone();
+    tokio::task::spawn_blocking(move || {
+        data_dir.save_credentials(
             &key.serialize_pem(),
             &response.certificate_pem,
             &response.ca_certificate_pem,
         )
-        .context("storing the renewed certificate")?;
+    })
+    .await
+    .context("storing the renewed certificate")?
+    .context("storing the renewed certificate")?;
     tracing::info!("renewed the node certificate");
     Ok(())
 }

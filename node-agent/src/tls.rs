@@ -21,8 +21,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-/// The name the control plane's agent-listener certificate carries, whatever address is dialled.
-pub const CONTROL_PLANE_SERVER_NAME: &str = "control.castplane.internal";
+pub use castplane_proto::join_token::CONTROL_PLANE_SERVER_NAME;
 
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())

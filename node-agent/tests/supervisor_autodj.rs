@@ -274,43 +274,6 @@ async fn mount_listeners(spec: &ServiceSpec, mount: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// A listener on `mount`: the open connection, the response head and at least `min` body bytes.
-async fn listen(port: u16, mount: &str, min: usize) -> (TcpStream, String, Vec<u8>) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect listener");
-    stream
-        .write_all(
-            format!(
-                "GET {mount} HTTP/1.0\r\nHost: radio.test\r\nUser-Agent: test-listener\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .await
-        .expect("request");
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 8192];
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let n = tokio::time::timeout_at(deadline.into(), stream.read(&mut buf))
-            .await
-            .expect("listener timed out")
-            .expect("listener read");
-        assert!(
-            n > 0,
-            "stream ended early: {}",
-            String::from_utf8_lossy(&raw)
-        );
-        raw.extend_from_slice(&buf[..n]);
-        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n")
-            && raw.len() - end - 4 >= min
-        {
-            let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-            return (stream, head, raw[end + 4..].to_vec());
-        }
-    }
-}
-
 /// `min` more bytes from a listener that is already connected.
 async fn keep_listening(stream: &mut TcpStream, min: usize) -> Vec<u8> {
     let mut got = Vec::new();

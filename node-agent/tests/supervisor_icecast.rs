@@ -18,7 +18,6 @@ use castplane_proto::agent::v1::ServiceSpec;
 use castplane_proto::v1::{ObservedState, PortAssignment, ServiceStats, ServiceType};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn spec(id: &str, port: u16) -> ServiceSpec {
     ServiceSpec {
@@ -187,38 +186,6 @@ fn start_source(port: u16, password: &str, log: &Path) -> tokio::process::Child 
         .expect("spawn ffmpeg")
 }
 
-/// A plain HTTP listener on `/live`: returns the open connection and at least `min` body bytes.
-async fn listen(port: u16, min: usize) -> (tokio::net::TcpStream, String, Vec<u8>) {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect listener");
-    stream
-        .write_all(b"GET /live HTTP/1.0\r\nHost: radio.test\r\nUser-Agent: test-listener\r\n\r\n")
-        .await
-        .expect("request");
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 8192];
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let n = tokio::time::timeout_at(deadline.into(), stream.read(&mut buf))
-            .await
-            .expect("listener timed out")
-            .expect("listener read");
-        assert!(
-            n > 0,
-            "stream ended early: {}",
-            String::from_utf8_lossy(&raw)
-        );
-        raw.extend_from_slice(&buf[..n]);
-        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n")
-            && raw.len() - end - 4 >= min
-        {
-            let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-            return (stream, head, raw[end + 4..].to_vec());
-        }
-    }
-}
-
 #[tokio::test]
 async fn streams_mp3_to_a_listener_and_reports_stats() {
     let fx = Fixture::new();
@@ -280,7 +247,7 @@ async fn streams_mp3_to_a_listener_and_reports_stats() {
     })
     .await;
 
-    let (_listener, head, body) = listen(port, 16 * 1024).await;
+    let (_listener, head, body) = listen(port, "/live", 16 * 1024).await;
     assert!(head.starts_with("HTTP/1.0 200"), "{head}");
     assert!(
         head.to_ascii_lowercase()
@@ -417,17 +384,7 @@ async fn killed_server_is_restarted_by_supervision() {
     sigkill(first);
 
     // BACKING_OFF names the signal, then the supervisor brings it back.
-    let deadline = Instant::now() + DEADLINE;
-    let backoff_message = loop {
-        let e = tokio::time::timeout_at(deadline.into(), events.recv())
-            .await
-            .expect("in time")
-            .expect("event");
-        let (state, message) = state_of(&e);
-        if e.media_service_id == "phoenix" && state == ObservedState::BackingOff {
-            break message;
-        }
-    };
+    let backoff_message = next_event_in(&mut events, "phoenix", ObservedState::BackingOff).await;
     assert!(backoff_message.contains("signal 9"), "{backoff_message}");
     wait_until("a new pid", || async {
         fx.sup.pid("phoenix").await.is_some_and(|p| p != first)

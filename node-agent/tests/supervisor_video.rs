@@ -604,17 +604,7 @@ async fn stop_restart_and_a_killed_master_leave_no_workers() {
     assert!(!second_workers.is_empty());
     let mut events = fx.sup.subscribe();
     sigkill(second);
-    let deadline = Instant::now() + DEADLINE;
-    let backoff_message = loop {
-        let e = tokio::time::timeout_at(deadline.into(), events.recv())
-            .await
-            .expect("in time")
-            .expect("event");
-        let (state, message) = state_of(&e);
-        if e.media_service_id == "phoenix" && state == ObservedState::BackingOff {
-            break message;
-        }
-    };
+    let backoff_message = next_event_in(&mut events, "phoenix", ObservedState::BackingOff).await;
     assert!(
         backoff_message.contains("nginx exited unexpectedly with signal 9 (SIGKILL)"),
         "{backoff_message}"

@@ -13,6 +13,7 @@ pub mod agent {
     }
 }
 
+pub mod join_token;
 mod redact;
 
 /// The encoded descriptor set of every castplane proto, for server reflection.

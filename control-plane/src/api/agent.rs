@@ -129,17 +129,23 @@ struct Session {
 
 impl Session {
     async fn push_desired_state(&mut self) -> Result<bool, crate::error::ServiceError> {
+        // Every tick reads only the fingerprint; the full specs are loaded when it changed.
+        let fingerprint = self
+            .control_plane
+            .desired_fingerprint(&self.node_id)
+            .await?;
+        if self.sent_desired.as_ref() == Some(&fingerprint) {
+            return Ok(true);
+        }
         let assignments = self
             .control_plane
             .desired_assignments(&self.node_id)
             .await?;
+        // The specs may be newer than the fingerprint; remember what was actually sent.
         let fingerprint: Vec<(String, i64)> = assignments
             .iter()
             .map(|a| (a.service.id.clone(), a.service.generation))
             .collect();
-        if self.sent_desired.as_ref() == Some(&fingerprint) {
-            return Ok(true);
-        }
         let message = apb::DesiredState {
             services: assignments.iter().map(spec_to_wire).collect(),
         };

@@ -167,26 +167,21 @@ fn scope_from_wire(value: i32) -> Result<ServiceScope, ServiceError> {
 }
 
 impl MediaServiceApi {
-    async fn enqueue(
+    /// Start, stop and restart differ only in the kind of action they queue.
+    async fn enqueue<T>(
         &self,
-        request: Request<String>,
+        request: &Request<T>,
+        id: &str,
         kind: ActionKind,
     ) -> Result<Response<pb::Action>, Status> {
-        let principal = principal(&request)?;
-        let id = required("id", request.get_ref())?;
+        let principal = principal(request)?;
+        let id = required("id", id)?;
         let record = self
             .control_plane
             .enqueue_action(&principal, id, kind)
             .await?;
         Ok(Response::new(action_to_wire(&record)))
     }
-}
-
-/// Keeps the caller's extensions (the principal) while swapping the message.
-fn with_id<T>(request: Request<T>, id: impl FnOnce(&T) -> String) -> Request<String> {
-    let value = id(request.get_ref());
-    let (metadata, extensions, _) = request.into_parts();
-    Request::from_parts(metadata, extensions, value)
 }
 
 #[tonic::async_trait]
@@ -303,7 +298,7 @@ impl MediaServiceService for MediaServiceApi {
         &self,
         request: Request<pb::StartMediaServiceRequest>,
     ) -> Result<Response<pb::Action>, Status> {
-        self.enqueue(with_id(request, |r| r.id.clone()), ActionKind::Start)
+        self.enqueue(&request, &request.get_ref().id, ActionKind::Start)
             .await
     }
 
@@ -311,7 +306,7 @@ impl MediaServiceService for MediaServiceApi {
         &self,
         request: Request<pb::StopMediaServiceRequest>,
     ) -> Result<Response<pb::Action>, Status> {
-        self.enqueue(with_id(request, |r| r.id.clone()), ActionKind::Stop)
+        self.enqueue(&request, &request.get_ref().id, ActionKind::Stop)
             .await
     }
 
@@ -319,7 +314,7 @@ impl MediaServiceService for MediaServiceApi {
         &self,
         request: Request<pb::RestartMediaServiceRequest>,
     ) -> Result<Response<pb::Action>, Status> {
-        self.enqueue(with_id(request, |r| r.id.clone()), ActionKind::Restart)
+        self.enqueue(&request, &request.get_ref().id, ActionKind::Restart)
             .await
     }
 

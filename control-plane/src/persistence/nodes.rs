@@ -120,6 +120,19 @@ pub async fn service_counts(db: &impl ConnectionTrait) -> Result<Vec<(String, i6
         .await?)
 }
 
+/// Allocated ports per node.
+pub async fn port_counts(db: &impl ConnectionTrait) -> Result<Vec<(String, i64)>> {
+    use super::entities::port_allocation;
+    Ok(port_allocation::Entity::find()
+        .select_only()
+        .column(port_allocation::Column::NodeId)
+        .column_as(count_bigint(), "n")
+        .group_by(port_allocation::Column::NodeId)
+        .into_tuple()
+        .all(db)
+        .await?)
+}
+
 /// Records the session as the node's current one. Returns false when the node is gone.
 pub async fn open_session(
     db: &impl ConnectionTrait,

@@ -136,6 +136,24 @@ pub async fn live_services_on_node(
         .await?)
 }
 
+/// (id, generation) of the live services on a node, in id order: a cheap fingerprint of the
+/// node's desired state, read on every dispatch tick.
+pub async fn generations_on_node(
+    db: &impl ConnectionTrait,
+    node_id: &str,
+) -> Result<Vec<(String, i64)>> {
+    Ok(media_service::Entity::find()
+        .select_only()
+        .column(media_service::Column::Id)
+        .column(media_service::Column::Generation)
+        .filter(media_service::Column::DeleteTime.is_null())
+        .filter(media_service::Column::NodeId.eq(node_id))
+        .order_by_asc(media_service::Column::Id)
+        .into_tuple()
+        .all(db)
+        .await?)
+}
+
 /// What a reseller uses, summed over its live services; never stored, so it cannot drift.
 pub async fn reseller_usage(db: &impl ConnectionTrait, reseller_id: &str) -> Result<Usage> {
     let row: Option<(i64, i64, i64, i64, i64)> = media_service::Entity::find()

@@ -195,16 +195,13 @@ impl ControlPlane {
         let rows = db::list_actions(self.db(), &filter, after.as_deref(), size + 1).await?;
         let (rows, token) = paginate(rows, size, |a| &a.id);
         let ids: Vec<String> = rows.iter().map(|a| a.id.clone()).collect();
-        let mut transitions = db::transitions(self.db(), &ids).await?;
+        let mut transitions =
+            super::group_by_parent(db::transitions(self.db(), &ids).await?, |t| &t.action_id);
         let mut records = Vec::with_capacity(rows.len());
         for action in rows {
-            let (mine, rest): (Vec<_>, Vec<_>) = transitions
-                .drain(..)
-                .partition(|t| t.action_id == action.id);
-            transitions = rest;
             let record = ActionRecord {
+                transitions: transitions.remove(&action.id).unwrap_or_default(),
                 action,
-                transitions: mine,
             };
             records.push(self.redacted(principal, record).await?);
         }

@@ -35,17 +35,6 @@ pub struct Joined {
     pub certificate_pem: String,
 }
 
-/// Splits `cpjoin.<secret>.<ca hash>`; the agent checks the hash, the control plane the secret.
-pub fn parse_join_token(token: &str) -> Option<(&str, &str)> {
-    let mut parts = token.splitn(3, '.');
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some("cpjoin"), Some(secret), Some(hash)) if !secret.is_empty() && hash.len() == 64 => {
-            Some((secret, hash))
-        }
-        _ => None,
-    }
-}
-
 impl ControlPlane {
     /// Exchanges a valid, unused, unexpired join token for a node certificate. The token is
     /// consumed in the same transaction, so a replay (even a concurrent one) is refused.
@@ -53,7 +42,7 @@ impl ControlPlane {
         let refused = || {
             ServiceError::Unauthenticated("join token is invalid, expired or already used".into())
         };
-        let (secret, _) = parse_join_token(token).ok_or_else(refused)?;
+        let (secret, _) = castplane_proto::join_token::parse(token).ok_or_else(refused)?;
         let txn = self.db().begin().await?;
         let mut node = db::find_by_join_token(&txn, &ids::hash_secret(secret))
             .await?
@@ -155,6 +144,11 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// A fingerprint of the node's desired state: it changes whenever any service's spec does.
+    pub async fn desired_fingerprint(&self, node_id: &str) -> Result<Vec<(String, i64)>> {
+        Ok(service_db::generations_on_node(self.db(), node_id).await?)
+    }
+
     /// Everything the node should run, including services whose deletion is still pending.
     pub async fn desired_assignments(&self, node_id: &str) -> Result<Vec<ServiceAssignment>> {
         let node = db::get_node(self.db(), node_id, false)
@@ -162,19 +156,16 @@ impl ControlPlane {
             .ok_or_else(|| ServiceError::NotFound(format!("node {node_id:?} not found")))?;
         let services = service_db::live_services_on_node(self.db(), node_id).await?;
         let ids: Vec<String> = services.iter().map(|s| s.id.clone()).collect();
-        let mut ports = service_db::ports_of_services(self.db(), &ids).await?;
+        let mut ports =
+            super::group_by_parent(service_db::ports_of_services(self.db(), &ids).await?, |p| {
+                &p.media_service_id
+            });
         Ok(services
             .into_iter()
-            .map(|service| {
-                let (mine, rest): (Vec<_>, Vec<_>) = ports
-                    .drain(..)
-                    .partition(|p| p.media_service_id == service.id);
-                ports = rest;
-                ServiceAssignment {
-                    service,
-                    ports: mine,
-                    public_host: node.public_host.clone(),
-                }
+            .map(|service| ServiceAssignment {
+                ports: ports.remove(&service.id).unwrap_or_default(),
+                service,
+                public_host: node.public_host.clone(),
             })
             .collect())
     }

@@ -332,18 +332,15 @@ impl ControlPlane {
         let rows = db::list_live_services(self.db(), &filter, after.as_deref(), size + 1).await?;
         let (rows, token) = paginate(rows, size, |s| &s.id);
         let ids: Vec<String> = rows.iter().map(|s| s.id.clone()).collect();
-        let mut ports = db::ports_of_services(self.db(), &ids).await?;
+        let mut ports =
+            super::group_by_parent(db::ports_of_services(self.db(), &ids).await?, |p| {
+                &p.media_service_id
+            });
         let views = rows
             .into_iter()
-            .map(|service| {
-                let (mine, rest): (Vec<_>, Vec<_>) = ports
-                    .drain(..)
-                    .partition(|p| p.media_service_id == service.id);
-                ports = rest;
-                MediaServiceView {
-                    service,
-                    ports: mine,
-                }
+            .map(|service| MediaServiceView {
+                ports: ports.remove(&service.id).unwrap_or_default(),
+                service,
             })
             .collect();
         Ok((views, token))

@@ -245,6 +245,21 @@ fn resolve_reseller(principal: &Principal, requested: Option<&str>) -> Result<St
     }
 }
 
+/// Groups child rows (ports, transitions) by their parent's id in one pass, keeping order.
+pub(crate) fn group_by_parent<T>(
+    children: Vec<T>,
+    parent_id: impl Fn(&T) -> &str,
+) -> std::collections::HashMap<String, Vec<T>> {
+    let mut groups: std::collections::HashMap<String, Vec<T>> = std::collections::HashMap::new();
+    for child in children {
+        groups
+            .entry(parent_id(&child).to_owned())
+            .or_default()
+            .push(child);
+    }
+    groups
+}
+
 /// Page tokens are the last id of the previous page, opaque to callers.
 pub(crate) fn decode_page_token(token: &str) -> Result<Option<String>> {
     use base64::Engine;

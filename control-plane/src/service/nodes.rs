@@ -269,7 +269,7 @@ impl ControlPlane {
 
     fn new_join_token(&self) -> (String, String) {
         let secret = ids::new_secret(32);
-        let token = format!("cpjoin.{secret}.{}", self.ca().fingerprint());
+        let token = castplane_proto::join_token::format(&secret, &self.ca().fingerprint());
         (secret, token)
     }
 
@@ -299,18 +299,18 @@ impl ControlPlane {
     }
 
     async fn node_views(&self, nodes: Vec<node::Model>) -> Result<Vec<NodeView>> {
-        let counts: std::collections::HashMap<String, i64> =
+        let services: std::collections::HashMap<String, i64> =
             db::service_counts(self.db()).await?.into_iter().collect();
-        let mut views = Vec::with_capacity(nodes.len());
-        for node in nodes {
-            let ports_used = service_db::used_ports(self.db(), &node.id).await?.len() as u32;
-            views.push(NodeView {
-                service_count: counts.get(&node.id).copied().unwrap_or(0) as u32,
-                ports_used,
+        let ports: std::collections::HashMap<String, i64> =
+            db::port_counts(self.db()).await?.into_iter().collect();
+        Ok(nodes
+            .into_iter()
+            .map(|node| NodeView {
+                service_count: services.get(&node.id).copied().unwrap_or(0) as u32,
+                ports_used: ports.get(&node.id).copied().unwrap_or(0) as u32,
                 capabilities: NodeCapabilities::parse(&node.capabilities),
                 node,
-            });
-        }
-        Ok(views)
+            })
+            .collect())
     }
 }

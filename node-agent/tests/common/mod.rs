@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 use castplane_agent::supervisor::Supervisor;
 use castplane_proto::agent::v1::ObservedService;
 use castplane_proto::v1::ObservedState;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::broadcast;
 
 /// Generous: liquidsoap alone needs seconds of CPU to start on a loaded 2-core machine, and
 /// the deadline only matters when a test is failing anyway.
@@ -104,4 +107,60 @@ pub fn mp3_frame_len(b: &[u8]) -> Option<usize> {
         return None;
     }
     Some(144 * KBPS[bitrate] * 1000 / RATES[rate] + padding)
+}
+
+/// A listener on `mount`: the open connection, the response head and at least `min` body bytes.
+pub async fn listen(port: u16, mount: &str, min: usize) -> (TcpStream, String, Vec<u8>) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect listener");
+    stream
+        .write_all(
+            format!(
+                "GET {mount} HTTP/1.0\r\nHost: radio.test\r\nUser-Agent: test-listener\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("request");
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let n = tokio::time::timeout_at(deadline.into(), stream.read(&mut buf))
+            .await
+            .expect("listener timed out")
+            .expect("listener read");
+        assert!(
+            n > 0,
+            "stream ended early: {}",
+            String::from_utf8_lossy(&raw)
+        );
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n")
+            && raw.len() - end - 4 >= min
+        {
+            let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+            return (stream, head, raw[end + 4..].to_vec());
+        }
+    }
+}
+
+/// The message of the next update that puts `id` in `state`.
+pub async fn next_event_in(
+    events: &mut broadcast::Receiver<ObservedService>,
+    id: &str,
+    state: ObservedState,
+) -> String {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let e = tokio::time::timeout_at(deadline.into(), events.recv())
+            .await
+            .expect("in time")
+            .expect("event");
+        let (now, message) = state_of(&e);
+        if e.media_service_id == id && now == state {
+            return message;
+        }
+    }
 }
