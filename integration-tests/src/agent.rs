@@ -27,9 +27,12 @@ impl AgentHandle {
             .prefix("castplane-agent-")
             .tempdir()?;
         let data_dir = dir.path().join("agent");
-        let identity =
-            castplane_agent::join(&control_plane.agent_url(), token, &DataDir::new(&data_dir))
-                .await?;
+        let identity = castplane_agent::join(
+            &[control_plane.agent_url()],
+            token,
+            &DataDir::new(&data_dir),
+        )
+        .await?;
         let mut config = AgentConfig::new(&data_dir);
         config.heartbeat_interval = std::time::Duration::from_secs(1);
         config.max_reconnect_backoff = std::time::Duration::from_secs(1);

@@ -20,9 +20,11 @@ struct Args {
 enum Command {
     /// Join the control plane with a one-time token (from `castctl node add`).
     Join {
-        /// The control plane's agent listener, e.g. https://cp.example.net:7401.
-        #[arg(long)]
-        control_plane: String,
+        /// The control plane's agent listener, e.g. https://cp.example.net:7401. Give several
+        /// (repeated, or comma-separated) for several replicas: the agent fails over between
+        /// them.
+        #[arg(long, required = true, value_delimiter = ',')]
+        control_plane: Vec<String>,
         /// The join token; also read from CASTPLANE_JOIN_TOKEN so it stays out of `ps`.
         #[arg(long, env = "CASTPLANE_JOIN_TOKEN", hide_env_values = true)]
         token: String,
@@ -33,9 +35,10 @@ enum Command {
     Run {
         #[arg(long, env = "CASTPLANE_AGENT_DATA_DIR")]
         data_dir: PathBuf,
-        /// Overrides the control plane URL recorded at join.
-        #[arg(long)]
-        control_plane: Option<String>,
+        /// Overrides the control-plane endpoints recorded at join (repeated, or
+        /// comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        control_plane: Vec<String>,
     },
 }
 
@@ -65,7 +68,7 @@ async fn main() -> ExitCode {
             control_plane,
         } => {
             let mut config = AgentConfig::new(data_dir);
-            config.control_plane_url = control_plane;
+            config.control_plane_urls = control_plane;
             let shutdown = CancellationToken::new();
             let on_signal = shutdown.clone();
             tokio::spawn(async move {
