@@ -84,7 +84,16 @@ struct Shared {
     outbound: Mutex<Option<Outbound>>,
     /// Every action task, so shutdown waits for them.
     tasks: TaskTracker,
+    /// Results reported lately. A report sent on a session that then broke may never have
+    /// arrived, and the control plane re-sends only what it has not seen finish — not what
+    /// it failed meanwhile at its deadline — so each new session repeats these; the control
+    /// plane ignores what it already has and keeps the rest as late results.
+    recent: Mutex<std::collections::VecDeque<(Instant, ActionResult)>>,
 }
+
+/// How long, and how many, reported results are repeated on a new session.
+const RECENT_RESULTS_AGE: Duration = Duration::from_secs(15 * 60);
+const RECENT_RESULTS: usize = 1000;
 
 impl Shared {
     fn current_outbound(&self) -> Option<Outbound> {
@@ -96,6 +105,26 @@ impl Shared {
 
     fn set_outbound(&self, outbound: Option<Outbound>) {
         *self.outbound.lock().unwrap_or_else(|e| e.into_inner()) = outbound;
+    }
+
+    fn remember(&self, result: &ActionResult) {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() >= RECENT_RESULTS {
+            recent.pop_front();
+        }
+        recent.push_back((Instant::now(), result.clone()));
+    }
+
+    /// Results reported lately, oldest first.
+    fn recent_results(&self) -> Vec<ActionResult> {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        while recent
+            .front()
+            .is_some_and(|(at, _)| at.elapsed() > RECENT_RESULTS_AGE)
+        {
+            recent.pop_front();
+        }
+        recent.iter().map(|(_, r)| r.clone()).collect()
     }
 
     fn report(&self, message: apb::AgentMessage) {
@@ -131,6 +160,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         in_flight: Mutex::new(HashSet::new()),
         outbound: Mutex::new(None),
         tasks: TaskTracker::new(),
+        recent: Mutex::new(std::collections::VecDeque::new()),
     });
     tracing::info!(node_id = %identity.node_id, control_plane = %endpoints.join(", "), "agent starting");
 
@@ -212,6 +242,9 @@ async fn session(
         .into_inner();
     shared.set_outbound(Some(tx.clone()));
     tracing::info!(control_plane = %url, "connected to the control plane");
+    for result in shared.recent_results() {
+        tx.send(result_update(&result))?;
+    }
 
     // Desired states are applied by one task, merged: a burst of updates collapses.
     let desired = Arc::new(Desired::default());
@@ -490,8 +523,10 @@ fn handle_action(shared: &Arc<Shared>, action: apb::ExecuteAction) {
                     return;
                 }
                 shared.report(update(&id, pb::ActionState::Running, ""));
+                crate::failpoints::hit("action-before-execute");
                 tracing::info!(action_id = %id, kind = kind.as_str_name(), "executing action");
                 let outcome = execute(&shared.supervisor, kind, spec).await;
+                crate::failpoints::hit("action-after-execute");
                 conclude(&shared, id, outcome).await;
             });
         }
@@ -523,6 +558,7 @@ async fn finish(shared: &Arc<Shared>, result: ActionResult) {
         tracing::error!(action_id = %result.action_id, error = %err, "could not persist an action result");
     }
     release(shared, &result.action_id);
+    shared.remember(&result);
     shared.report(result_update(&result));
 }
 

@@ -616,11 +616,17 @@ pub async fn transition_many(
 ) -> Result<Vec<action::Model>> {
     let b = txn.get_database_backend();
     let mut values: Vec<Value> = vec![to.as_str().into(), now.into()];
-    let set_error = if to == ActionState::Failed {
-        values.push(error.into());
-        ", error = $3"
-    } else {
-        ""
+    let set_error = match (to, &which) {
+        // The sweep fails actions at their deadline: their nodes may still report on them.
+        (ActionState::Failed, Which::Ids(_)) => {
+            values.push(error.into());
+            ", error = $3, expired = TRUE"
+        }
+        (ActionState::Failed, Which::Fenced(_)) => {
+            values.push(error.into());
+            ", error = $3"
+        }
+        _ => "",
     };
     let first = values.len() + 1;
     let filter = match which {
@@ -663,8 +669,8 @@ pub async fn transition_many(
     Ok(moved)
 }
 
-/// Records a result that arrived after the action had failed. False when it is not failed or
-/// already has one.
+/// Records a result that arrived after the control plane had failed the action at its
+/// deadline. `None` for anything else (a repeat of a result already recorded).
 pub async fn record_late_result(
     txn: &impl ConnectionTrait,
     action_id: &str,
@@ -678,7 +684,8 @@ pub async fn record_late_result(
         txn.query_all_raw(sql(
             b,
             "UPDATE actions SET late_state = $3, late_message = $4, update_time = $5 \
-             WHERE id = $1 AND node_id = $2 AND state = 'failed' AND late_state IS NULL RETURNING *",
+             WHERE id = $1 AND node_id = $2 AND state = 'failed' AND expired AND late_state IS NULL \
+             RETURNING *",
             vec![
                 action_id.into(),
                 node_id.into(),

@@ -208,3 +208,81 @@ pub(crate) fn max_bigint(column: &str) -> sea_orm::sea_query::Expr {
 pub(crate) fn count_bigint() -> sea_orm::sea_query::Expr {
     sea_orm::sea_query::Expr::cust("CAST(COUNT(*) AS BIGINT)")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn pragma(db: &DatabaseConnection, name: &str) -> String {
+        let row = db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                format!("PRAGMA {name}"),
+            ))
+            .await
+            .expect("pragma")
+            .expect("a row");
+        row.try_get_by_index::<i64>(0)
+            .map(|v| v.to_string())
+            .or_else(|_| row.try_get_by_index::<String>(0))
+            .expect("pragma value")
+    }
+
+    /// The pool replaces connections at their maximum lifetime; every replacement must come
+    /// with the same durability settings (they once ran on the first connection only).
+    #[tokio::test]
+    async fn sqlite_settings_hold_on_every_connection_across_recycling() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("db.sqlite").display()
+        );
+        let persistence = Persistence::connect_with(
+            &url,
+            PoolSettings {
+                max_lifetime: Duration::from_millis(300),
+                readers: 1,
+            },
+        )
+        .await
+        .expect("connect");
+        let db = persistence.db();
+        db.execute_unprepared("CREATE TEMP TABLE first_connection (x INTEGER)")
+            .await
+            .expect("marker");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let still_first = db
+                .query_one_raw(Statement::from_string(
+                    DbBackend::Sqlite,
+                    "SELECT COUNT(*) FROM temp.sqlite_master WHERE name = 'first_connection'",
+                ))
+                .await
+                .expect("query")
+                .expect("row")
+                .try_get_by_index::<i64>(0)
+                .expect("count");
+            if still_first == 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer connection was never replaced"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // 1 = NORMAL
+        assert_eq!(pragma(db, "synchronous").await, "1");
+        assert_eq!(pragma(db, "journal_mode").await, "wal");
+        assert_eq!(pragma(db, "foreign_keys").await, "1");
+        assert_eq!(pragma(persistence.reader(), "journal_mode").await, "wal");
+        assert!(
+            persistence
+                .reader()
+                .execute_unprepared("CREATE TABLE written_by_a_reader (x INTEGER)")
+                .await
+                .is_err(),
+            "readers are read-only"
+        );
+    }
+}

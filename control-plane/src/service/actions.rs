@@ -81,6 +81,7 @@ impl ControlPlane {
             not_after: None,
             expire_time,
             previous_desired_state: None,
+            expired: false,
             late_state: None,
             late_message: String::new(),
             trace_context: traceparent_or_empty(trace_context),

@@ -26,7 +26,9 @@ pub struct Model {
     pub expire_time: Option<i64>,
     /// The service's desired state before this action's claim set it; restored on failure.
     pub previous_desired_state: Option<DesiredState>,
-    /// A result the agent reported after the action had already failed.
+    /// The control plane failed it at its deadline (the node may still report on it).
+    pub expired: bool,
+    /// A result the node reported after the action had expired.
     pub late_state: Option<ActionState>,
     pub late_message: String,
     /// W3C trace context (`traceparent`) of the request that queued it.

@@ -12,7 +12,8 @@
 //!   reads only what moved) and `action_sequence` (the last action sequence handed out, so
 //!   queuing takes the row lock and the next number in one statement).
 //! - `actions`: the fence the action was claimed under, the instant past which the agent must
-//!   refuse it, the intent it replaced (rolled back when it fails), a late result, the trace
+//!   refuse it, the intent it replaced (rolled back when it fails), whether the control plane
+//!   failed it at its deadline and the result the node reported after that, the trace
 //!   context it was queued under, and `expire_time` — unreachable-time deadline — instead of a
 //!   deadline counted from queue time.
 //! - Observed state moves off the intent row into `observed_services`, with the desired
@@ -63,6 +64,7 @@ const UP: &[&str] = &[
     "ALTER TABLE actions ADD COLUMN not_after BIGINT",
     "ALTER TABLE actions ADD COLUMN expire_time BIGINT",
     "ALTER TABLE actions ADD COLUMN previous_desired_state TEXT",
+    "ALTER TABLE actions ADD COLUMN expired BOOLEAN NOT NULL DEFAULT FALSE",
     "ALTER TABLE actions ADD COLUMN late_state TEXT",
     "ALTER TABLE actions ADD COLUMN late_message TEXT NOT NULL DEFAULT ''",
     "ALTER TABLE actions ADD COLUMN trace_context TEXT NOT NULL DEFAULT ''",

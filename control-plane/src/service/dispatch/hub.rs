@@ -186,6 +186,7 @@ mod tests {
             not_after: None,
             expire_time: None,
             previous_desired_state: None,
+            expired: false,
             late_state: None,
             late_message: String::new(),
             trace_context: String::new(),

@@ -100,6 +100,8 @@ pub(crate) enum SessionEvent {
     },
     /// The session's writes could not be recorded: it must end so its agent re-sends.
     Failed(String),
+    /// A newer session (on any replica) holds the node: this one's writes are fenced off.
+    Replaced,
 }
 
 #[derive(Default)]

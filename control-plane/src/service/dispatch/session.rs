@@ -243,6 +243,7 @@ impl Session {
                 event = attached.events.recv() => match event {
                     Some(SessionEvent::Claimed { actions, services }) => self.claimed(actions, services).await,
                     Some(SessionEvent::Failed(reason)) => return End::Error(reason),
+                    Some(SessionEvent::Replaced) => return End::Replaced,
                     None => return End::Replaced,
                 },
                 () = attached.wake.notify.notified() => {

@@ -105,6 +105,8 @@ pub async fn run(control_plane: ControlPlane, mut rx: mpsc::Receiver<Write>) {
 /// What a committed batch hands on once it is durable.
 #[derive(Default)]
 struct Outcome {
+    /// Sessions whose writes were fenced off: a newer session holds their node.
+    replaced: BTreeSet<(String, i64)>,
     deltas: Vec<ActionDelta>,
     /// Per node: the actions claimed for it, and the services whose intent the claims changed.
     claimed: BTreeMap<String, (Vec<action::Model>, Vec<media_service::Model>)>,
@@ -165,6 +167,7 @@ async fn try_commit(
     // (state, message) → reports, so one statement moves all that share them.
     let mut terminal: BTreeMap<(&'static str, &str), Vec<Fenced>> = BTreeMap::new();
     let mut claims: BTreeMap<String, i64> = BTreeMap::new();
+    let mut replaced = BTreeSet::new();
     for item in batch {
         let (node, generation) = item.node();
         if !current(node, generation) {
@@ -173,6 +176,7 @@ async fn try_commit(
                 generation,
                 "dropping a write from a replaced session"
             );
+            replaced.insert((node.to_owned(), generation));
             continue;
         }
         match item {
@@ -209,7 +213,10 @@ async fn try_commit(
     let observations: Vec<Observation> = observations.into_values().cloned().collect();
     db::upsert_observations(&txn, &observations).await?;
 
-    let mut outcome = Outcome::default();
+    let mut outcome = Outcome {
+        replaced,
+        ..Outcome::default()
+    };
     let mut transitions: Vec<action_transition::Model> = Vec::new();
     let mut changed: BTreeMap<String, action::Model> = BTreeMap::new();
     let transition = |action: &action::Model, message: &str| action_transition::Model {
@@ -371,6 +378,9 @@ fn publish(control_plane: &ControlPlane, outcome: Outcome) {
     }
     control_plane.hub().apply(&outcome.deltas);
     let dispatcher = control_plane.dispatcher();
+    for (node, generation) in outcome.replaced {
+        dispatcher.deliver(&node, generation, SessionEvent::Replaced);
+    }
     for (node, (actions, services)) in outcome.claimed {
         let generation = actions
             .first()
