@@ -398,17 +398,12 @@ async fn a_replaced_session_can_neither_receive_actions_nor_record_results() {
         "from a stale session",
     ));
     let mut stale_got_actions = 0;
-    loop {
-        match stale.message().await {
-            Ok(Some(message)) => {
-                if matches!(
-                    message.body,
-                    Some(apb::control_message::Body::ExecuteAction(_))
-                ) {
-                    stale_got_actions += 1;
-                }
-            }
-            Ok(None) | Err(_) => break,
+    while let Ok(Some(message)) = stale.message().await {
+        if matches!(
+            message.body,
+            Some(apb::control_message::Body::ExecuteAction(_))
+        ) {
+            stale_got_actions += 1;
         }
     }
     assert_eq!(stale_got_actions, 0, "the stale session was sent an action");
