@@ -166,16 +166,26 @@ impl ControlPlane {
     }
 
     pub async fn get_action(&self, principal: &Principal, id: &str) -> Result<ActionRecord> {
+        Ok(self.visible_action(principal, id).await?.0)
+    }
+
+    /// The action and the owner of its service, if the caller may see it.
+    async fn visible_action(
+        &self,
+        principal: &Principal,
+        id: &str,
+    ) -> Result<(ActionRecord, (String, String))> {
         let not_found = || ServiceError::NotFound(format!("action {id:?} not found"));
         let action = db::get_action(self.reader(), id)
             .await?
             .ok_or_else(not_found)?;
-        let service = service_db::get_any_service(self.reader(), &action.media_service_id).await?;
-        if !service.is_some_and(|s| can_see_service(principal, &s)) {
-            return Err(not_found());
-        }
+        let service = service_db::get_any_service(self.reader(), &action.media_service_id)
+            .await?
+            .filter(|s| can_see_service(principal, s))
+            .ok_or_else(not_found)?;
         let record = self.action_record(action).await?;
-        self.redacted(principal, record).await
+        let record = self.redacted(principal, record).await?;
+        Ok((record, (service.reseller_id, service.customer_id)))
     }
 
     /// Hides who asked for an action when that account is outside the caller's tenancy (the
@@ -249,10 +259,7 @@ impl ControlPlane {
     ) -> Result<ReceiverStream<Result<ActionRecord>>> {
         // Subscribed before the read, so no change between the two is missed.
         let subscription = self.hub().subscribe(id);
-        let first = self.get_action(principal, id).await?;
-        let service = service_db::get_any_service(self.reader(), &first.action.media_service_id)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("action {id:?} not found")))?;
+        let (first, first_owner) = self.visible_action(principal, id).await?;
         let requested_by = first.action.requested_by.clone();
         let mut seen_epoch = self.owner_epoch();
         subscription.offer(ActionRecord {
@@ -272,7 +279,7 @@ impl ControlPlane {
             if tx.send(Ok(last.clone())).await.is_err() || last.state().is_terminal() {
                 return;
             }
-            let mut owner = (service.reseller_id.clone(), service.customer_id.clone());
+            let mut owner = first_owner;
             loop {
                 tokio::select! {
                     changed = rx_records.changed() => if changed.is_err() { return },
