@@ -28,6 +28,7 @@ use crate::api::nodes::NodeApi;
 use crate::auth::AuthLayer;
 use crate::persistence::Persistence;
 use crate::pki::CertificateAuthority;
+use crate::service::page_tokens::PageTokens;
 use crate::service::{ControlPlane, ServiceConfig};
 
 /// How long in-flight calls get to finish once shutdown starts.
@@ -87,18 +88,26 @@ pub async fn run(
         );
     }
     create_private_dir(&config.data_dir)?;
+    let database_url = config.database_url();
+    if let Some(database) = sqlite_path(&database_url) {
+        prepare_sqlite_files(&database)?;
+    }
 
-    let persistence = Persistence::connect(&config.database_url())
+    let persistence = Persistence::connect(&database_url)
         .await
         .context("opening the database")?;
     let ca = CertificateAuthority::load_or_create(&persistence)
         .await
         .context("loading the internal CA")?;
     let agent_identity = ca.issue_server_identity()?;
+    let page_tokens = PageTokens::load_or_create(&persistence)
+        .await
+        .context("loading the page-token key")?;
     let control_plane = ControlPlane::new(
         persistence.clone(),
         config.service.clone(),
         ca,
+        page_tokens,
         shutdown.clone(),
     );
 
@@ -232,13 +241,76 @@ pub async fn bind(public: SocketAddr, agent: SocketAddr) -> anyhow::Result<Liste
     Ok(Listeners { public, agent })
 }
 
+/// Creates the data directory 0700, or makes an existing one private: it holds the SQLite
+/// database (the CA key, every service password) and the admin token. One owned by another
+/// user cannot be made private by us, so it is refused with the reason.
 pub fn create_private_dir(path: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(path)
-        .with_context(|| format!("creating {}", path.display()))
+        .with_context(|| format!("creating {}", path.display()))?;
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    let euid = nix_euid();
+    if meta.uid() != euid {
+        bail!(
+            "{} is mode {mode:o} and owned by uid {}, not by this process (uid {euid}): other users could read the database and the admin token there; make it private (chmod 700) or choose another --data-dir",
+            path.display(),
+            meta.uid()
+        );
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))
+        .with_context(|| format!("making {} private", path.display()))?;
+    tracing::warn!(dir = %path.display(), was = %format!("{mode:o}"), "made the data directory private (0700): it holds the database and the admin token");
+    Ok(())
+}
+
+fn nix_euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Makes the SQLite database and its `-wal` / `-shm` companions private (0600) before SQLite
+/// opens them. SQLite creates the companions with the database file's mode, so a database file
+/// created here 0600 keeps all three private whatever the umask.
+pub fn prepare_sqlite_files(database: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(database)
+        .with_context(|| format!("creating {}", database.display()))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = database.as_os_str().to_owned();
+        name.push(suffix);
+        let file = PathBuf::from(name);
+        match std::fs::metadata(&file) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                    .with_context(|| format!("making {} private", file.display()))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+        }
+    }
+    Ok(())
+}
+
+/// The file a `sqlite:` URL names, if it names one (not `:memory:`).
+pub fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
 }
 
 /// Writes a secret file readable by its owner only (0600), atomically.

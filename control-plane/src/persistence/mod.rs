@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod actions;
+pub mod cluster;
 pub mod entities;
 pub mod migrations;
 pub mod nodes;

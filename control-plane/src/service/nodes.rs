@@ -5,7 +5,7 @@ use std::time::Duration;
 use sea_orm::DatabaseTransaction;
 use serde::{Deserialize, Serialize};
 
-use super::{ControlPlane, Result, page_size, paginate, require_admin};
+use super::{ControlPlane, Result, page_size, require_admin};
 use crate::clock::now_millis;
 use crate::domain::{Principal, ServiceType};
 use crate::error::ServiceError;
@@ -292,9 +292,10 @@ impl ControlPlane {
     ) -> Result<(Vec<NodeView>, String)> {
         require_admin(principal, "list nodes")?;
         let size = page_size(requested_size)?;
-        let after = super::decode_page_token(page_token)?;
+        let listing = "nodes";
+        let after = self.page_after(listing, page_token)?;
         let rows = db::list_nodes(self.db(), after.as_deref(), size + 1).await?;
-        let (rows, token) = paginate(rows, size, |n| &n.id);
+        let (rows, token) = self.paginate(listing, rows, size, |n| &n.id);
         Ok((self.node_views(rows).await?, token))
     }
 
