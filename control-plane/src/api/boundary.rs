@@ -139,9 +139,10 @@ mod tests {
             remember_type_as_default: false,
         };
         let fields = fields_of(check(&request).unwrap_err());
+        // In field-number order, every violation at once.
         assert_eq!(
             fields,
-            vec!["media_service.customer_id", "media_service.display_name"]
+            vec!["media_service.display_name", "media_service.customer_id"]
         );
         let mask = pb::UpdateCustomerRequest {
             customer: None,

@@ -64,7 +64,9 @@ impl ControlPlane {
             sequence: db::next_sequence(&txn, &service.id).await?,
             requested_by: principal.audit_name(),
             error: String::new(),
-            deadline: now + self.config().action_deadline.as_millis() as i64,
+            deadline: crate::clock::after(now, self.config().action_deadline).ok_or_else(|| {
+                ServiceError::Internal("the action deadline setting overflows".into())
+            })?,
             dispatch_session: None,
             create_time: now,
             update_time: now,

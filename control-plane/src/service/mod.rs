@@ -19,7 +19,7 @@ pub use accounts::{
 };
 pub use actions::ActionRecord;
 pub use media::{DeletionPlan, MediaServicePatch, MediaServiceView, NewMediaService, ServiceScope};
-pub use nodes::{Capability, NewNode, NodeCapabilities, NodeView};
+pub use nodes::{Capability, MAX_JOIN_TOKEN_TTL, NewNode, NodeCapabilities, NodeView};
 
 use crate::domain::Principal;
 use crate::error::ServiceError;

@@ -191,6 +191,14 @@ pub(crate) async fn place_service(
     })
 }
 
+/// The longest a join token may stay valid, asked for or configured.
+pub const MAX_JOIN_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+fn join_token_expiry(now: i64, ttl: Duration) -> Result<i64> {
+    crate::clock::after(now, ttl.min(MAX_JOIN_TOKEN_TTL))
+        .ok_or_else(|| ServiceError::Internal("the join token expiry overflows".into()))
+}
+
 impl ControlPlane {
     pub async fn create_node(
         &self,
@@ -207,7 +215,7 @@ impl ControlPlane {
         let now = now_millis();
         let (secret, token) = self.new_join_token();
         let ttl = new.join_token_ttl.unwrap_or(self.config().join_token_ttl);
-        let expire_time = now + ttl.as_millis() as i64;
+        let expire_time = join_token_expiry(now, ttl)?;
         let model = node::Model {
             id: ids::new_id("node"),
             name: new.name.clone(),
@@ -256,7 +264,7 @@ impl ControlPlane {
         require_admin(principal, "issue join tokens")?;
         let (secret, token) = self.new_join_token();
         let expire_time =
-            now_millis() + ttl.unwrap_or(self.config().join_token_ttl).as_millis() as i64;
+            join_token_expiry(now_millis(), ttl.unwrap_or(self.config().join_token_ttl))?;
         let found =
             db::set_join_token(self.db(), node_id, &ids::hash_secret(&secret), expire_time).await?;
         if !found {
