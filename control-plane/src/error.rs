@@ -104,7 +104,9 @@ impl From<PersistenceError> for ServiceError {
                 tracing::debug!(%detail, "unique constraint refused a write");
                 ServiceError::AlreadyExists("an object with that name already exists".to_owned())
             }
-            PersistenceError::Busy(what) => ServiceError::Unavailable(what),
+            PersistenceError::Busy(what) | PersistenceError::Unavailable(what) => {
+                ServiceError::Unavailable(what)
+            }
             PersistenceError::Aborted(what) => {
                 tracing::debug!(%what, "transaction aborted");
                 ServiceError::Aborted(

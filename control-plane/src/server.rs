@@ -129,14 +129,8 @@ pub async fn run(
     health_reporter
         .set_serving::<MediaServiceServiceServer<MediaServiceApi>>()
         .await;
-    // Both reflection versions: older grpcurl and IDEs only speak v1alpha.
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(castplane_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-    };
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let reflection_v1 = reflection(PUBLIC_SERVICES).build_v1()?;
+    let reflection_v1alpha = reflection(PUBLIC_SERVICES).build_v1alpha()?;
 
     let mut public = Server::builder();
     if let Some(tls) = &config.public_tls {
@@ -183,10 +177,14 @@ pub async fn run(
         ))
         .client_ca_root(Certificate::from_pem(control_plane.ca().cert_pem()))
         .client_auth_optional(true);
+    let agent_reflection_v1 = reflection(AGENT_SERVICES).build_v1()?;
+    let agent_reflection_v1alpha = reflection(AGENT_SERVICES).build_v1alpha()?;
     let agent = Server::builder()
         .tls_config(agent_tls)?
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(agent_reflection_v1)
+        .add_service(agent_reflection_v1alpha)
         .add_service(AgentServiceServer::new(AgentApi {
             control_plane: cp(),
             shutdown: shutdown.clone(),
@@ -215,6 +213,36 @@ pub async fn run(
     tracing::info!("castplane control plane stopped");
     Ok(())
 }
+
+/// What the public listener serves, as its reflection lists it.
+const PUBLIC_SERVICES: &[&str] = &[
+    "castplane.v1.AccountService",
+    "castplane.v1.CatalogService",
+    "castplane.v1.MediaServiceService",
+    "castplane.v1.ActionService",
+    "castplane.v1.NodeService",
+    "grpc.health.v1.Health",
+];
+/// What the agent listener serves.
+const AGENT_SERVICES: &[&str] = &["castplane.agent.v1.AgentService"];
+
+/// Server reflection advertising exactly `services` and reflection itself: each listener
+/// lists what it serves, no more. Built once per version (older grpcurl and IDEs only speak
+/// v1alpha).
+fn reflection(services: &[&str]) -> tonic_reflection::server::Builder<'static> {
+    let mut builder = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(castplane_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    for service in services.iter().chain(REFLECTION_SERVICES) {
+        builder = builder.with_service_name(*service);
+    }
+    builder
+}
+
+const REFLECTION_SERVICES: &[&str] = &[
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
 
 async fn sweep_until(control_plane: ControlPlane, shutdown: CancellationToken) {
     let mut ticker = tokio::time::interval(SWEEP_INTERVAL);

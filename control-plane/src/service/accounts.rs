@@ -492,9 +492,17 @@ impl ControlPlane {
     }
 
     /// Resolves a bearer token to its principal; `None` when it is not a valid token.
+    ///
+    /// Every public call starts here, so this is also where a database outage is diagnosed
+    /// and then answered at once until the database is back.
     pub async fn authenticate(&self, secret: &str) -> Result<Option<Principal>> {
-        let Some(token) = db::find_token_by_hash(self.db(), &ids::hash_secret(secret)).await?
-        else {
+        let persistence = self.persistence();
+        persistence.check_available()?;
+        let found = match db::find_token_by_hash(self.db(), &ids::hash_secret(secret)).await {
+            Ok(found) => found,
+            Err(err) => return Err(persistence.diagnose(err).await.into()),
+        };
+        let Some(token) = found else {
             return Ok(None);
         };
         Ok(match token.principal_kind.as_str() {
