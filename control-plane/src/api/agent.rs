@@ -69,6 +69,7 @@ pub fn spec_to_wire(assignment: &ServiceAssignment) -> apb::ServiceSpec {
         admin_password: s.admin_password.clone(),
         relay_password: s.relay_password.clone(),
         public_host: assignment.public_host.clone(),
+        bind_address: assignment.bind_address.clone(),
         desired_running: s.desired_state == DesiredState::Running.as_str(),
         generation: s.generation as u64,
     }

@@ -376,6 +376,7 @@ pub fn node_to_wire(view: &NodeView) -> pb::Node {
         join_time: n.join_time.map(to_timestamp),
         certificate_expire_time: n.cert_expire_time.map(to_timestamp),
         create_time: Some(to_timestamp(n.create_time)),
+        bind_address: n.bind_address.clone(),
     }
 }
 

@@ -53,6 +53,11 @@ impl TryFrom<pb::CreateNodeRequest> for NewNode {
             "node.public_host",
             "must be a hostname or an IP address",
         );
+        violations.check(
+            node.bind_address.is_empty() || node.bind_address.parse::<std::net::IpAddr>().is_ok(),
+            "node.bind_address",
+            "must be an IP address (0.0.0.0 for every interface), or empty for what the public host resolves to on the node",
+        );
         let range = node.port_range.unwrap_or_default();
         let valid_port = |p: u32| (1..=65535).contains(&p);
         violations.check(
@@ -69,6 +74,7 @@ impl TryFrom<pb::CreateNodeRequest> for NewNode {
         Ok(NewNode {
             name: node.name,
             public_host: node.public_host,
+            bind_address: node.bind_address,
             port_first: range.first as u16,
             port_last: range.last as u16,
             capacity: node.capacity,

@@ -18,6 +18,7 @@ pub struct ServiceAssignment {
     pub service: media_service::Model,
     pub ports: Vec<port_allocation::Model>,
     pub public_host: String,
+    pub bind_address: String,
 }
 
 /// What the agent reported about one service.
@@ -166,6 +167,7 @@ impl ControlPlane {
                 ports: ports.remove(&service.id).unwrap_or_default(),
                 service,
                 public_host: node.public_host.clone(),
+                bind_address: node.bind_address.clone(),
             })
             .collect())
     }

@@ -16,6 +16,8 @@ use crate::persistence::{nodes as db, services as service_db};
 pub struct NewNode {
     pub name: String,
     pub public_host: String,
+    /// Empty: the agent binds what `public_host` resolves to on its host.
+    pub bind_address: String,
     pub port_first: u16,
     pub port_last: u16,
     pub capacity: u32,
@@ -235,6 +237,7 @@ impl ControlPlane {
             previous_cert_fingerprint: None,
             cert_expire_time: None,
             create_time: now,
+            bind_address: new.bind_address,
         };
         db::insert_node(self.db(), model.clone())
             .await

@@ -26,6 +26,8 @@ pub struct Model {
     pub previous_cert_fingerprint: Option<String>,
     pub cert_expire_time: Option<i64>,
     pub create_time: i64,
+    /// Where the node's servers listen; empty: what `public_host` resolves to on the node.
+    pub bind_address: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
