@@ -2,7 +2,7 @@
 //! SIGKILLed (`AgentProcess`). Both use their own data directory, and both make sure no
 //! streaming server outlives the test.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use castplane_agent::AgentConfig;
@@ -100,12 +100,13 @@ pub struct AgentProcess {
 }
 
 impl AgentProcess {
-    pub fn spawn(data_dir: &Path) -> std::io::Result<Self> {
+    /// `binary`: the tests' `env!("CARGO_BIN_EXE_castplane-test-agent")`, built from this tree.
+    pub fn spawn(binary: &Path, data_dir: &Path) -> std::io::Result<Self> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(data_dir.with_extension("log"))?;
-        let child = Command::new(agent_binary())
+        let child = Command::new(binary)
             .args(["run", "--data-dir"])
             .arg(data_dir)
             .env("RUST_LOG", "info")
@@ -132,16 +133,6 @@ impl Drop for AgentProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// `target/<profile>/castplane-agent`, next to the test binary's `deps/` directory.
-pub fn agent_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target profile dir");
-    profile_dir.join("castplane-agent")
 }
 
 /// Kills (by process group) every process whose command line mentions `dir`.

@@ -20,6 +20,8 @@ use castplane_proto::v1 as pb;
 use tonic::Code;
 
 const LONG: Duration = Duration::from_secs(60);
+/// Built with these tests from this tree (see `src/bin/castplane-test-agent.rs`).
+const AGENT_BINARY: &str = env!("CARGO_BIN_EXE_castplane-test-agent");
 
 fn unlimited() -> pb::ResellerLimits {
     limits(None, None, None, None, None, None)
@@ -455,7 +457,7 @@ async fn an_agent_killed_mid_action_completes_it_exactly_once_without_restarting
     let (s, token) = setup(ServiceConfig::default(), 4).await;
     let agent = AgentHandle::join(&s.cp, &token).await.expect("join");
     let data_dir = agent.data_dir().to_owned();
-    let process = AgentProcess::spawn(&data_dir).expect("spawn the agent binary");
+    let process = AgentProcess::spawn(AGENT_BINARY.as_ref(), &data_dir).expect("spawn the agent binary");
     wait_online(&s.admin, &s.node.id).await;
     let steady = create(&s.admin, &s.owner, "steady-fm").await;
     succeeded(&s.admin, &start(&s.admin, &steady.id).await.id).await;
@@ -481,7 +483,7 @@ async fn an_agent_killed_mid_action_completes_it_exactly_once_without_restarting
         "services outlive the agent"
     );
 
-    let _process = AgentProcess::spawn(&data_dir).expect("respawn");
+    let _process = AgentProcess::spawn(AGENT_BINARY.as_ref(), &data_dir).expect("respawn");
     let done = succeeded(&s.admin, &action.id).await;
     let successes = done
         .transitions
