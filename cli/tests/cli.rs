@@ -576,7 +576,7 @@ async fn server_errors_print_the_message_and_fail() -> Result<()> {
     );
     assert!(run.stdout.is_empty(), "{}", run.stdout);
 
-    let run = server.admin(&["service", "get", "svc_doesnotexist"]).await;
+    let run = server.admin(&["service", "get", "svc_00000000000000000000000000"]).await;
     assert_eq!(run.code, Some(1));
     assert!(run.stderr.contains("not found"), "{}", run.stderr);
     assert!(run.stderr.contains("NOT_FOUND"), "{}", run.stderr);

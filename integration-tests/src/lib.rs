@@ -6,6 +6,7 @@ pub mod agent;
 pub mod client;
 pub mod control_plane;
 pub mod postgres;
+pub mod raw;
 pub mod streaming;
 pub mod wait;
 
