@@ -29,7 +29,12 @@ fn server_url() -> anyhow::Result<String> {
 
 /// Creates a fresh database and returns its URL.
 pub async fn fresh_database() -> anyhow::Result<String> {
-    let server = server_url()?;
+    fresh_database_on(&server_url()?).await
+}
+
+/// Creates a fresh database on the server at `server` (an admin URL) and returns its URL.
+pub async fn fresh_database_on(server: &str) -> anyhow::Result<String> {
+    let server = server.to_owned();
     let name = format!("castplane_test_{:016x}", rand::random::<u64>());
     let admin = Database::connect(server.as_str())
         .await
