@@ -68,6 +68,7 @@ impl std::fmt::Debug for GlobalArgs {
 pub enum OutputFormat {
     Table,
     Json,
+    Yaml,
 }
 
 #[derive(Debug, Subcommand)]

@@ -980,14 +980,29 @@ impl Terminal {
             let text = self.text();
             if let Some(at) = text.get(self.seen..).and_then(|rest| rest.find(needle)) {
                 self.seen += at + needle.len();
-                // Give the prompt a moment to switch the terminal to raw mode.
-                std::thread::sleep(Duration::from_millis(150));
-                return Ok(());
+                return self.await_raw_mode();
             }
             if Instant::now() > deadline {
                 bail!("{needle:?} did not appear; the screen:\n{text}");
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the prompt has switched the terminal to raw mode (canonical input off):
+    /// keys typed before that would be flushed by the switch.
+    fn await_raw_mode(&self) -> Result<()> {
+        use nix::sys::termios::{LocalFlags, tcgetattr};
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let attrs = tcgetattr(&self.master)?;
+            if !attrs.local_flags.contains(LocalFlags::ICANON) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the prompt never read the keyboard; the screen:\n{}", self.text());
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
@@ -1066,8 +1081,6 @@ async fn wizard_asks_only_for_what_is_missing() -> Result<()> {
         &rid,
         "--name",
         "wiz-radio",
-        "--max-listeners",
-        "10",
         "--max-bitrate-kbps",
         "64",
         "--disk-mb",
@@ -1084,8 +1097,13 @@ async fn wizard_asks_only_for_what_is_missing() -> Result<()> {
         "--name was given:\n{screen}"
     );
     assert!(
-        !screen.contains("Max listeners"),
-        "--max-listeners was given:\n{screen}"
+        !screen.contains("Disk quota"),
+        "--disk-mb was given:\n{screen}"
+    );
+    // 600 listeners with 300 available was refused as it was typed, and asked again.
+    assert!(
+        screen.contains("only 300 listener slots are available"),
+        "{screen}"
     );
     let usage_row = screen
         .lines()
@@ -1126,9 +1144,17 @@ fn answer_wizard(mut term: Terminal) -> Result<(Option<i32>, String)> {
     term.expect("listener slots")?;
     term.expect("Display name")?;
     term.keys("\r")?;
+    term.expect("Max listeners (listener slots available: 300)")?;
+    term.keys("600\r")?;
+    term.expect("only 300 listener slots are available")?;
+    term.await_raw_mode()?;
+    term.keys("10\r")?;
     term.expect("Enable AutoDJ")?;
     term.keys("n")?;
-    term.expect("Create icecast service \"wiz-radio\"")?;
+    // The confirmation names the customer, not its id.
+    term.expect(
+        "Create icecast service \"wiz-radio\" for Mango Media (the reseller's primary account)?",
+    )?;
     term.keys("y")?;
     term.finish()
 }
