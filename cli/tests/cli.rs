@@ -502,11 +502,32 @@ async fn usage_shows_used_limit_available() -> Result<()> {
     assert_eq!(customers["limit"]["max"], 3);
     assert_eq!(customers["available"], 2);
 
-    // The admin must say which reseller; the server's message comes through.
-    let run = server.admin(&["usage"]).await;
-    assert_eq!(run.code, Some(1));
-    assert!(run.stderr.contains("reseller_id"), "{}", run.stderr);
-    assert!(run.stderr.contains("INVALID_ARGUMENT"), "{}", run.stderr);
+    // Lists name the accounts they refer to.
+    let run = server
+        .admin(&["customer", "list", "--reseller", rid])
+        .await
+        .ok();
+    let first = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("first"))
+        .unwrap_or_default();
+    assert!(first.contains(&format!("Usage Co ({rid})")), "{}", run.stdout);
+
+    // The admin without --reseller sees every reseller, by name.
+    server.reseller(&["--name", "Second Co"]).await;
+    let run = server.admin(&["usage"]).await.ok();
+    assert!(
+        run.stdout.contains(&format!("Reseller Usage Co ({rid})")),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("Reseller Second Co"), "{}", run.stdout);
+    let json = server.admin(&["usage", "-o", "json"]).await.ok().json();
+    assert_eq!(json["resellers"].as_array().expect("resellers").len(), 2);
+    let yaml = server.admin(&["usage", "-o", "yaml"]).await.ok();
+    assert!(yaml.stdout.contains("resellers:"), "{}", yaml.stdout);
+    assert!(yaml.stdout.contains("RESOURCE_CUSTOMERS"), "{}", yaml.stdout);
     Ok(())
 }
 
