@@ -156,7 +156,8 @@ impl Names {
                 .get_customer(pb::GetCustomerRequest { id: id.to_owned() })
                 .await
             {
-                self.names.insert(id.to_owned(), c.into_inner().display_name);
+                self.names
+                    .insert(id.to_owned(), c.into_inner().display_name);
             }
         }
         self

@@ -512,7 +512,11 @@ async fn usage_shows_used_limit_available() -> Result<()> {
         .lines()
         .find(|l| l.contains("first"))
         .unwrap_or_default();
-    assert!(first.contains(&format!("Usage Co ({rid})")), "{}", run.stdout);
+    assert!(
+        first.contains(&format!("Usage Co ({rid})")),
+        "{}",
+        run.stdout
+    );
 
     // The admin without --reseller sees every reseller, by name.
     server.reseller(&["--name", "Second Co"]).await;
@@ -527,7 +531,11 @@ async fn usage_shows_used_limit_available() -> Result<()> {
     assert_eq!(json["resellers"].as_array().expect("resellers").len(), 2);
     let yaml = server.admin(&["usage", "-o", "yaml"]).await.ok();
     assert!(yaml.stdout.contains("resellers:"), "{}", yaml.stdout);
-    assert!(yaml.stdout.contains("RESOURCE_CUSTOMERS"), "{}", yaml.stdout);
+    assert!(
+        yaml.stdout.contains("RESOURCE_CUSTOMERS"),
+        "{}",
+        yaml.stdout
+    );
     Ok(())
 }
 
@@ -597,7 +605,9 @@ async fn server_errors_print_the_message_and_fail() -> Result<()> {
     );
     assert!(run.stdout.is_empty(), "{}", run.stdout);
 
-    let run = server.admin(&["service", "get", "svc_00000000000000000000000000"]).await;
+    let run = server
+        .admin(&["service", "get", "svc_00000000000000000000000000"])
+        .await;
     assert_eq!(run.code, Some(1));
     assert!(run.stderr.contains("not found"), "{}", run.stderr);
     assert!(run.stderr.contains("NOT_FOUND"), "{}", run.stderr);
@@ -1021,7 +1031,10 @@ impl Terminal {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("the prompt never read the keyboard; the screen:\n{}", self.text());
+                bail!(
+                    "the prompt never read the keyboard; the screen:\n{}",
+                    self.text()
+                );
             }
             std::thread::sleep(Duration::from_millis(5));
         }

@@ -115,14 +115,20 @@ pub fn resolve(file: FileConfig, overrides: FileConfig) -> Result<Resolved, Vec<
         action_deadline: seconds(
             &mut errors,
             "action_deadline_seconds",
-            pick(overrides.action_deadline_seconds, file.action_deadline_seconds),
+            pick(
+                overrides.action_deadline_seconds,
+                file.action_deadline_seconds,
+            ),
             ACTION_DEADLINE_RANGE,
             defaults.action_deadline,
         ),
         join_token_ttl: seconds(
             &mut errors,
             "join_token_ttl_seconds",
-            pick(overrides.join_token_ttl_seconds, file.join_token_ttl_seconds),
+            pick(
+                overrides.join_token_ttl_seconds,
+                file.join_token_ttl_seconds,
+            ),
             (1, crate::service::MAX_JOIN_TOKEN_TTL.as_secs()),
             defaults.join_token_ttl,
         ),
@@ -139,8 +145,14 @@ pub fn resolve(file: FileConfig, overrides: FileConfig) -> Result<Resolved, Vec<
         heartbeat_timeout: seconds(
             &mut errors,
             "heartbeat_timeout_seconds",
-            pick(overrides.heartbeat_timeout_seconds, file.heartbeat_timeout_seconds),
-            (defaults.heartbeat_interval.as_secs() + 1, HEARTBEAT_TIMEOUT_MAX),
+            pick(
+                overrides.heartbeat_timeout_seconds,
+                file.heartbeat_timeout_seconds,
+            ),
+            (
+                defaults.heartbeat_interval.as_secs() + 1,
+                HEARTBEAT_TIMEOUT_MAX,
+            ),
             defaults.heartbeat_timeout,
         ),
         heartbeat_interval: defaults.heartbeat_interval,
@@ -194,8 +206,7 @@ mod tests {
             ("heartbeat_timeout_seconds", 5),
             ("heartbeat_timeout_seconds", 0),
         ] {
-            let file: FileConfig =
-                toml::from_str(&format!("{key} = {value}")).expect("parses");
+            let file: FileConfig = toml::from_str(&format!("{key} = {value}")).expect("parses");
             let errors = resolve(file, FileConfig::default()).unwrap_err();
             assert_eq!(errors.len(), 1, "{errors:?}");
             assert!(

@@ -457,7 +457,8 @@ async fn an_agent_killed_mid_action_completes_it_exactly_once_without_restarting
     let (s, token) = setup(ServiceConfig::default(), 4).await;
     let agent = AgentHandle::join(&s.cp, &token).await.expect("join");
     let data_dir = agent.data_dir().to_owned();
-    let process = AgentProcess::spawn(AGENT_BINARY.as_ref(), &data_dir).expect("spawn the agent binary");
+    let process =
+        AgentProcess::spawn(AGENT_BINARY.as_ref(), &data_dir).expect("spawn the agent binary");
     wait_online(&s.admin, &s.node.id).await;
     let steady = create(&s.admin, &s.owner, "steady-fm").await;
     succeeded(&s.admin, &start(&s.admin, &steady.id).await.id).await;

@@ -232,7 +232,10 @@ fn assert_type_not_allowed(status: &tonic::Status, reseller_id: &str) {
         .expect("a PreconditionFailure detail");
     assert_eq!(failure.violations.len(), 1, "{failure:?}");
     assert_eq!(failure.violations[0].r#type, "SERVICE_TYPE_NOT_ALLOWED");
-    assert_eq!(failure.violations[0].subject, format!("reseller:{reseller_id}"));
+    assert_eq!(
+        failure.violations[0].subject,
+        format!("reseller:{reseller_id}")
+    );
 }
 
 /// Out-of-tenancy calls answer NOT_FOUND, never revealing that the object exists.
@@ -1503,7 +1506,12 @@ async fn invalid_input_is_refused_precisely_and_changes_nothing(backend: Backend
         "bad email",
     );
     assert_eq!(
-        status.get_error_details().bad_request().expect("BadRequest").field_violations[0].field,
+        status
+            .get_error_details()
+            .bad_request()
+            .expect("BadRequest")
+            .field_violations[0]
+            .field,
         "customer.email"
     );
     assert_code(
@@ -1818,7 +1826,9 @@ fn violation_fields(status: &tonic::Status) -> Vec<String> {
 async fn the_boundary_refuses_what_no_field_may_carry(backend: Backend) {
     let f = Accounts::new(backend).await;
     let (reseller, reseller_client) = f.reseller("Bytes Radio", UNLIMITED(), ALL_TYPES).await;
-    let customer = reseller_client.create_customer("", "Careful Customer").await;
+    let customer = reseller_client
+        .create_customer("", "Careful Customer")
+        .await;
     let token = f
         .admin
         .token_for(pb::PrincipalKind::Customer, &customer.id)
@@ -1834,14 +1844,18 @@ async fn the_boundary_refuses_what_no_field_may_carry(backend: Backend) {
     };
     expect(
         c.accounts()
-            .get_customer(pb::GetCustomerRequest { id: nul(&customer.id) })
+            .get_customer(pb::GetCustomerRequest {
+                id: nul(&customer.id),
+            })
             .await
             .map(|_| ()),
         "id",
     );
     expect(
         c.accounts()
-            .get_reseller(pb::GetResellerRequest { id: "rsl_nope".into() })
+            .get_reseller(pb::GetResellerRequest {
+                id: "rsl_nope".into(),
+            })
             .await
             .map(|_| ()),
         "id",
@@ -2076,7 +2090,7 @@ async fn reseller_limits_are_bounded(backend: Backend) {
             .create_reseller(pb::CreateResellerRequest {
                 reseller: Some(pb::Reseller {
                     display_name: "Greedy".into(),
-                    limits: Some(huge.clone()),
+                    limits: Some(huge),
                     ..Default::default()
                 }),
             })
@@ -2086,9 +2100,16 @@ async fn reseller_limits_are_bounded(backend: Backend) {
     );
     assert_eq!(
         violation_fields(&status),
-        vec!["reseller.limits.customers.max", "reseller.limits.max_bitrate_kbps.max"]
+        vec![
+            "reseller.limits.customers.max",
+            "reseller.limits.max_bitrate_kbps.max"
+        ]
     );
-    assert!(status.message().contains("at most 1000000"), "{}", status.message());
+    assert!(
+        status.message().contains("at most 1000000"),
+        "{}",
+        status.message()
+    );
     let listed = f
         .admin
         .accounts()
@@ -2179,7 +2200,11 @@ async fn api_tokens_are_bounded_and_capped_per_principal(backend: Backend) {
         Code::ResourceExhausted,
         "the 101st token",
     );
-    assert!(status.message().contains("100 API tokens"), "{}", status.message());
+    assert!(
+        status.message().contains("100 API tokens"),
+        "{}",
+        status.message()
+    );
     let details = status.get_error_details();
     let quota = details.quota_failure().expect("QuotaFailure");
     assert_eq!(

@@ -52,7 +52,12 @@ async fn an_open_data_dir_and_the_database_files_become_private() {
     .await;
     assert_eq!(mode_of(&data_dir), 0o700, "data directory");
     // The database (the CA key, every service password) and its WAL companions.
-    for file in ["castplane.db", "castplane.db-wal", "castplane.db-shm", "admin.token"] {
+    for file in [
+        "castplane.db",
+        "castplane.db-wal",
+        "castplane.db-shm",
+        "admin.token",
+    ] {
         assert_eq!(mode_of(&data_dir.join(file)), 0o600, "{file}");
     }
     shutdown.cancel();
@@ -60,10 +65,10 @@ async fn an_open_data_dir_and_the_database_files_become_private() {
 }
 
 async fn reflected_services(channel: tonic::transport::Channel) -> Vec<String> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
@@ -141,7 +146,10 @@ async fn undecodable_messages_are_invalid_argument_on_both_listeners() {
         .await
         .expect_err("refused");
         assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-        assert!(status.message().contains("GetResellerRequest"), "{status:?}");
+        assert!(
+            status.message().contains("GetResellerRequest"),
+            "{status:?}"
+        );
     }
     let agent = anonymous_agent_channel(&cp).await;
     for body in [not_utf8, garbage] {
@@ -183,11 +191,15 @@ async fn a_database_that_goes_away_answers_unavailable_with_the_reason() {
 
     let _ = lifeline.kill();
     let _ = lifeline.wait();
-    wait_for("PostgreSQL to stop", Duration::from_secs(60), || async move {
-        std::net::TcpStream::connect(("127.0.0.1", port))
-            .is_err()
-            .then_some(())
-    })
+    wait_for(
+        "PostgreSQL to stop",
+        Duration::from_secs(60),
+        || async move {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .is_err()
+                .then_some(())
+        },
+    )
     .await;
     let mut elapsed = Vec::new();
     for _ in 0..3 {
@@ -201,7 +213,9 @@ async fn a_database_that_goes_away_answers_unavailable_with_the_reason() {
         assert_eq!(status.code(), Code::Unavailable, "{status:?}");
         assert!(
             status.message().contains("cannot be reached")
-                && status.message().contains("check that PostgreSQL is running"),
+                && status
+                    .message()
+                    .contains("check that PostgreSQL is running"),
             "{status:?}"
         );
     }
@@ -279,9 +293,14 @@ async fn fuzz(backend: Backend, per_method: usize) {
             let token = tokens[rand::Rng::random_range(&mut rng, 0..tokens.len())].clone();
             let call = async {
                 if method.is_server_streaming() {
-                    raw::server_streaming_first(channel.clone(), &path, body.clone(), token.as_deref())
-                        .await
-                        .map(|_| ())
+                    raw::server_streaming_first(
+                        channel.clone(),
+                        &path,
+                        body.clone(),
+                        token.as_deref(),
+                    )
+                    .await
+                    .map(|_| ())
                 } else {
                     raw::unary(channel.clone(), &path, body.clone(), token.as_deref())
                         .await
@@ -297,7 +316,10 @@ async fn fuzz(backend: Backend, per_method: usize) {
             };
             *codes.entry(format!("{code:?}")).or_default() += 1;
             if let Err(status) = outcome
-                && matches!(status.code(), Code::Internal | Code::Unknown | Code::DeadlineExceeded)
+                && matches!(
+                    status.code(),
+                    Code::Internal | Code::Unknown | Code::DeadlineExceeded
+                )
             {
                 failures.push(format!("{path} {status:?} for {}", hex::encode(&body)));
             }
@@ -309,7 +331,12 @@ async fn fuzz(backend: Backend, per_method: usize) {
         methods.len(),
         began.elapsed()
     );
-    assert!(failures.is_empty(), "{} bad answers:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} bad answers:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert_eq!(PANICS.load(Ordering::SeqCst), 0, "the server panicked");
 }
 

@@ -718,7 +718,10 @@ async fn servers_listen_only_on_the_nodes_bind_address() {
         config.contains("<bind-address>127.0.0.2</bind-address>"),
         "{config}"
     );
-    assert!(accepts_on([127, 0, 0, 2].into(), port).await, "bind address");
+    assert!(
+        accepts_on([127, 0, 0, 2].into(), port).await,
+        "bind address"
+    );
     // The agent's own probes and AutoDJ use loopback.
     assert!(accepts_on([127, 0, 0, 1].into(), port).await, "loopback");
     assert!(
@@ -766,9 +769,16 @@ async fn a_restart_that_cannot_start_leaves_the_server_running() {
         err.contains("icecast.xml") && err.contains("left as it was"),
         "{err}"
     );
-    assert_eq!(fx.sup.pid("steady").await, Some(pid), "the server was stopped");
+    assert_eq!(
+        fx.sup.pid("steady").await,
+        Some(pid),
+        "the server was stopped"
+    );
     assert!(process_exists(pid));
-    assert!(status_json(port).await.is_some(), "the server stopped serving");
+    assert!(
+        status_json(port).await.is_some(),
+        "the server stopped serving"
+    );
     std::fs::remove_dir(dir.join("icecast.xml")).expect("unblock");
 
     // A new port that another program holds: refused before stopping, too.

@@ -582,9 +582,7 @@ async fn wrong_application_names_are_refused_without_hls() {
     );
     assert!(!exits(&mut player, "the remote player").await);
     relay_task.abort();
-    let (head, _) = fetch_from_remote(http_port, "/stat")
-        .await
-        .expect("answer");
+    let (head, _) = fetch_from_remote(http_port, "/stat").await.expect("answer");
     assert_eq!(status_of(&head), 403, "{head}");
     let log = std::fs::read_to_string(dir.join("stderr.log")).expect("log");
     assert!(log.contains("access forbidden by rule"), "{log}");

@@ -53,7 +53,10 @@ impl<U: Message + Default> Decoder for CastplaneDecoder<U> {
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Self::Error> {
         U::decode(buf).map(Some).map_err(|error| {
-            Status::invalid_argument(format!("the message is not a valid {}: {error}", short_type::<U>()))
+            Status::invalid_argument(format!(
+                "the message is not a valid {}: {error}",
+                short_type::<U>()
+            ))
         })
     }
 

@@ -8,8 +8,7 @@ use prost::{Message, Name};
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
 
 static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
-    DescriptorPool::decode(crate::FILE_DESCRIPTOR_SET)
-        .unwrap_or_else(|_| DescriptorPool::global())
+    DescriptorPool::decode(crate::FILE_DESCRIPTOR_SET).unwrap_or_else(|_| DescriptorPool::global())
 });
 
 /// The descriptors of every castplane proto (and the well-known types they import).
@@ -28,6 +27,8 @@ pub fn to_dynamic<M: Message + Name>(message: &M) -> Option<DynamicMessage> {
 
 #[cfg(test)]
 mod tests {
+    use prost_reflect::ReflectMessage;
+
     use super::*;
     use crate::v1;
 

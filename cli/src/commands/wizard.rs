@@ -292,9 +292,7 @@ fn within<T: Copy + Into<u64>>(
     what: &'static str,
 ) -> impl FnMut(&T) -> std::result::Result<(), String> {
     move |value: &T| match available {
-        Some(available) if (*value).into() > available => {
-            Err(format!("only {available} {what}"))
-        }
+        Some(available) if (*value).into() > available => Err(format!("only {available} {what}")),
         _ => Ok(()),
     }
 }

@@ -45,11 +45,7 @@ impl TryFrom<pb::CreateResellerRequest> for NewReseller {
                 parsed
             }
         };
-        let limits = limits_from_wire(
-            &mut violations,
-            "reseller.limits",
-            reseller.limits.as_ref(),
-        );
+        let limits = limits_from_wire(&mut violations, "reseller.limits", reseller.limits.as_ref());
         violations.into_result()?;
         Ok(NewReseller {
             display_name: reseller.display_name.trim().to_owned(),
@@ -90,7 +86,11 @@ fn reseller_patch(
     } else {
         &mut ignored
     };
-    let limits = limits_from_wire(limit_violations, "reseller.limits", reseller.limits.as_ref());
+    let limits = limits_from_wire(
+        limit_violations,
+        "reseller.limits",
+        reseller.limits.as_ref(),
+    );
     for path in &paths {
         match path.as_str() {
             "display_name" => {

@@ -22,7 +22,10 @@ fn ttl(violations: &mut Violations, field: &str, seconds: u32) -> Option<Duratio
     violations.check(
         u64::from(seconds) <= max.as_secs(),
         field,
-        format!("must be at most {} (30 days); 0 is the default", max.as_secs()),
+        format!(
+            "must be at most {} (30 days); 0 is the default",
+            max.as_secs()
+        ),
     );
     (seconds > 0).then(|| Duration::from_secs(seconds as u64))
 }

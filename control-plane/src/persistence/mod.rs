@@ -132,9 +132,7 @@ impl Persistence {
     /// migrations.
     pub async fn connect(url: &str) -> Result<Self> {
         let mut options = ConnectOptions::new(url.to_owned());
-        options
-            .sqlx_logging(false)
-            .acquire_timeout(ACQUIRE_TIMEOUT);
+        options.sqlx_logging(false).acquire_timeout(ACQUIRE_TIMEOUT);
         let is_sqlite = url.starts_with("sqlite:");
         if is_sqlite {
             // SQLite allows one writer; a single connection turns would-be SQLITE_BUSY upgrade
@@ -294,9 +292,9 @@ mod tests {
             }
         }
         let err = failure.expect("the capped database fills up");
-        let status = tonic::Status::from(crate::error::ServiceError::from(
-            PersistenceError::from(err),
-        ));
+        let status = tonic::Status::from(crate::error::ServiceError::from(PersistenceError::from(
+            err,
+        )));
         assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
         assert!(
             status.message().contains("disk is full") && status.message().contains("free space"),

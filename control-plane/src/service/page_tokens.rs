@@ -115,7 +115,9 @@ mod tests {
         let t = tokens();
         let token = t.encode("resellers|admin", "rsl_1");
         assert_eq!(
-            t.decode("resellers|admin", &token).expect("ours").as_deref(),
+            t.decode("resellers|admin", &token)
+                .expect("ours")
+                .as_deref(),
             Some("rsl_1")
         );
         assert!(t.decode("customers|admin|", &token).is_err());

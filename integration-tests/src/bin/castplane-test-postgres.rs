@@ -14,8 +14,9 @@ fn main() -> anyhow::Result<()> {
     }
     let runner = nix::unistd::getppid().as_raw() as u32;
     let url = castplane_integration_tests::postgres::start_cluster(runner)?;
-    let env_file = std::env::var("NEXTEST_ENV")
-        .map_err(|_| anyhow::anyhow!("NEXTEST_ENV is not set: run this as a nextest setup script"))?;
+    let env_file = std::env::var("NEXTEST_ENV").map_err(|_| {
+        anyhow::anyhow!("NEXTEST_ENV is not set: run this as a nextest setup script")
+    })?;
     let mut file = std::fs::OpenOptions::new().append(true).open(env_file)?;
     writeln!(file, "CASTPLANE_TEST_DATABASE_URL={url}")?;
     eprintln!("castplane-test-postgres: PostgreSQL for this run at {url}");

@@ -510,7 +510,11 @@ mod tests {
         assert_eq!(xml.matches("<listen-socket>").count(), 1, "{xml}");
         let mut unbound = spec();
         unbound.bind_address.clear();
-        assert!(render_config(&unbound, Path::new("/x")).unwrap_err().contains("bind address"));
+        assert!(
+            render_config(&unbound, Path::new("/x"))
+                .unwrap_err()
+                .contains("bind address")
+        );
     }
 
     #[test]

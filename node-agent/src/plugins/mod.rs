@@ -20,8 +20,8 @@ pub mod video;
 mod xml;
 
 use std::ffi::OsString;
-use std::net::{IpAddr, Ipv4Addr};
 use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::ExitStatus;

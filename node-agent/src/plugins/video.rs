@@ -653,7 +653,11 @@ mod tests {
             assert!(conf.contains(expected), "missing {expected} in\n{conf}");
         }
         public.bind_address = "2001:db8::7".into();
-        assert!(render(&public).expect("renders").contains("listen [2001:db8::7]:8080;"));
+        assert!(
+            render(&public)
+                .expect("renders")
+                .contains("listen [2001:db8::7]:8080;")
+        );
         // /stat names the application (the password): local readers only.
         let stat = &conf[conf.find("location = /stat").expect("stat")..];
         let stat = &stat[..stat.find('}').expect("end")];

@@ -137,7 +137,10 @@ pub async fn resolve_bind_address(spec: &mut ServiceSpec) -> Result<(), String> 
             .map(|_| ())
             .map_err(|_| format!("invalid bind address {:?}", spec.bind_address));
     }
-    let host = spec.public_host.trim_matches(|c| c == '[' || c == ']').to_owned();
+    let host = spec
+        .public_host
+        .trim_matches(|c| c == '[' || c == ']')
+        .to_owned();
     if host.is_empty() {
         return Err("the service has neither a bind address nor a public host".to_owned());
     }

@@ -17,7 +17,9 @@ impl MigrationTrait for Migration {
         // Empty for existing nodes: their agents resolve the public host, as new nodes' do.
         manager
             .get_connection()
-            .execute_unprepared("ALTER TABLE nodes ADD COLUMN bind_address TEXT NOT NULL DEFAULT ''")
+            .execute_unprepared(
+                "ALTER TABLE nodes ADD COLUMN bind_address TEXT NOT NULL DEFAULT ''",
+            )
             .await?;
         Ok(())
     }
