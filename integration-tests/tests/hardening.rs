@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use castplane_control::{Config, ServiceConfig};
+use castplane_integration_tests::client::reflected_services;
 use castplane_integration_tests::fuzz::{self, Strings};
 use castplane_integration_tests::{Backend, ControlPlaneHandle, postgres, raw, wait_for};
 use castplane_proto::v1 as pb;
@@ -62,29 +63,6 @@ async fn an_open_data_dir_and_the_database_files_become_private() {
     }
     shutdown.cancel();
     server.await.expect("task").expect("clean exit");
-}
-
-async fn reflected_services(channel: tonic::transport::Channel) -> Vec<String> {
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut replies = ServerReflectionClient::new(channel)
-        .server_reflection_info(futures::stream::iter(vec![request]))
-        .await
-        .expect("reflection")
-        .into_inner();
-    let reply = replies.message().await.expect("reply").expect("a reply");
-    let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else {
-        panic!("unexpected reply {reply:?}")
-    };
-    let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    names.sort();
-    names
 }
 
 /// A TLS channel to the agent listener without a client certificate, as a joining agent has.
