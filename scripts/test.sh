@@ -11,7 +11,6 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # nextest runs every test in its own process, with one throwaway PostgreSQL for the whole run
 # (see .config/nextest.toml); CASTPLANE_TEST_THREADS overrides how many run at once.
-profile=default
-[ -n "${CI:-}" ] && profile=ci
-cargo nextest run --workspace --locked --profile "$profile" \
+# CI reports every failure, not only the first.
+cargo nextest run --workspace --locked ${CI:+--no-fail-fast} \
   ${CASTPLANE_TEST_THREADS:+--test-threads "$CASTPLANE_TEST_THREADS"}
