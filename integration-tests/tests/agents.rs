@@ -506,6 +506,24 @@ async fn an_agent_killed_mid_action_completes_it_exactly_once_without_restarting
         1,
         "executed and recorded once"
     );
+    // What the agent binary writes is its own: the key, certificates, identity and action log.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for file in [
+            "node.key",
+            "node.crt",
+            "ca.crt",
+            "node.json",
+            "actions.jsonl",
+        ] {
+            let mode = std::fs::metadata(data_dir.join(file))
+                .unwrap_or_else(|e| panic!("{file}: {e}"))
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(mode, 0o600, "{file} is {mode:o}");
+        }
+    }
     drop(_process);
     agent.stop_services().await;
 }
