@@ -111,17 +111,32 @@ pub fn resolve(file: FileConfig, overrides: FileConfig) -> Result<Resolved, Vec<
         errors.push("agent_listen: must differ from listen".to_owned());
     }
     let defaults = ServiceConfig::default();
-    let service = ServiceConfig {
-        action_deadline: seconds(
-            &mut errors,
-            "action_deadline_seconds",
-            pick(
-                overrides.action_deadline_seconds,
-                file.action_deadline_seconds,
-            ),
-            ACTION_DEADLINE_RANGE,
-            defaults.action_deadline,
+    let dispatch_defaults = crate::service::DispatchConfig::default();
+    let action_deadline = seconds(
+        &mut errors,
+        "action_deadline_seconds",
+        pick(
+            overrides.action_deadline_seconds,
+            file.action_deadline_seconds,
         ),
+        ACTION_DEADLINE_RANGE,
+        dispatch_defaults.action_deadline,
+    );
+    // Longer than the agents' heartbeat interval, or every node would flap.
+    let heartbeat_timeout = seconds(
+        &mut errors,
+        "heartbeat_timeout_seconds",
+        pick(
+            overrides.heartbeat_timeout_seconds,
+            file.heartbeat_timeout_seconds,
+        ),
+        (
+            dispatch_defaults.heartbeat_interval.as_secs() + 1,
+            HEARTBEAT_TIMEOUT_MAX,
+        ),
+        dispatch_defaults.heartbeat_timeout,
+    );
+    let service = ServiceConfig {
         join_token_ttl: seconds(
             &mut errors,
             "join_token_ttl_seconds",
@@ -142,20 +157,11 @@ pub fn resolve(file: FileConfig, overrides: FileConfig) -> Result<Resolved, Vec<
             CERTIFICATE_VALIDITY_RANGE,
             defaults.agent_certificate_validity,
         ),
-        heartbeat_timeout: seconds(
-            &mut errors,
-            "heartbeat_timeout_seconds",
-            pick(
-                overrides.heartbeat_timeout_seconds,
-                file.heartbeat_timeout_seconds,
-            ),
-            (
-                defaults.heartbeat_interval.as_secs() + 1,
-                HEARTBEAT_TIMEOUT_MAX,
-            ),
-            defaults.heartbeat_timeout,
-        ),
-        heartbeat_interval: defaults.heartbeat_interval,
+        dispatch: crate::service::DispatchConfig {
+            action_deadline,
+            heartbeat_timeout,
+            ..dispatch_defaults
+        },
     };
     if errors.is_empty() {
         Ok(Resolved {
@@ -233,7 +239,7 @@ mod tests {
         };
         let resolved = resolve(file, flags).unwrap();
         assert_eq!(
-            resolved.config.service.action_deadline,
+            resolved.config.service.dispatch.action_deadline,
             Duration::from_secs(5)
         );
         assert_eq!(resolved.listen.to_string(), "127.0.0.1:7400");

@@ -33,12 +33,17 @@ struct Args {
     /// PEM private key for the public API.
     #[arg(long)]
     tls_key: Option<PathBuf>,
-    /// Seconds before an action whose node is unreachable fails [default: 600].
+    /// Seconds an action waits for its node while the node is unreachable before it fails;
+    /// time the node is connected does not count [default: 600].
     #[arg(long)]
     action_deadline_seconds: Option<u64>,
     /// Lifetime of node certificates in seconds [default: 30 days].
     #[arg(long)]
     agent_certificate_validity_seconds: Option<u64>,
+    /// Seconds an agent may stay silent before its session is closed and its node counts as
+    /// unreachable; must exceed the agents' 5 s heartbeat interval [default: 15].
+    #[arg(long)]
+    heartbeat_timeout_seconds: Option<u64>,
 }
 
 #[tokio::main]
@@ -71,6 +76,7 @@ async fn main() -> std::process::ExitCode {
         tls_key: args.tls_key,
         action_deadline_seconds: args.action_deadline_seconds,
         agent_certificate_validity_seconds: args.agent_certificate_validity_seconds,
+        heartbeat_timeout_seconds: args.heartbeat_timeout_seconds,
         ..Default::default()
     };
     let resolved = match resolve(file, flags) {

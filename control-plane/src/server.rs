@@ -33,7 +33,6 @@ use crate::service::{ControlPlane, ServiceConfig};
 
 /// How long in-flight calls get to finish once shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -163,7 +162,7 @@ pub async fn run(
             control_plane: cp(),
         }))
         .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listeners.public),
+            no_delay(listeners.public),
             shutdown.clone().cancelled_owned(),
         );
 
@@ -187,14 +186,16 @@ pub async fn run(
         .add_service(agent_reflection_v1alpha)
         .add_service(AgentServiceServer::new(AgentApi {
             control_plane: cp(),
-            shutdown: shutdown.clone(),
         }))
         .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listeners.agent),
+            no_delay(listeners.agent),
             shutdown.clone().cancelled_owned(),
         );
 
-    let sweeper = tokio::spawn(sweep_until(control_plane.clone(), shutdown.clone()));
+    control_plane
+        .start_dispatcher()
+        .await
+        .context("starting the dispatcher")?;
     tracing::info!(%public_addr, %agent_addr, tls = config.public_tls.is_some(), "castplane control plane serving");
 
     let servers = async { tokio::try_join!(public, agent) };
@@ -208,7 +209,7 @@ pub async fn run(
             }
         }
     }
-    let _ = sweeper.await;
+    control_plane.dispatcher_drained().await;
     persistence.close().await;
     tracing::info!("castplane control plane stopped");
     Ok(())
@@ -244,18 +245,21 @@ const REFLECTION_SERVICES: &[&str] = &[
     "grpc.reflection.v1alpha.ServerReflection",
 ];
 
-async fn sweep_until(control_plane: ControlPlane, shutdown: CancellationToken) {
-    let mut ticker = tokio::time::interval(SWEEP_INTERVAL);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {
-                if let Err(err) = control_plane.sweep().await {
-                    tracing::warn!(error = %err, "liveness sweep failed");
-                }
+/// Accepted connections with Nagle's algorithm off. tonic sets `TCP_NODELAY` only on sockets
+/// it accepts itself; with our own listener each gRPC reply would otherwise wait for the
+/// peer's delayed ACK (about 40 ms per call). A socket the option cannot be set on is served
+/// anyway, and said so.
+pub fn no_delay(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|accepted| {
+        accepted.inspect(|stream| {
+            if let Err(err) = stream.set_nodelay(true) {
+                tracing::warn!(error = %err, "could not set TCP_NODELAY on a connection");
             }
-            _ = shutdown.cancelled() => return,
-        }
-    }
+        })
+    })
 }
 
 /// Binds both listeners (port 0 picks a free port).
@@ -357,4 +361,25 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     file.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_stream::StreamExt;
+
+    #[tokio::test]
+    async fn accepted_connections_have_nagle_off() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut incoming = Box::pin(super::no_delay(listener));
+        let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let accepted = incoming
+            .next()
+            .await
+            .expect("a connection")
+            .expect("accepted");
+        assert!(accepted.nodelay().expect("read TCP_NODELAY"));
+    }
 }

@@ -25,9 +25,11 @@ struct Args {
 enum Command {
     /// Join the control plane with a one-time token (from `castctl node add`).
     Join {
-        /// The control plane's agent listener, e.g. https://cp.example.net:7401.
-        #[arg(long)]
-        control_plane: String,
+        /// The control plane's agent listener, e.g. https://cp.example.net:7401. Give several
+        /// (repeated, or comma-separated) for several replicas: the agent fails over between
+        /// them.
+        #[arg(long, required = true, value_delimiter = ',')]
+        control_plane: Vec<String>,
         /// The join token; also read from CASTPLANE_JOIN_TOKEN so it stays out of `ps`.
         #[arg(long, env = "CASTPLANE_JOIN_TOKEN", hide_env_values = true)]
         token: String,
@@ -38,9 +40,10 @@ enum Command {
     Run {
         #[arg(long, env = "CASTPLANE_AGENT_DATA_DIR")]
         data_dir: PathBuf,
-        /// Overrides the control plane URL recorded at join.
-        #[arg(long)]
-        control_plane: Option<String>,
+        /// Overrides the control-plane endpoints recorded at join (repeated, or
+        /// comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        control_plane: Vec<String>,
     },
 }
 
@@ -72,8 +75,10 @@ fn check(command: &Command) -> Vec<String> {
             token,
             data_dir,
         } => {
-            if let Err(e) = check_control_plane_url(control_plane) {
-                errors.push(format!("--control-plane: {e}"));
+            for url in control_plane {
+                if let Err(e) = check_control_plane_url(url) {
+                    errors.push(format!("--control-plane: {e}"));
+                }
             }
             if castplane_proto::join_token::parse(token).is_none() {
                 errors.push(
@@ -89,10 +94,10 @@ fn check(command: &Command) -> Vec<String> {
             data_dir,
             control_plane,
         } => {
-            if let Some(url) = control_plane
-                && let Err(e) = check_control_plane_url(url)
-            {
-                errors.push(format!("--control-plane: {e}"));
+            for url in control_plane {
+                if let Err(e) = check_control_plane_url(url) {
+                    errors.push(format!("--control-plane: {e}"));
+                }
             }
             if !DataDir::new(data_dir).is_joined() {
                 errors.push(format!(
@@ -154,7 +159,7 @@ pub fn main() -> ExitCode {
             } => {
                 DataDir::new(&data_dir).make_private()?;
                 let mut config = AgentConfig::new(data_dir);
-                config.control_plane_url = control_plane;
+                config.control_plane_urls = control_plane;
                 let shutdown = CancellationToken::new();
                 let on_signal = shutdown.clone();
                 tokio::spawn(async move {
@@ -212,7 +217,7 @@ mod tests {
     #[test]
     fn every_bad_setting_is_named_at_once() {
         let errors = check(&Command::Join {
-            control_plane: "cp:7401".into(),
+            control_plane: vec!["cp:7401".into()],
             token: "nope".into(),
             data_dir: PathBuf::new(),
         });
@@ -220,7 +225,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let errors = check(&Command::Run {
             data_dir: dir.path().to_owned(),
-            control_plane: None,
+            control_plane: Vec::new(),
         });
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].contains("castplane-agent join"), "{errors:?}");

@@ -514,7 +514,8 @@ async fn port_in_use_names_its_owner() {
         .sup
         .start(&spec("busy", port))
         .await
-        .expect_err("port is taken");
+        .expect_err("port is taken")
+        .to_string();
     assert_eq!(
         err,
         format!("port {port} is in use by pid {}", std::process::id())
@@ -539,7 +540,8 @@ async fn startup_failure_reports_exit_status_and_stderr() {
         .sup
         .start(&spec("nobind", port))
         .await
-        .expect_err("icecast2 cannot bind");
+        .expect_err("icecast2 cannot bind")
+        .to_string();
     // SAFETY: `fd` is a socket this test opened and nothing else uses.
     unsafe { libc::close(fd) };
     assert!(
@@ -666,7 +668,8 @@ async fn unsupported_types_fail_clearly() {
         .sup
         .start(&shoutcast)
         .await
-        .expect_err("no shoutcast plugin");
+        .expect_err("no shoutcast plugin")
+        .to_string();
     assert!(err.contains("shoutcast"), "{err}");
     assert_eq!(wait_state(&fx.sup, "sc", ObservedState::Failed).await, err);
     fx.finish().await;
@@ -746,7 +749,12 @@ async fn servers_listen_only_on_the_nodes_bind_address() {
         public_host: "192.0.2.1".to_owned(),
         ..spec("elsewhere", free_port())
     };
-    let err = fx.sup.start(&elsewhere).await.expect_err("not this host");
+    let err = fx
+        .sup
+        .start(&elsewhere)
+        .await
+        .expect_err("not this host")
+        .to_string();
     assert!(err.contains("set the node's bind address"), "{err}");
     fx.finish().await;
 }
@@ -764,7 +772,12 @@ async fn a_restart_that_cannot_start_leaves_the_server_running() {
     // replace, as root or not): the restart fails before anything is stopped.
     std::fs::remove_file(dir.join("icecast.xml")).expect("remove config");
     std::fs::create_dir(dir.join("icecast.xml")).expect("block the config path");
-    let err = fx.sup.restart(&s).await.expect_err("cannot render");
+    let err = fx
+        .sup
+        .restart(&s)
+        .await
+        .expect_err("cannot render")
+        .to_string();
     assert!(
         err.contains("icecast.xml") && err.contains("left as it was"),
         "{err}"
@@ -786,7 +799,12 @@ async fn a_restart_that_cannot_start_leaves_the_server_running() {
     let taken = holder.local_addr().expect("addr").port();
     let mut moved = spec("steady", taken);
     moved.generation = 2;
-    let err = fx.sup.restart(&moved).await.expect_err("port taken");
+    let err = fx
+        .sup
+        .restart(&moved)
+        .await
+        .expect_err("port taken")
+        .to_string();
     assert!(err.contains(&format!("port {taken} is in use")), "{err}");
     assert_eq!(fx.sup.pid("steady").await, Some(pid));
     assert!(status_json(port).await.is_some());

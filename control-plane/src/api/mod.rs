@@ -28,6 +28,15 @@ pub(crate) fn principal<T: prost::Message + prost::Name>(
     Ok(principal)
 }
 
+/// The W3C trace context the caller sent (`traceparent` metadata), if any.
+pub(crate) fn traceparent<T>(request: &Request<T>) -> &str {
+    request
+        .metadata()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
 /// An optional id field: empty means absent.
 pub(crate) fn optional(value: &str) -> Option<&str> {
     if value.is_empty() { None } else { Some(value) }

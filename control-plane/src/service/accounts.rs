@@ -496,28 +496,36 @@ impl ControlPlane {
     /// Every public call starts here, so this is also where a database outage is diagnosed
     /// and then answered at once until the database is back.
     pub async fn authenticate(&self, secret: &str) -> Result<Option<Principal>> {
+        let hash = ids::hash_secret(secret);
+        if let Some(principal) = self.inner.tokens.get(&hash) {
+            return Ok(Some(principal));
+        }
         let persistence = self.persistence();
         persistence.check_available()?;
-        let found = match db::find_token_by_hash(self.db(), &ids::hash_secret(secret)).await {
+        let found = match db::find_token_by_hash(self.reader(), &hash).await {
             Ok(found) => found,
             Err(err) => return Err(persistence.diagnose(err).await.into()),
         };
         let Some(token) = found else {
             return Ok(None);
         };
-        Ok(match token.principal_kind.as_str() {
+        let principal = match token.principal_kind.as_str() {
             "admin" => Some(Principal::Admin),
-            "reseller" => db::get_reseller(self.db(), &token.principal_id, false)
+            "reseller" => db::get_reseller(self.reader(), &token.principal_id, false)
                 .await?
                 .map(|r| Principal::Reseller { id: r.id }),
-            "customer" => db::get_customer(self.db(), &token.principal_id, false)
+            "customer" => db::get_customer(self.reader(), &token.principal_id, false)
                 .await?
                 .map(|c| Principal::Customer {
                     id: c.id,
                     reseller_id: c.reseller_id,
                 }),
             _ => None,
-        })
+        };
+        if let Some(principal) = &principal {
+            self.inner.tokens.insert(hash, principal.clone());
+        }
+        Ok(principal)
     }
 
     pub async fn describe_caller(&self, principal: &Principal) -> Result<CallerView> {

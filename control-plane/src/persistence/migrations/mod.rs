@@ -4,6 +4,7 @@ use sea_orm_migration::async_trait;
 use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_initial;
+mod m20261201_000001_dispatch;
 mod m20261201_300001_node_bind_address;
 
 pub struct Migrator;
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
             Box::new(m20261128_000001_initial::Migration),
+            Box::new(m20261201_000001_dispatch::Migration),
             Box::new(m20261201_300001_node_bind_address::Migration),
         ]
     }
