@@ -11,6 +11,7 @@ pub mod nodes;
 pub mod notify;
 pub mod services;
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use sea_orm::{
@@ -58,10 +59,13 @@ impl From<DbErr> for PersistenceError {
             return PersistenceError::Aborted(text);
         }
         match err {
-            DbErr::ConnectionAcquire(e) => PersistenceError::Busy(format!(
-                "no database connection within {} s ({e}): the database is overloaded, down or unreachable",
-                ACQUIRE_TIMEOUT.as_secs()
-            )),
+            DbErr::ConnectionAcquire(e) => {
+                LAST_ACQUIRE_TIMEOUT.store(crate::clock::now_millis(), Ordering::Relaxed);
+                PersistenceError::Busy(format!(
+                    "no database connection within {} s ({e}): the database is overloaded, down or unreachable",
+                    ACQUIRE_TIMEOUT.as_secs()
+                ))
+            }
             other => PersistenceError::Database(other),
         }
     }
@@ -114,6 +118,12 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// After an outage was diagnosed, callers are answered at once for this long before the
 /// database is tried again.
 const OUTAGE_MEMORY: Duration = Duration::from_secs(2);
+/// When a request last waited [`ACQUIRE_TIMEOUT`] in vain for a connection (any pool in this
+/// process: the error does not say which). Until [`OUTAGE_MEMORY`] has passed, every caller
+/// first checks that its database server answers, so one slow failure diagnoses the outage
+/// for all that follow.
+static LAST_ACQUIRE_TIMEOUT: AtomicI64 = AtomicI64::new(0);
+
 /// How long the diagnosis of an outage may try to reach the database server.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -239,15 +249,26 @@ impl Persistence {
     }
 
     /// Fails at once while an outage diagnosed less than [`OUTAGE_MEMORY`] ago stands, so
-    /// callers are not each held for [`ACQUIRE_TIMEOUT`] by a database known to be down.
-    pub fn check_available(&self) -> Result<()> {
-        let outage = self.outage.lock().unwrap_or_else(|e| e.into_inner());
-        match &*outage {
-            Some((at, reason)) if at.elapsed() < OUTAGE_MEMORY => {
-                Err(PersistenceError::Unavailable(reason.clone()))
+    /// callers are not each held for [`ACQUIRE_TIMEOUT`] by a database known to be down; and
+    /// right after a connection could not be had, checks that the server answers first.
+    pub async fn check_available(&self) -> Result<()> {
+        {
+            let outage = self.outage.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, reason)) = &*outage
+                && at.elapsed() < OUTAGE_MEMORY
+            {
+                return Err(PersistenceError::Unavailable(reason.clone()));
             }
-            _ => Ok(()),
         }
+        let since_timeout =
+            crate::clock::now_millis() - LAST_ACQUIRE_TIMEOUT.load(Ordering::Relaxed);
+        if since_timeout < OUTAGE_MEMORY.as_millis() as i64 {
+            let suspected = PersistenceError::Busy("a recent request found no connection".into());
+            if let err @ PersistenceError::Unavailable(_) = self.diagnose(suspected).await {
+                return Err(err);
+            }
+        }
+        Ok(())
     }
 
     /// Turns a failure to get a connection into its cause, remembered for [`Self::check_available`]:

@@ -496,12 +496,12 @@ impl ControlPlane {
     /// Every public call starts here, so this is also where a database outage is diagnosed
     /// and then answered at once until the database is back.
     pub async fn authenticate(&self, secret: &str) -> Result<Option<Principal>> {
+        let persistence = self.persistence();
+        persistence.check_available().await?;
         let hash = ids::hash_secret(secret);
         if let Some(principal) = self.inner.tokens.get(&hash) {
             return Ok(Some(principal));
         }
-        let persistence = self.persistence();
-        persistence.check_available()?;
         let found = match db::find_token_by_hash(self.reader(), &hash).await {
             Ok(found) => found,
             Err(err) => return Err(persistence.diagnose(err).await.into()),
