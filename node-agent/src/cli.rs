@@ -66,6 +66,14 @@ pub fn check_control_plane_url(url: &str) -> Result<(), String> {
     }
 }
 
+fn check_urls(urls: &[String], errors: &mut Vec<String>) {
+    for url in urls {
+        if let Err(e) = check_control_plane_url(url) {
+            errors.push(format!("--control-plane: {e}"));
+        }
+    }
+}
+
 /// Every problem with the settings of `command`, before anything is done.
 fn check(command: &Command) -> Vec<String> {
     let mut errors = Vec::new();
@@ -75,11 +83,7 @@ fn check(command: &Command) -> Vec<String> {
             token,
             data_dir,
         } => {
-            for url in control_plane {
-                if let Err(e) = check_control_plane_url(url) {
-                    errors.push(format!("--control-plane: {e}"));
-                }
-            }
+            check_urls(control_plane, &mut errors);
             if castplane_proto::join_token::parse(token).is_none() {
                 errors.push(
                     "--token: not a castplane join token (expected cpjoin.<secret>.<ca sha256>, as `castctl node add` prints it)"
@@ -94,11 +98,7 @@ fn check(command: &Command) -> Vec<String> {
             data_dir,
             control_plane,
         } => {
-            for url in control_plane {
-                if let Err(e) = check_control_plane_url(url) {
-                    errors.push(format!("--control-plane: {e}"));
-                }
-            }
+            check_urls(control_plane, &mut errors);
             if !DataDir::new(data_dir).is_joined() {
                 errors.push(format!(
                     "--data-dir: {} holds no joined node; run `castplane-agent join` first",
