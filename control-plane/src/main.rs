@@ -55,6 +55,10 @@ async fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Everything written from here on is private, whatever the caller's umask: the database
+    // and the admin token are secrets (the files that matter also get explicit modes).
+    // SAFETY: umask has no preconditions; no other thread creates files yet.
+    unsafe { libc::umask(0o077) };
     let args = Args::parse();
     let file = match args.config.as_deref().map(load_file).transpose() {
         Ok(file) => file.unwrap_or_default(),

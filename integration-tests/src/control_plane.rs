@@ -34,11 +34,6 @@ impl ControlPlaneHandle {
     }
 
     pub async fn start_with(backend: Backend, service_config: ServiceConfig) -> Self {
-        crate::init_tracing();
-        let data_dir = tempfile::Builder::new()
-            .prefix("castplane-cp-")
-            .tempdir()
-            .expect("temp dir");
         let database_url = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => Some(
@@ -47,6 +42,16 @@ impl ControlPlaneHandle {
                     .expect("a PostgreSQL database for the test"),
             ),
         };
+        Self::start_on(database_url, service_config).await
+    }
+
+    /// On the database at `database_url` (`None`: SQLite in its data directory).
+    pub async fn start_on(database_url: Option<String>, service_config: ServiceConfig) -> Self {
+        crate::init_tracing();
+        let data_dir = tempfile::Builder::new()
+            .prefix("castplane-cp-")
+            .tempdir()
+            .expect("temp dir");
         let cert = rcgen::generate_simple_self_signed(vec![
             "localhost".to_owned(),
             "127.0.0.1".to_owned(),

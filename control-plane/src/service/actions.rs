@@ -6,7 +6,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::dispatch::hub::ActionDelta;
 use super::media::{DeletionPlan, being_deleted};
-use super::{Changes, ControlPlane, Result, can_see_service, page_size, paginate};
+use super::{Changes, ControlPlane, Result, can_see_service, page_size};
 use crate::clock::now_millis;
 use crate::domain::{ActionKind, ActionState, Principal, ServiceKind, ServiceType};
 use crate::error::ServiceError;
@@ -210,7 +210,13 @@ impl ControlPlane {
         requested_size: i32,
     ) -> Result<(Vec<ActionRecord>, String)> {
         let size = page_size(requested_size)?;
-        let after = super::decode_page_token(page_token)?;
+        let listing = format!(
+            "actions|{}|{}|{}",
+            principal.audit_name(),
+            media_service_id.unwrap_or_default(),
+            state.map(|s| s.as_str()).unwrap_or_default()
+        );
+        let after = self.page_after(&listing, page_token)?;
         let mut filter = ActionFilter {
             media_service_id: media_service_id.map(str::to_owned),
             state,
@@ -232,7 +238,7 @@ impl ControlPlane {
             Principal::Customer { id, .. } => filter.customer_id = Some(id.clone()),
         }
         let rows = db::list_actions(self.reader(), &filter, after.as_deref(), size + 1).await?;
-        let (rows, token) = paginate(rows, size, |a| &a.id);
+        let (rows, token) = self.paginate(&listing, rows, size, |a| &a.id);
         let ids: Vec<String> = rows.iter().map(|a| a.id.clone()).collect();
         let mut transitions =
             super::group_by_parent(db::transitions(self.reader(), &ids).await?, |t| {
