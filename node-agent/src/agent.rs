@@ -80,15 +80,22 @@ struct Shared {
     log: ActionLog,
     /// Actions executing now; a redelivery of one of them is ignored, its result follows.
     in_flight: Mutex<HashSet<String>>,
-    /// The current session's sender; results of actions that outlive a session go to the next.
-    outbound: Mutex<Option<Outbound>>,
+    link: Mutex<Link>,
     /// Every action task, so shutdown waits for them.
     tasks: TaskTracker,
+}
+
+/// The current session, and what it must repeat. One lock over both, so each result is either
+/// sent on the session current when it is reported or repeated by the next one.
+#[derive(Default)]
+struct Link {
+    /// The current session's sender; results of actions that outlive a session go to the next.
+    outbound: Option<Outbound>,
     /// Results reported lately. A report sent on a session that then broke may never have
     /// arrived, and the control plane re-sends only what it has not seen finish — not what
     /// it failed meanwhile at its deadline — so each new session repeats these; the control
     /// plane ignores what it already has and keeps the rest as late results.
-    recent: Mutex<std::collections::VecDeque<(Instant, ActionResult)>>,
+    recent: std::collections::VecDeque<(Instant, ActionResult)>,
 }
 
 /// How long, and how many, reported results are repeated on a new session.
@@ -96,40 +103,46 @@ const RECENT_RESULTS_AGE: Duration = Duration::from_secs(15 * 60);
 const RECENT_RESULTS: usize = 1000;
 
 impl Shared {
-    fn current_outbound(&self) -> Option<Outbound> {
-        self.outbound
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    fn link(&self) -> std::sync::MutexGuard<'_, Link> {
+        self.link.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn set_outbound(&self, outbound: Option<Outbound>) {
-        *self.outbound.lock().unwrap_or_else(|e| e.into_inner()) = outbound;
-    }
-
-    fn remember(&self, result: &ActionResult) {
-        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        if recent.len() >= RECENT_RESULTS {
-            recent.pop_front();
-        }
-        recent.push_back((Instant::now(), result.clone()));
-    }
-
-    /// Results reported lately, oldest first.
-    fn recent_results(&self) -> Vec<ActionResult> {
-        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        while recent
+    /// A new session: it gets every later report, and repeats the recent results now.
+    fn connect(&self, outbound: Outbound) -> anyhow::Result<()> {
+        let mut link = self.link();
+        while link
+            .recent
             .front()
             .is_some_and(|(at, _)| at.elapsed() > RECENT_RESULTS_AGE)
         {
-            recent.pop_front();
+            link.recent.pop_front();
         }
-        recent.iter().map(|(_, r)| r.clone()).collect()
+        for (_, result) in &link.recent {
+            outbound.send(result_update(result))?;
+        }
+        link.outbound = Some(outbound);
+        Ok(())
+    }
+
+    fn disconnect(&self) {
+        self.link().outbound = None;
     }
 
     fn report(&self, message: apb::AgentMessage) {
-        if let Some(outbound) = self.current_outbound() {
+        if let Some(outbound) = &self.link().outbound {
             let _ = outbound.send(message);
+        }
+    }
+
+    /// Reports a result, and keeps it for the next session to repeat.
+    fn report_result(&self, result: &ActionResult) {
+        let mut link = self.link();
+        if link.recent.len() >= RECENT_RESULTS {
+            link.recent.pop_front();
+        }
+        link.recent.push_back((Instant::now(), result.clone()));
+        if let Some(outbound) = &link.outbound {
+            let _ = outbound.send(result_update(result));
         }
     }
 }
@@ -158,9 +171,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         supervisor: supervisor.clone(),
         log,
         in_flight: Mutex::new(HashSet::new()),
-        outbound: Mutex::new(None),
+        link: Mutex::new(Link::default()),
         tasks: TaskTracker::new(),
-        recent: Mutex::new(std::collections::VecDeque::new()),
     });
     tracing::info!(node_id = %identity.node_id, control_plane = %endpoints.join(", "), "agent starting");
 
@@ -172,7 +184,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         next = next.wrapping_add(1);
         let started = Instant::now();
         let result = session(&config, &data_dir, url, &shared, &shutdown).await;
-        shared.set_outbound(None);
+        shared.disconnect();
         let lasted = started.elapsed();
         match &result {
             Ok(()) => tracing::info!(control_plane = %url, "session ended"),
@@ -240,11 +252,8 @@ async fn session(
         .await
         .map_err(|status| anyhow::anyhow!("session refused: {}", status.message()))?
         .into_inner();
-    shared.set_outbound(Some(tx.clone()));
+    shared.connect(tx.clone())?;
     tracing::info!(control_plane = %url, "connected to the control plane");
-    for result in shared.recent_results() {
-        tx.send(result_update(&result))?;
-    }
 
     // Desired states are applied by one task, merged: a burst of updates collapses.
     let desired = Arc::new(Desired::default());
@@ -456,7 +465,7 @@ fn handle_action(shared: &Arc<Shared>, action: apb::ExecuteAction) {
     match verdict {
         Verdict::Replay(result) => {
             tracing::info!(action_id = %id, "action already done; replaying its result");
-            shared.report(result_update(&result));
+            shared.report_result(&result);
         }
         Verdict::AlreadyRunning => {
             tracing::info!(action_id = %id, "action redelivered while still running");
@@ -558,8 +567,7 @@ async fn finish(shared: &Arc<Shared>, result: ActionResult) {
         tracing::error!(action_id = %result.action_id, error = %err, "could not persist an action result");
     }
     release(shared, &result.action_id);
-    shared.remember(&result);
-    shared.report(result_update(&result));
+    shared.report_result(&result);
 }
 
 fn release(shared: &Shared, id: &str) {
