@@ -59,6 +59,7 @@ async fn main() -> std::process::ExitCode {
     // and the admin token are secrets (the files that matter also get explicit modes).
     // SAFETY: umask has no preconditions; no other thread creates files yet.
     unsafe { libc::umask(0o077) };
+    raise_open_file_limit();
     let args = Args::parse();
     let file = match args.config.as_deref().map(load_file).transpose() {
         Ok(file) => file.unwrap_or_default(),
@@ -118,5 +119,20 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+/// Every connected agent holds a socket: take the hard limit on open files, not the (often
+/// 1024) soft one.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(err) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(error = %err, soft, hard, "could not raise the open-file limit");
+            }
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %err, "could not read the open-file limit"),
     }
 }
