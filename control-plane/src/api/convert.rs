@@ -283,7 +283,7 @@ pub fn action_to_wire(record: &ActionRecord) -> pb::Action {
         update_time: Some(to_timestamp(a.update_time)),
         deadline: a.expire_time.map(to_timestamp),
         transitions: record
-            .transitions
+            .transitions()
             .iter()
             .map(|t| pb::ActionTransition {
                 state: pb::ActionState::from(t.state) as i32,

@@ -1,43 +1,14 @@
 //! The durable action queue.
 
 use sea_orm::prelude::*;
-use sea_orm::{ConnectionTrait, IntoActiveModel, QueryOrder, QuerySelect};
+use sea_orm::{ConnectionTrait, QueryOrder, QuerySelect};
 
 use super::Result;
-use super::entities::{action, action_transition};
+use super::entities::action;
 use crate::domain::ActionState;
-
-pub async fn insert_action(
-    db: &impl ConnectionTrait,
-    model: action::Model,
-    transition: action_transition::Model,
-) -> Result<()> {
-    action::Entity::insert(model.into_active_model())
-        .exec_without_returning(db)
-        .await?;
-    action_transition::Entity::insert(transition.into_active_model())
-        .exec_without_returning(db)
-        .await?;
-    Ok(())
-}
 
 pub async fn get_action(db: &impl ConnectionTrait, id: &str) -> Result<Option<action::Model>> {
     Ok(action::Entity::find_by_id(id.to_owned()).one(db).await?)
-}
-
-pub async fn transitions(
-    db: &impl ConnectionTrait,
-    action_ids: &[String],
-) -> Result<Vec<action_transition::Model>> {
-    if action_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(action_transition::Entity::find()
-        .filter(action_transition::Column::ActionId.is_in(action_ids.iter().map(String::as_str)))
-        .order_by_asc(action_transition::Column::Time)
-        .order_by_asc(action_transition::Column::Id)
-        .all(db)
-        .await?)
 }
 
 #[derive(Clone, Debug, Default)]

@@ -14,7 +14,7 @@ use sea_orm::{
 };
 
 use super::Result;
-use super::entities::{action, action_transition, media_service, node, port_allocation};
+use super::entities::{action, media_service, node, port_allocation};
 use crate::domain::{ActionState, DesiredState, ObservedState};
 
 const OPEN: &str = "('queued', 'dispatched', 'running')";
@@ -503,7 +503,7 @@ pub async fn claim_heads(
             b,
             &format!(
                 "UPDATE actions SET state = 'dispatched', dispatch_generation = $2, \
-                 not_after = {db_now} + $3, update_time = $4, \
+                 not_after = {db_now} + $3, update_time = $4, dispatch_time = $4, \
                  previous_desired_state = (SELECT s.desired_state FROM media_services s WHERE s.id = actions.media_service_id) \
                  WHERE node_id = $1 AND state = 'queued' \
                  AND sequence = (SELECT MIN(o.sequence) FROM actions o \
@@ -550,49 +550,6 @@ pub async fn set_desired(
         ))
         .await?,
     )
-}
-
-pub async fn insert_transitions(
-    txn: &impl ConnectionTrait,
-    transitions: &[action_transition::Model],
-) -> Result<()> {
-    // 5 values a row; stay well below SQLite's 32766 bound variables.
-    for chunk in transitions.chunks(1000) {
-        if chunk.is_empty() {
-            continue;
-        }
-        let b = txn.get_database_backend();
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
-        let mut tuples = Vec::with_capacity(chunk.len());
-        for (i, t) in chunk.iter().enumerate() {
-            let p = 5 * i;
-            tuples.push(format!(
-                "(${}, ${}, ${}, ${}, ${})",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5
-            ));
-            values.extend([
-                t.id.clone().into(),
-                t.action_id.clone().into(),
-                t.state.as_str().into(),
-                t.time.into(),
-                t.message.clone().into(),
-            ]);
-        }
-        txn.execute_raw(sql(
-            b,
-            &format!(
-                "INSERT INTO action_transitions (id, action_id, state, time, message) VALUES {}",
-                tuples.join(", ")
-            ),
-            values,
-        ))
-        .await?;
-    }
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -657,11 +614,16 @@ pub async fn transition_many(
         .map(|s| format!("'{}'", s.as_str()))
         .collect::<Vec<_>>()
         .join(", ");
+    let step = match to {
+        ActionState::Running => ", run_time = $2",
+        ActionState::Succeeded | ActionState::Failed => ", finish_time = $2",
+        ActionState::Queued | ActionState::Dispatched => "",
+    };
     let mut moved: Vec<action::Model> = models(
         txn.query_all_raw(sql(
             b,
             &format!(
-                "UPDATE actions SET state = $1, update_time = $2{set_error}, expire_time = NULL \
+                "UPDATE actions SET state = $1, update_time = $2{step}{set_error}, expire_time = NULL \
                  WHERE {filter} AND state IN ({from_list}) RETURNING *"
             ),
             values,
@@ -884,24 +846,43 @@ pub async fn next_action_sequence(
     .pop())
 }
 
-/// Whether a session holds the node now (its replica's lease included).
-pub async fn node_reachable(db: &impl ConnectionTrait, node_id: &str) -> Result<bool> {
-    let b = db.get_database_backend();
-    let row = db
-        .query_one_raw(sql(
+/// Inserts a queued action. It starts counting down towards its deadline at once if no session
+/// holds its node (`deadline_ms` from now), and not before its node becomes unreachable
+/// otherwise. Returns it as stored.
+pub async fn insert_action(
+    txn: &impl ConnectionTrait,
+    action: &action::Model,
+    deadline_ms: i64,
+) -> Result<action::Model> {
+    let b = txn.get_database_backend();
+    let now = now_sql(b);
+    models::<action::Model>(
+        txn.query_all_raw(sql(
             b,
             &format!(
-                "SELECT n.connected AND r.lease_expire_time >= {} AS reachable \
-                 FROM nodes n LEFT JOIN replicas r ON r.id = n.session_replica WHERE n.id = $1",
-                now_sql(b)
+                "INSERT INTO actions (id, media_service_id, node_id, kind, state, sequence, \
+                 requested_by, error, create_time, update_time, expired, late_message, trace_context, \
+                 expire_time) VALUES ($1, $2, $3, $4, 'queued', $5, $6, '', $7, $7, FALSE, '', $8, \
+                 CASE WHEN EXISTS (SELECT 1 FROM nodes n JOIN replicas r ON r.id = n.session_replica \
+                     WHERE n.id = $3 AND n.connected = TRUE AND r.lease_expire_time >= {now}) \
+                 THEN NULL ELSE {now} + $9 END) RETURNING *"
             ),
-            vec![node_id.into()],
+            vec![
+                action.id.clone().into(),
+                action.media_service_id.clone().into(),
+                action.node_id.clone().into(),
+                action.kind.as_str().into(),
+                action.sequence.into(),
+                action.requested_by.clone().into(),
+                action.create_time.into(),
+                action.trace_context.clone().into(),
+                deadline_ms.into(),
+            ],
         ))
-        .await?;
-    Ok(match row {
-        Some(row) => column::<Option<bool>>(&row, "reachable")?.unwrap_or(false),
-        None => false,
-    })
+        .await?,
+    )?
+    .pop()
+    .ok_or_else(|| super::PersistenceError::Corrupt(format!("action {} vanished", action.id)))
 }
 
 /// One read for a session's periodic check: the node's version, and whether anything is

@@ -181,14 +181,21 @@ impl Persistence {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .max_lifetime(settings.max_lifetime);
         if is_sqlite {
+            // A local file cannot drop a connection: never ping one before use (sqlx's
+            // default pings on every acquire — a round trip to the connection's thread per
+            // query).
             options
                 .max_connections(1)
                 .min_connections(1)
+                .test_before_acquire(false)
                 .map_sqlx_sqlite_opts(sqlite_options);
         } else {
+            // Only a connection idle long enough for the server or a proxy to have dropped it
+            // is pinged before use; hot ones go straight through.
             options
                 .max_connections(settings.readers.max(2) * 4)
-                .min_connections(1);
+                .min_connections(1)
+                .test_before_acquire_if_idle_for(Duration::from_secs(10));
         }
         let db = Database::connect(options).await?;
         let server = if is_sqlite {
@@ -216,6 +223,7 @@ impl Persistence {
             .max_lifetime(settings.max_lifetime)
             .max_connections(settings.readers.max(1))
             .min_connections(1)
+            .test_before_acquire(false)
             .map_sqlx_sqlite_opts(|o| sqlite_options(o).read_only(true));
         let reader = Database::connect(options).await?;
         Ok(Persistence {

@@ -4,7 +4,6 @@ use sea_orm::TransactionTrait;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::dispatch::hub::ActionDelta;
 use super::media::{DeletionPlan, being_deleted};
 use super::{Changes, ControlPlane, Result, can_see_service, page_size};
 use crate::clock::now_millis;
@@ -13,19 +12,52 @@ use crate::error::ServiceError;
 use crate::ids;
 use crate::persistence::actions::ActionFilter;
 use crate::persistence::dispatch as dispatch_db;
-use crate::persistence::entities::{action, action_transition};
+use crate::persistence::entities::action;
 use crate::persistence::{actions as db, services as service_db};
 
-/// An action with its recorded transitions.
+/// An action as the API shows it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ActionRecord {
     pub action: action::Model,
-    pub transitions: Vec<action_transition::Model>,
+}
+
+/// One step of an action's history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub state: ActionState,
+    pub time: i64,
+    pub message: String,
 }
 
 impl ActionRecord {
     pub fn state(&self) -> ActionState {
         self.action.state
+    }
+
+    /// Its steps so far, oldest first. The history is linear (queued → dispatched → running →
+    /// succeeded | failed, any step but the first possibly skipped), so each step is a time on
+    /// the row rather than a row of its own.
+    pub fn transitions(&self) -> Vec<Transition> {
+        let a = &self.action;
+        let step = |state, time: Option<i64>, message: &str| {
+            time.map(|time| Transition {
+                state,
+                time,
+                message: message.to_owned(),
+            })
+        };
+        [
+            step(ActionState::Queued, Some(a.create_time), ""),
+            step(ActionState::Dispatched, a.dispatch_time, ""),
+            step(ActionState::Running, a.run_time, ""),
+            a.state
+                .is_terminal()
+                .then(|| step(a.state, a.finish_time, &a.error))
+                .flatten(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 }
 
@@ -60,12 +92,6 @@ impl ControlPlane {
             service_db::mark_deleting(&txn, &service.id).await?;
         }
         let now = now_millis();
-        let reachable = dispatch_db::node_reachable(&txn, &service.node_id).await?;
-        let expire_time = if reachable {
-            None
-        } else {
-            Some(now.saturating_add(self.dispatch_config().deadline_ms()))
-        };
         let model = action::Model {
             id: ids::new_id("act"),
             media_service_id: service.id.clone(),
@@ -79,21 +105,18 @@ impl ControlPlane {
             update_time: now,
             dispatch_generation: None,
             not_after: None,
-            expire_time,
+            expire_time: None,
             previous_desired_state: None,
             expired: false,
             late_state: None,
             late_message: String::new(),
             trace_context: traceparent_or_empty(trace_context),
+            dispatch_time: None,
+            run_time: None,
+            finish_time: None,
         };
-        let transition = action_transition::Model {
-            id: ids::new_id("atr"),
-            action_id: model.id.clone(),
-            state: ActionState::Queued,
-            time: now,
-            message: String::new(),
-        };
-        db::insert_action(&txn, model.clone(), transition.clone()).await?;
+        let model =
+            dispatch_db::insert_action(&txn, &model, self.dispatch_config().deadline_ms()).await?;
         let mut changes = Changes::default();
         changes.queued.insert(model.node_id.clone());
         if kind == ActionKind::Delete {
@@ -108,11 +131,8 @@ impl ControlPlane {
         }
         self.commit(txn, changes).await?;
         tracing::info!(action_id = %model.id, media_service_id = %model.media_service_id, kind = %kind, "queued action");
-        let record = ActionRecord {
-            action: model,
-            transitions: vec![transition],
-        };
-        self.redacted(principal, record).await
+        self.redacted(principal, ActionRecord { action: model })
+            .await
     }
 
     /// Deletion: video services need explicit confirmation; a dry run only returns the plan.
@@ -157,14 +177,6 @@ impl ControlPlane {
         Ok((plan, Some(record)))
     }
 
-    async fn action_record(&self, action: action::Model) -> Result<ActionRecord> {
-        let transitions = db::transitions(self.reader(), std::slice::from_ref(&action.id)).await?;
-        Ok(ActionRecord {
-            action,
-            transitions,
-        })
-    }
-
     pub async fn get_action(&self, principal: &Principal, id: &str) -> Result<ActionRecord> {
         Ok(self.visible_action(principal, id).await?.0)
     }
@@ -183,8 +195,7 @@ impl ControlPlane {
             .await?
             .filter(|s| can_see_service(principal, s))
             .ok_or_else(not_found)?;
-        let record = self.action_record(action).await?;
-        let record = self.redacted(principal, record).await?;
+        let record = self.redacted(principal, ActionRecord { action }).await?;
         Ok((record, (service.reseller_id, service.customer_id)))
     }
 
@@ -239,18 +250,9 @@ impl ControlPlane {
         }
         let rows = db::list_actions(self.reader(), &filter, after.as_deref(), size + 1).await?;
         let (rows, token) = self.paginate(&listing, rows, size, |a| &a.id);
-        let ids: Vec<String> = rows.iter().map(|a| a.id.clone()).collect();
-        let mut transitions =
-            super::group_by_parent(db::transitions(self.reader(), &ids).await?, |t| {
-                &t.action_id
-            });
         let mut records = Vec::with_capacity(rows.len());
         for action in rows {
-            let record = ActionRecord {
-                transitions: transitions.remove(&action.id).unwrap_or_default(),
-                action,
-            };
-            records.push(self.redacted(principal, record).await?);
+            records.push(self.redacted(principal, ActionRecord { action }).await?);
         }
         Ok((records, token))
     }
@@ -268,13 +270,7 @@ impl ControlPlane {
         let (first, first_owner) = self.visible_action(principal, id).await?;
         let requested_by = first.action.requested_by.clone();
         let mut seen_epoch = self.owner_epoch();
-        subscription.offer(ActionRecord {
-            action: action::Model {
-                requested_by: String::new(),
-                ..first.action.clone()
-            },
-            transitions: first.transitions.clone(),
-        });
+        subscription.offer(first.clone());
         let (tx, rx) = mpsc::channel(16);
         let shutdown = self.shutdown_token().clone();
         let principal = principal.clone();
@@ -345,21 +341,10 @@ impl ControlPlane {
         }
         let loaded = async {
             let actions = dispatch_db::actions_by_id(self.reader(), ids).await?;
-            let action_ids: Vec<String> = actions.iter().map(|a| a.id.clone()).collect();
-            let mut transitions =
-                super::group_by_parent(db::transitions(self.reader(), &action_ids).await?, |t| {
-                    &t.action_id
-                });
             Ok::<_, ServiceError>(
                 actions
                     .into_iter()
-                    .map(|action| ActionRecord {
-                        transitions: transitions.remove(&action.id).unwrap_or_default(),
-                        action: action::Model {
-                            requested_by: String::new(),
-                            ..action
-                        },
-                    })
+                    .map(|action| ActionRecord { action })
                     .collect::<Vec<_>>(),
             )
         };
@@ -369,14 +354,6 @@ impl ControlPlane {
                 tracing::warn!(error = %err, "could not re-read actions for their watchers")
             }
         }
-    }
-}
-
-/// The change of an action made outside the dispatcher (the sweep), for watchers here.
-pub(crate) fn delta(action: action::Model, transition: action_transition::Model) -> ActionDelta {
-    ActionDelta {
-        action,
-        transitions: vec![transition],
     }
 }
 

@@ -3,13 +3,14 @@
 
 use sea_orm::TransactionTrait;
 
+use super::dispatch::hub::ActionDelta;
 use super::{ControlPlane, Result};
 use crate::clock::now_millis;
 use crate::domain::{ActionKind, ActionState};
 use crate::error::ServiceError;
 use crate::ids;
 use crate::persistence::dispatch::{self as db_dispatch, Which};
-use crate::persistence::entities::{action, action_transition, node};
+use crate::persistence::entities::node;
 use crate::persistence::nodes as db;
 
 pub struct Joined {
@@ -210,104 +211,70 @@ impl ControlPlane {
         let now = now_millis();
         let txn = self.db().begin().await?;
         let mut changes = super::Changes::default();
-        let fail = |moved: Vec<action::Model>, message: &str, changes: &mut super::Changes| {
-            let mut out = Vec::new();
-            for action in moved {
-                let transition = action_transition::Model {
-                    id: ids::new_id("atr"),
-                    action_id: action.id.clone(),
-                    state: ActionState::Failed,
-                    time: now,
-                    message: message.to_owned(),
-                };
-                tracing::warn!(action_id = %action.id, node_id = %action.node_id, reason = message, "action failed: node unreachable past its deadline");
-                out.push(transition.clone());
-                changes
-                    .actions
-                    .push(super::actions::delta(action, transition));
-            }
-            out
-        };
-        let undelivered_ids: Vec<String> =
-            overdue.undelivered.iter().map(|a| a.id.clone()).collect();
-        let moved = db_dispatch::transition_many(
-            &txn,
-            Which::Ids(&undelivered_ids),
-            &[ActionState::Queued],
-            ActionState::Failed,
-            &format!(
-                "node unreachable for {deadline}: the action was never sent to it and will not be"
-            ),
-            now,
-        )
-        .await?;
-        let mut transitions = fail(
-            moved,
-            &format!(
-                "node unreachable for {deadline}: the action was never sent to it and will not be"
-            ),
-            &mut changes,
-        );
-
-        let unacknowledged_ids: Vec<String> = overdue
-            .unacknowledged
-            .iter()
-            .map(|a| a.id.clone())
-            .collect();
-        let message = format!(
-            "node unreachable for {deadline}: the action was sent but the node never confirmed it;              a node does not start an action that reaches it after its deadline, so it has not taken effect              (if the node had started it, its result is recorded as this action's late result)"
-        );
-        let moved = db_dispatch::transition_many(
-            &txn,
-            Which::Ids(&unacknowledged_ids),
-            &[ActionState::Dispatched],
-            ActionState::Failed,
-            &message,
-            now,
-        )
-        .await?;
         let mut touched: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-        for action in &moved {
-            if action.kind == ActionKind::Delete {
-                db_dispatch::reopen_service(&txn, &action.media_service_id, now).await?;
-            } else if let Some(previous) = action.previous_desired_state {
-                db_dispatch::set_desired(
-                    &txn,
-                    std::slice::from_ref(&action.media_service_id),
-                    previous,
-                    now,
-                )
-                .await?;
-            } else {
-                continue;
-            }
-            touched
-                .entry(action.node_id.clone())
-                .or_default()
-                .push(action.media_service_id.clone());
-        }
-        transitions.extend(fail(moved, &message, &mut changes));
 
-        let running_ids: Vec<String> = overdue.running.iter().map(|a| a.id.clone()).collect();
-        let message = format!(
-            "node unreachable for {deadline} while the action was running: it may still complete on the node,              and if it does its result is recorded as this action's late result"
+        let never_sent = format!(
+            "node unreachable for {deadline}: the action was never sent to it and will not be"
         );
-        let moved = db_dispatch::transition_many(
-            &txn,
-            Which::Ids(&running_ids),
-            &[ActionState::Running],
-            ActionState::Failed,
-            &message,
-            now,
-        )
-        .await?;
-        transitions.extend(fail(moved, &message, &mut changes));
-
+        let never_confirmed = format!(
+            "node unreachable for {deadline}: the action was sent but the node never confirmed \
+             it; a node does not start an action that reaches it after its deadline, so it has \
+             not taken effect (if the node had started it, its result is recorded as this \
+             action's late result)"
+        );
+        let while_running = format!(
+            "node unreachable for {deadline} while the action was running: it may still \
+             complete on the node, and if it does its result is recorded as this action's late \
+             result"
+        );
+        let groups = [
+            (&overdue.undelivered, ActionState::Queued, &never_sent),
+            (
+                &overdue.unacknowledged,
+                ActionState::Dispatched,
+                &never_confirmed,
+            ),
+            (&overdue.running, ActionState::Running, &while_running),
+        ];
+        for (actions, from, message) in groups {
+            let ids: Vec<String> = actions.iter().map(|a| a.id.clone()).collect();
+            let moved = db_dispatch::transition_many(
+                &txn,
+                Which::Ids(&ids),
+                &[from],
+                ActionState::Failed,
+                message,
+                now,
+            )
+            .await?;
+            for action in moved {
+                tracing::warn!(action_id = %action.id, node_id = %action.node_id, reason = %message, "action failed: node unreachable past its deadline");
+                // What was never started has not taken effect: its intent gives way to the
+                // one before (a delete leaves the service operable).
+                if from == ActionState::Dispatched {
+                    if action.kind == ActionKind::Delete {
+                        db_dispatch::reopen_service(&txn, &action.media_service_id, now).await?;
+                    } else if let Some(previous) = action.previous_desired_state {
+                        db_dispatch::set_desired(
+                            &txn,
+                            std::slice::from_ref(&action.media_service_id),
+                            previous,
+                            now,
+                        )
+                        .await?;
+                    }
+                    touched
+                        .entry(action.node_id.clone())
+                        .or_default()
+                        .push(action.media_service_id.clone());
+                }
+                changes.actions.push(ActionDelta { action });
+            }
+        }
         for (node, services) in &touched {
             db_dispatch::touch_services(&txn, node, services).await?;
             changes.nodes.insert(node.clone());
         }
-        db_dispatch::insert_transitions(&txn, &transitions).await?;
         self.commit(txn, changes).await
     }
 }

@@ -33,6 +33,10 @@ pub struct Model {
     pub late_message: String,
     /// W3C trace context (`traceparent`) of the request that queued it.
     pub trace_context: String,
+    /// When each step happened (the queued step is `create_time`).
+    pub dispatch_time: Option<i64>,
+    pub run_time: Option<i64>,
+    pub finish_time: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,7 +1,6 @@
 //! sea-orm entities, one per table. The schema itself lives in `../migrations`.
 
 pub mod action;
-pub mod action_transition;
 pub mod api_token;
 pub mod cluster_state;
 pub mod customer;

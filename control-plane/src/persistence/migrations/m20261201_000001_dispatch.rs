@@ -16,6 +16,7 @@
 //!   failed it at its deadline and the result the node reported after that, the trace
 //!   context it was queued under, and `expire_time` — unreachable-time deadline — instead of a
 //!   deadline counted from queue time.
+//! - `action_transitions` goes: an action's steps are time columns on its row.
 //! - Observed state moves off the intent row into `observed_services`, with the desired
 //!   generation the agent reports running.
 
@@ -73,6 +74,19 @@ const UP: &[&str] = &[
     "UPDATE actions SET expire_time = deadline WHERE state IN ('queued', 'dispatched', 'running')",
     "ALTER TABLE actions DROP COLUMN deadline",
     "ALTER TABLE actions DROP COLUMN dispatch_session",
+    // An action's history is linear (queued → dispatched → running → succeeded | failed):
+    // one time column per step instead of a row per transition, so each step is one write.
+    "ALTER TABLE actions ADD COLUMN dispatch_time BIGINT",
+    "ALTER TABLE actions ADD COLUMN run_time BIGINT",
+    "ALTER TABLE actions ADD COLUMN finish_time BIGINT",
+    r#"UPDATE actions SET
+        dispatch_time = (SELECT MIN(t.time) FROM action_transitions t
+            WHERE t.action_id = actions.id AND t.state = 'dispatched'),
+        run_time = (SELECT MIN(t.time) FROM action_transitions t
+            WHERE t.action_id = actions.id AND t.state = 'running'),
+        finish_time = (SELECT MIN(t.time) FROM action_transitions t
+            WHERE t.action_id = actions.id AND t.state IN ('succeeded', 'failed'))"#,
+    "DROP TABLE action_transitions",
     "CREATE INDEX actions_open_by_service ON actions (media_service_id, sequence) WHERE state IN ('queued', 'dispatched', 'running')",
     "CREATE INDEX actions_expiring ON actions (expire_time) WHERE expire_time IS NOT NULL",
     r#"CREATE TABLE observed_services (

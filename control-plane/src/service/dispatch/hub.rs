@@ -1,7 +1,7 @@
 //! One shared fan-out per watched action, so `WatchAction` costs the database one read per
 //! watcher (its first answer), not a query loop.
 //!
-//! Writes made on this replica hand their new rows and transitions to [`ActionHub::apply`];
+//! Writes made on this replica hand their new rows to [`ActionHub::apply`];
 //! other replicas' changes arrive as notices and are re-read once per action, whatever the
 //! number of watchers ([`ActionHub::stale`]). Entries exist only while someone watches.
 
@@ -10,14 +10,14 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-use crate::persistence::entities::{action, action_transition};
+use crate::domain::ActionState;
+use crate::persistence::entities::action;
 use crate::service::ActionRecord;
 
-/// A change made on this replica: the action's row as written, and transitions it added.
+/// A change made on this replica: the action's row as written.
 #[derive(Clone, Debug)]
 pub struct ActionDelta {
     pub action: action::Model,
-    pub transitions: Vec<action_transition::Model>,
 }
 
 #[derive(Default)]
@@ -40,8 +40,8 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// Offers a record read from the database. Deltas that arrived before it are applied
-    /// (repeats are skipped by transition id); a newer record already held wins.
+    /// Offers a record read from the database. Deltas that arrived before it are applied when
+    /// newer; a newer record already held wins.
     pub fn offer(&self, record: ActionRecord) {
         let mut entry = self.slot.entry.lock().unwrap_or_else(|e| e.into_inner());
         let mut record = record;
@@ -49,7 +49,7 @@ impl Subscription {
             apply_delta(&mut record, &delta);
         }
         let newer = match &entry.record {
-            Some(current) => progress(&record) >= progress(current),
+            Some(current) => progress(&record.action) >= progress(&current.action),
             None => true,
         };
         if newer {
@@ -59,28 +59,26 @@ impl Subscription {
     }
 }
 
-/// How far a record has come: transitions only ever append, and a late result only follows.
-fn progress(record: &ActionRecord) -> (usize, bool, i64) {
-    (
-        record.transitions.len(),
-        record.action.late_state.is_some(),
-        record.action.update_time,
-    )
+/// How far an action has come: its states only move forward, and a late result only follows
+/// the end.
+fn progress(action: &action::Model) -> (u8, bool, i64) {
+    let step = match action.state {
+        ActionState::Queued => 0,
+        ActionState::Dispatched => 1,
+        ActionState::Running => 2,
+        ActionState::Succeeded | ActionState::Failed => 3,
+    };
+    (step, action.late_state.is_some(), action.update_time)
 }
 
 fn apply_delta(record: &mut ActionRecord, delta: &ActionDelta) {
-    for transition in &delta.transitions {
-        if !record.transitions.iter().any(|t| t.id == transition.id) {
-            record.transitions.push(transition.clone());
-        }
-    }
-    record
-        .transitions
-        .sort_by(|a, b| (a.time, &a.id).cmp(&(b.time, &b.id)));
-    if delta.action.update_time >= record.action.update_time
-        || delta.action.state.is_terminal() && !record.action.state.is_terminal()
-    {
-        record.action = delta.action.clone();
+    if progress(&delta.action) > progress(&record.action) {
+        // Who asked stays as the record had it (it may be redacted for its watchers).
+        let requested_by = std::mem::take(&mut record.action.requested_by);
+        record.action = action::Model {
+            requested_by,
+            ..delta.action.clone()
+        };
     }
 }
 
@@ -168,7 +166,7 @@ impl ActionHub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{ActionKind, ActionState};
+    use crate::domain::ActionKind;
 
     fn action(state: ActionState, update_time: i64) -> action::Model {
         action::Model {
@@ -190,45 +188,39 @@ mod tests {
             late_state: None,
             late_message: String::new(),
             trace_context: String::new(),
-        }
-    }
-
-    fn transition(id: &str, state: ActionState, time: i64) -> action_transition::Model {
-        action_transition::Model {
-            id: id.into(),
-            action_id: "act_1".into(),
-            state,
-            time,
-            message: String::new(),
+            dispatch_time: (update_time >= 2).then_some(2),
+            run_time: None,
+            finish_time: state.is_terminal().then_some(update_time),
         }
     }
 
     #[test]
-    fn a_delta_before_the_first_read_is_applied_once_whichever_the_read_saw() {
+    fn a_delta_before_the_first_read_is_applied_whichever_the_read_saw() {
         let hub = ActionHub::default();
         let sub = hub.subscribe("act_1");
-        let dispatched = ActionDelta {
+        hub.apply(&[ActionDelta {
             action: action(ActionState::Dispatched, 2),
-            transitions: vec![transition("atr_2", ActionState::Dispatched, 2)],
-        };
-        hub.apply(std::slice::from_ref(&dispatched));
-        // The read already includes the dispatch.
+        }]);
+        // The read predates the dispatch: the delta that came first still counts.
         sub.offer(ActionRecord {
-            action: action(ActionState::Dispatched, 2),
-            transitions: vec![
-                transition("atr_1", ActionState::Queued, 1),
-                transition("atr_2", ActionState::Dispatched, 2),
-            ],
+            action: action(ActionState::Queued, 1),
         });
         let record = sub.rx.borrow().clone().expect("record");
-        assert_eq!(record.transitions.len(), 2);
+        assert_eq!(record.action.state, ActionState::Dispatched);
+        // An older change arriving late changes nothing.
+        hub.apply(&[ActionDelta {
+            action: action(ActionState::Queued, 1),
+        }]);
+        assert_eq!(
+            sub.rx.borrow().clone().expect("record").action.state,
+            ActionState::Dispatched
+        );
         hub.apply(&[ActionDelta {
             action: action(ActionState::Succeeded, 3),
-            transitions: vec![transition("atr_3", ActionState::Succeeded, 3)],
         }]);
         let record = sub.rx.borrow().clone().expect("record");
         assert_eq!(record.action.state, ActionState::Succeeded);
-        assert_eq!(record.transitions.len(), 3);
+        assert_eq!(record.transitions().len(), 3);
         drop(sub);
         assert!(hub.watched(&["act_1".to_owned()]).is_empty());
     }

@@ -17,10 +17,9 @@ use super::hub::ActionDelta;
 use super::{SPECS_CHANGED, SessionEvent};
 use crate::clock::now_millis;
 use crate::domain::{ActionKind, ActionState, DesiredState};
-use crate::ids;
 use crate::persistence::PersistenceError;
 use crate::persistence::dispatch::{self as db, Observation, Which};
-use crate::persistence::entities::{action, action_transition, media_service};
+use crate::persistence::entities::{action, media_service};
 use crate::persistence::notify::{self, NoticeKind};
 use crate::service::ControlPlane;
 
@@ -217,15 +216,7 @@ async fn try_commit(
         replaced,
         ..Outcome::default()
     };
-    let mut transitions: Vec<action_transition::Model> = Vec::new();
     let mut changed: BTreeMap<String, action::Model> = BTreeMap::new();
-    let transition = |action: &action::Model, message: &str| action_transition::Model {
-        id: ids::new_id("atr"),
-        action_id: action.id.clone(),
-        state: action.state,
-        time: now,
-        message: message.to_owned(),
-    };
 
     for moved in db::transition_many(
         &txn,
@@ -237,7 +228,6 @@ async fn try_commit(
     )
     .await?
     {
-        transitions.push(transition(&moved, ""));
         changed.insert(moved.id.clone(), moved);
     }
 
@@ -268,7 +258,6 @@ async fn try_commit(
             }
         }
         for action in moved {
-            transitions.push(transition(&action, message));
             changed.insert(action.id.clone(), action.clone());
             finished.push(action);
         }
@@ -328,7 +317,6 @@ async fn try_commit(
         }
         let mut intents: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
         for action in &claimed {
-            transitions.push(transition(action, ""));
             changed.insert(action.id.clone(), action.clone());
             if let Some(desired) = intent_of(action.kind) {
                 intents
@@ -345,7 +333,6 @@ async fn try_commit(
         outcome.claimed.insert(node.clone(), (claimed, services));
     }
 
-    db::insert_transitions(&txn, &transitions).await?;
     let changed_ids: Vec<String> = changed.keys().cloned().collect();
     notify::send(
         &txn,
@@ -356,16 +343,9 @@ async fn try_commit(
     .await?;
     txn.commit().await?;
 
-    let mut by_action: HashMap<String, Vec<action_transition::Model>> = HashMap::new();
-    for t in transitions {
-        by_action.entry(t.action_id.clone()).or_default().push(t);
-    }
     outcome.deltas = changed
         .into_values()
-        .map(|action| ActionDelta {
-            transitions: by_action.remove(&action.id).unwrap_or_default(),
-            action,
-        })
+        .map(|action| ActionDelta { action })
         .collect();
     Ok(outcome)
 }
