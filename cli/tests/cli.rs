@@ -35,6 +35,7 @@ async fn start_server(tls: Option<castplane_control::TlsFiles>) -> Result<Server
         data_dir: data_dir.clone(),
         database_url: None,
         public_tls: tls.clone(),
+        console_dir: None,
         service: castplane_control::ServiceConfig::default(),
     };
     let listeners = castplane_control::bind("127.0.0.1:0".parse()?, "127.0.0.1:0".parse()?).await?;

@@ -24,6 +24,10 @@ pub struct FileConfig {
     pub join_token_ttl_seconds: Option<u64>,
     pub agent_certificate_validity_seconds: Option<u64>,
     pub heartbeat_timeout_seconds: Option<u64>,
+    pub session_idle_timeout_seconds: Option<u64>,
+    pub session_lifetime_seconds: Option<u64>,
+    /// The console's built assets (`console/dist`), served at `/` of the public API.
+    pub console_dir: Option<PathBuf>,
 }
 
 /// Everything resolved: where to listen and how to run.
@@ -131,13 +135,41 @@ pub fn resolve(file: FileConfig, overrides: FileConfig) -> Result<Resolved, Vec<
             &mut errors,
         ),
         heartbeat_interval: defaults.heartbeat_interval,
+        session_idle_timeout: seconds(
+            "session_idle_timeout_seconds",
+            pick(
+                overrides.session_idle_timeout_seconds,
+                file.session_idle_timeout_seconds,
+            ),
+            defaults.session_idle_timeout,
+            &mut errors,
+        ),
+        session_lifetime: seconds(
+            "session_lifetime_seconds",
+            pick(
+                overrides.session_lifetime_seconds,
+                file.session_lifetime_seconds,
+            ),
+            defaults.session_lifetime,
+            &mut errors,
+        ),
     };
+    let console_dir = pick(overrides.console_dir, file.console_dir);
+    if let Some(dir) = &console_dir
+        && !dir.join("index.html").is_file()
+    {
+        errors.push(format!(
+            "console_dir: {} has no index.html (build the console with `npm run build` in console/)",
+            dir.display()
+        ));
+    }
     if errors.is_empty() {
         Ok(Resolved {
             config: Config {
                 data_dir,
                 database_url,
                 public_tls,
+                console_dir,
                 service,
             },
             listen,

@@ -33,6 +33,9 @@ struct Args {
     /// PEM private key for the public API.
     #[arg(long)]
     tls_key: Option<PathBuf>,
+    /// The console's built assets (console/dist), served at / of the public API.
+    #[arg(long)]
+    console_dir: Option<PathBuf>,
     /// Seconds before an action whose node is unreachable fails [default: 600].
     #[arg(long)]
     action_deadline_seconds: Option<u64>,
@@ -65,6 +68,7 @@ async fn main() -> std::process::ExitCode {
         database_url: args.database_url,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
+        console_dir: args.console_dir,
         action_deadline_seconds: args.action_deadline_seconds,
         agent_certificate_validity_seconds: args.agent_certificate_validity_seconds,
         ..Default::default()

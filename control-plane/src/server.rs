@@ -13,7 +13,9 @@ use castplane_proto::v1::account_service_server::AccountServiceServer;
 use castplane_proto::v1::action_service_server::ActionServiceServer;
 use castplane_proto::v1::catalog_service_server::CatalogServiceServer;
 use castplane_proto::v1::media_service_service_server::MediaServiceServiceServer;
+use castplane_proto::v1::login_service_server::LoginServiceServer;
 use castplane_proto::v1::node_service_server::NodeServiceServer;
+use castplane_proto::v1::session_service_server::SessionServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +27,9 @@ use crate::api::agent::AgentApi;
 use crate::api::catalog::CatalogApi;
 use crate::api::media::MediaServiceApi;
 use crate::api::nodes::NodeApi;
+use crate::api::sessions::{LoginApi, SessionApi};
 use crate::auth::AuthLayer;
+use crate::console;
 use crate::persistence::Persistence;
 use crate::pki::CertificateAuthority;
 use crate::service::{ControlPlane, ServiceConfig};
@@ -41,6 +45,8 @@ pub struct Config {
     pub database_url: Option<String>,
     /// TLS for the public API. Without it the API only listens on loopback.
     pub public_tls: Option<TlsFiles>,
+    /// The console's built assets, served at `/` of the public API; none serves no console.
+    pub console_dir: Option<PathBuf>,
     pub service: ServiceConfig,
 }
 
@@ -139,8 +145,8 @@ pub async fn run(
             public.tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))?;
     }
     let cp = || control_plane.clone();
-    let public = public
-        .layer(AuthLayer::new(control_plane.clone()))
+    let mut routes = tonic::service::Routes::builder();
+    routes
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -159,6 +165,24 @@ pub async fn run(
         .add_service(NodeServiceServer::new(NodeApi {
             control_plane: cp(),
         }))
+        .add_service(SessionServiceServer::new(SessionApi {
+            control_plane: cp(),
+        }))
+        .add_service(LoginServiceServer::new(LoginApi {
+            control_plane: cp(),
+        }));
+    let mut routes = routes.routes();
+    if let Some(dir) = config.console_dir.clone() {
+        let router = std::mem::take(routes.axum_router_mut());
+        *routes.axum_router_mut() = router.fallback_service(console::assets_service(&dir));
+    }
+    // HTTP/1.1 and gRPC-web for browsers (the console), beside HTTP/2 gRPC for everything else;
+    // the same TLS and the same bearer check serve both.
+    let public = public
+        .accept_http1(true)
+        .layer(tonic_web::GrpcWebLayer::new())
+        .layer(AuthLayer::new(control_plane.clone()))
+        .add_routes(routes)
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(listeners.public),
             shutdown.clone().cancelled_owned(),
@@ -188,7 +212,7 @@ pub async fn run(
         );
 
     let sweeper = tokio::spawn(sweep_until(control_plane.clone(), shutdown.clone()));
-    tracing::info!(%public_addr, %agent_addr, tls = config.public_tls.is_some(), "castplane control plane serving");
+    tracing::info!(%public_addr, %agent_addr, tls = config.public_tls.is_some(), console = config.console_dir.is_some(), "castplane control plane serving");
 
     let servers = async { tokio::try_join!(public, agent) };
     tokio::pin!(servers);

@@ -7,16 +7,27 @@ pub mod catalog;
 mod convert;
 pub mod media;
 pub mod nodes;
+pub mod sessions;
 
 use tonic::{Request, Status};
 
 use crate::domain::Principal;
+use crate::service::Credential;
 
 /// The caller, as the auth layer established it.
 pub(crate) fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
     request
         .extensions()
         .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("missing API token"))
+}
+
+/// The caller's credential: its principal and, for a console session, the session.
+pub(crate) fn credential<T>(request: &Request<T>) -> Result<Credential, Status> {
+    request
+        .extensions()
+        .get::<Credential>()
         .cloned()
         .ok_or_else(|| Status::unauthenticated("missing API token"))
 }

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod actions;
 pub mod entities;
+pub mod logins;
 pub mod migrations;
 pub mod nodes;
 pub mod services;

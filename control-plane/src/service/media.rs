@@ -110,6 +110,8 @@ fn check_quota(reseller_id: &str, limits: &Limits, usage: &Usage, demand: &Deman
                 ),
                 resource,
                 subject: format!("reseller:{reseller_id}"),
+                asked,
+                available,
             });
         }
     }
@@ -123,6 +125,8 @@ fn check_quota(reseller_id: &str, limits: &Limits, usage: &Usage, demand: &Deman
             ),
             resource: Resource::MaxBitrateKbps,
             subject: format!("reseller:{reseller_id}"),
+            asked: demand.max_bitrate_kbps,
+            available: cap,
         });
     }
     Ok(())

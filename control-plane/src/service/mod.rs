@@ -6,6 +6,7 @@ mod actions;
 pub mod agents;
 mod media;
 mod nodes;
+mod sessions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,11 +15,12 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use accounts::{
-    CustomerPatch, NewCustomer, NewReseller, ResellerPatch, decode_types, limits_of,
+    CallerView, CustomerPatch, NewCustomer, NewReseller, ResellerPatch, decode_types, limits_of,
 };
 pub use actions::ActionRecord;
 pub use media::{DeletionPlan, MediaServicePatch, MediaServiceView, NewMediaService, ServiceScope};
 pub use nodes::{Capability, NewNode, NodeCapabilities, NodeView};
+pub use sessions::{Credential, SessionGrant};
 
 use crate::domain::Principal;
 use crate::error::ServiceError;
@@ -38,6 +40,10 @@ pub struct ServiceConfig {
     pub heartbeat_timeout: Duration,
     /// How often agents send heartbeats (sent to them at connect).
     pub heartbeat_interval: Duration,
+    /// A console session unused for this long ends.
+    pub session_idle_timeout: Duration,
+    /// A console session ends this long after sign-in, however much it is used.
+    pub session_lifetime: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -48,6 +54,8 @@ impl Default for ServiceConfig {
             agent_certificate_validity: Duration::from_secs(30 * 24 * 3600),
             heartbeat_timeout: Duration::from_secs(15),
             heartbeat_interval: Duration::from_secs(5),
+            session_idle_timeout: Duration::from_secs(30 * 60),
+            session_lifetime: Duration::from_secs(12 * 3600),
         }
     }
 }

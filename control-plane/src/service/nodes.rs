@@ -188,6 +188,8 @@ pub(crate) async fn place_service(
         subject: requested_node
             .map(|n| format!("node:{n}"))
             .unwrap_or_else(|| "nodes".to_owned()),
+        asked: 1,
+        available: 0,
     })
 }
 
