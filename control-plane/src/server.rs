@@ -7,7 +7,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anyhow::{Context, bail};
+use futures::future::BoxFuture;
 use castplane_proto::agent::v1::agent_service_server::AgentServiceServer;
 use castplane_proto::v1::account_service_server::AccountServiceServer;
 use castplane_proto::v1::action_service_server::ActionServiceServer;
@@ -135,15 +138,11 @@ pub async fn run(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    let mut public = Server::builder();
-    if let Some(tls) = &config.public_tls {
-        let cert =
-            std::fs::read(&tls.cert).with_context(|| format!("reading {}", tls.cert.display()))?;
-        let key =
-            std::fs::read(&tls.key).with_context(|| format!("reading {}", tls.key.display()))?;
-        public =
-            public.tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))?;
-    }
+    let public_tls = config
+        .public_tls
+        .as_ref()
+        .map(public_tls_config)
+        .transpose()?;
     let cp = || control_plane.clone();
     let mut routes = tonic::service::Routes::builder();
     routes
@@ -178,15 +177,21 @@ pub async fn run(
     }
     // HTTP/1.1 and gRPC-web for browsers (the console), beside HTTP/2 gRPC for everything else;
     // the same TLS and the same bearer check serve both.
-    let public = public
+    let public = Server::builder()
         .accept_http1(true)
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(AuthLayer::new(control_plane.clone()))
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(
+        .add_routes(routes);
+    let public: BoxFuture<'static, Result<(), tonic::transport::Error>> = match public_tls {
+        Some(tls) => Box::pin(public.serve_with_incoming_shutdown(
+            tls_incoming(listeners.public, tls, shutdown.clone()),
+            shutdown.clone().cancelled_owned(),
+        )),
+        None => Box::pin(public.serve_with_incoming_shutdown(
             TcpListenerStream::new(listeners.public),
             shutdown.clone().cancelled_owned(),
-        );
+        )),
+    };
 
     // Client certificates are optional at the handshake only so that Join can be called with a
     // token; a certificate that is presented must chain to our CA, and every other call
@@ -243,6 +248,68 @@ async fn sweep_until(control_plane: ControlPlane, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
         }
     }
+}
+
+/// How long a client gets to finish its TLS handshake on the public port.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The public API's TLS: HTTP/2 for gRPC clients and browsers, and HTTP/1.1 too, for gRPC-web
+/// clients that do not speak HTTP/2 (tonic's own TLS offers only h2).
+fn public_tls_config(files: &TlsFiles) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(&files.cert)
+        .with_context(|| format!("reading {}", files.cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing {}", files.cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .with_context(|| format!("reading {}", files.key.display()))?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("the public API's certificate and key")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Accepted TLS connections of the public API. Each handshake runs on its own task, so a slow
+/// or silent client never holds up the others.
+fn tls_incoming(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    shutdown: CancellationToken,
+) -> impl futures::Stream<Item = std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>>
+{
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = shutdown.cancelled() => return,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(connection) => connection,
+                Err(err) => {
+                    tracing::warn!(error = %err, "accepting a public API connection failed");
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(tls)).await;
+                    }
+                    Ok(Err(err)) => tracing::debug!(%peer, error = %err, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
 /// Binds both listeners (port 0 picks a free port).
