@@ -6,7 +6,9 @@ use castplane_proto::v1::account_service_client::AccountServiceClient;
 use castplane_proto::v1::action_service_client::ActionServiceClient;
 use castplane_proto::v1::catalog_service_client::CatalogServiceClient;
 use castplane_proto::v1::media_service_service_client::MediaServiceServiceClient;
+use castplane_proto::v1::login_service_client::LoginServiceClient;
 use castplane_proto::v1::node_service_client::NodeServiceClient;
+use castplane_proto::v1::session_service_client::SessionServiceClient;
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -73,6 +75,14 @@ impl Client {
 
     pub fn nodes(&self) -> NodeServiceClient<Authed> {
         NodeServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    pub fn sessions(&self) -> SessionServiceClient<Authed> {
+        SessionServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    pub fn logins(&self) -> LoginServiceClient<Authed> {
+        LoginServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }
 
     /// A reseller with the given limits (None = unlimited) and allowed types.

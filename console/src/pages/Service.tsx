@@ -25,6 +25,21 @@ export function ServicePage() {
   const [action, setAction] = useState<Action>();
   const [deleted, setDeleted] = useState(false);
 
+  // Once its delete has succeeded the service answers NOT_FOUND; say what happened instead
+  // (the poll may see that before the action's watch reports it).
+  const gone =
+    deleted ||
+    (action?.kind === ActionKind.DELETE && Boolean(service.failure) && isNotFound(service.failure));
+  if (gone && service.data) {
+    return (
+      <>
+        <PageHeader title={service.data.displayName} />
+        <p class="notice" role="status">
+          {service.data.name} has been deleted. <a href="/services">Back to the services</a>.
+        </p>
+      </>
+    );
+  }
   if (service.failure && isNotFound(service.failure)) {
     return <NotFound what="media service" />;
   }
@@ -32,16 +47,6 @@ export function ServicePage() {
     return service.error ? <ErrorNotice problem={service.error} /> : <Loading what="the service" />;
   }
   const s = service.data;
-  if (deleted) {
-    return (
-      <>
-        <PageHeader title={s.displayName} />
-        <p class="notice" role="status">
-          {s.name} has been deleted. <a href="/services">Back to the services</a>.
-        </p>
-      </>
-    );
-  }
   return (
     <>
       <PageHeader title={s.displayName}>
