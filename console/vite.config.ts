@@ -1,4 +1,4 @@
-import { defineConfig } from "vitest/config";
+import { defineConfig } from "vite";
 import preact from "@preact/preset-vite";
 
 // `npm run dev` proxies API calls to a control plane on 127.0.0.1:7400 (CASTPLANE_API to
@@ -11,5 +11,4 @@ export default defineConfig({
   server: {
     proxy: { "^/castplane\\.v1\\.": { target: api, changeOrigin: true } },
   },
-  test: { include: ["src/**/*.test.ts"] },
 });

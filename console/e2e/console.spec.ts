@@ -14,7 +14,6 @@ test("a reseller creates a service with the Quick Wizard, starts it and its play
   await signIn(page, reseller.email, reseller.password);
   const slots = page.locator('.usage[data-resource="listener_slots"]');
   await expect(slots).toContainText("0 used · limit 1000 · 1000 available");
-  await screenshot(page, "dashboard");
 
   await page.getByRole("link", { name: "+ Media Service" }).click();
   const choices = page.getByTestId("customer-choices").locator("label");
@@ -84,6 +83,14 @@ test("a reseller creates a service with the Quick Wizard, starts it and its play
   await expect(page.getByRole("link", { name: `alpha-fm-${u}` })).toBeVisible();
   await nav(page, "My Services").click();
   await expect(page.getByText("No services yet.")).toBeVisible();
+
+  // The dashboard now counts the service and lists its actions, newest first.
+  await nav(page, "Dashboard").click();
+  await expect(slots).toContainText("100 used · limit 1000 · 900 available");
+  const recent = page.getByRole("region", { name: "Recent actions" }).getByRole("row");
+  await expect(recent.nth(1)).toContainText("Stop");
+  await expect(recent.nth(2)).toContainText("Start");
+  await screenshot(page, "dashboard");
 });
 
 test("a quota refusal is shown beside the field that asked too much", async ({ page }) => {

@@ -120,7 +120,9 @@ mod tests {
         assert!(needs_token("/castplane.v1.SessionService/DeleteSession"));
         assert!(!needs_token("/castplane.v1.SessionService/CreateSession"));
         assert!(!needs_token("/grpc.health.v1.Health/Check"));
-        assert!(!needs_token("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"));
+        assert!(!needs_token(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+        ));
         assert!(!needs_token("/"));
         assert!(!needs_token("/assets/index-abc123.js"));
     }

@@ -26,7 +26,9 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; st
 const ASSETS_PREFIX: &str = "/assets/";
 
 /// The service answering everything the gRPC routes do not: the console's files.
-pub fn assets_service(dir: &Path) -> BoxCloneSyncService<Request<Body>, Response<Body>, Infallible> {
+pub fn assets_service(
+    dir: &Path,
+) -> BoxCloneSyncService<Request<Body>, Response<Body>, Infallible> {
     let hashed = ServeDir::new(dir);
     let pages = ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html")));
     BoxCloneSyncService::new(tower::service_fn(move |request: Request<Body>| {
@@ -73,4 +75,59 @@ pub fn assets_service(dir: &Path) -> BoxCloneSyncService<Request<Body>, Response
             Ok(response)
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn get(dir: &Path, method: Method, path: &str, grpc: bool) -> Response<Body> {
+        let mut request = Request::builder().method(method).uri(path);
+        if grpc {
+            request = request.header(header::CONTENT_TYPE, "application/grpc");
+        }
+        assets_service(dir)
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn pages_answer_the_app_assets_are_immutable_and_the_rest_is_unimplemented() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.html"), "<!doctype html>app").unwrap();
+        std::fs::create_dir(dir.path().join("assets")).unwrap();
+        std::fs::write(dir.path().join("assets/app-1234.js"), "console.log(1)").unwrap();
+
+        for path in ["/", "/services/svc_123", "/customers/new"] {
+            let response = get(dir.path(), Method::GET, path, false).await;
+            assert_eq!(response.status(), 200, "{path}");
+            assert_eq!(response.headers()[header::CACHE_CONTROL], "no-cache");
+            assert!(
+                response.headers()[header::CONTENT_SECURITY_POLICY]
+                    .to_str()
+                    .unwrap()
+                    .contains("script-src 'self'")
+            );
+            assert_eq!(response.headers()[header::X_FRAME_OPTIONS], "DENY");
+        }
+        let asset = get(dir.path(), Method::GET, "/assets/app-1234.js", false).await;
+        assert_eq!(asset.status(), 200);
+        assert!(
+            asset.headers()[header::CACHE_CONTROL]
+                .to_str()
+                .unwrap()
+                .contains("immutable")
+        );
+        let missing = get(dir.path(), Method::GET, "/assets/gone.js", false).await;
+        assert_eq!(missing.status(), 404);
+        assert_eq!(missing.headers()[header::CACHE_CONTROL], "no-cache");
+        let escape = get(dir.path(), Method::GET, "/assets/../../etc/passwd", false).await;
+        assert_ne!(escape.status(), 200);
+
+        for (method, grpc) in [(Method::POST, false), (Method::GET, true)] {
+            let response = get(dir.path(), method, "/castplane.v9.Nothing/Call", grpc).await;
+            assert_eq!(response.headers()["grpc-status"], "12", "UNIMPLEMENTED");
+        }
+    }
 }

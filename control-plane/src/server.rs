@@ -10,15 +10,15 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use futures::future::BoxFuture;
 use castplane_proto::agent::v1::agent_service_server::AgentServiceServer;
 use castplane_proto::v1::account_service_server::AccountServiceServer;
 use castplane_proto::v1::action_service_server::ActionServiceServer;
 use castplane_proto::v1::catalog_service_server::CatalogServiceServer;
-use castplane_proto::v1::media_service_service_server::MediaServiceServiceServer;
 use castplane_proto::v1::login_service_server::LoginServiceServer;
+use castplane_proto::v1::media_service_service_server::MediaServiceServiceServer;
 use castplane_proto::v1::node_service_server::NodeServiceServer;
 use castplane_proto::v1::session_service_server::SessionServiceServer;
+use futures::future::BoxFuture;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;

@@ -131,7 +131,9 @@ async fn a_password_signs_in_and_the_session_works_until_signed_out(backend: Bac
         .await
         .unwrap_err();
     assert_eq!(not_a_session.code(), Code::FailedPrecondition);
-    caller(&admin).await.expect("the admin's API token still works");
+    caller(&admin)
+        .await
+        .expect("the admin's API token still works");
 }
 
 async fn wrong_passwords_lock_the_login_on_every_replica_until_it_is_reset(backend: Backend) {
@@ -141,19 +143,31 @@ async fn wrong_passwords_lock_the_login_on_every_replica_until_it_is_reset(backe
         .create_reseller("Lock FM", unlimited(), &[pb::ServiceType::Icecast])
         .await;
     let email = "ops@lock.example";
-    set_login(&admin, pb::PrincipalKind::Reseller, &reseller.id, email, PASSWORD)
-        .await
-        .expect("set login");
+    set_login(
+        &admin,
+        pb::PrincipalKind::Reseller,
+        &reseller.id,
+        email,
+        PASSWORD,
+    )
+    .await
+    .expect("set login");
     for attempt in 1..5 {
         let err = sign_in(&cp, email, "guess guess guess").await.unwrap_err();
-        assert_eq!(err.code(), Code::Unauthenticated, "attempt {attempt}: {err:?}");
+        assert_eq!(
+            err.code(),
+            Code::Unauthenticated,
+            "attempt {attempt}: {err:?}"
+        );
     }
     let fifth = sign_in(&cp, email, "guess guess guess").await.unwrap_err();
     assert_eq!(fifth.code(), Code::ResourceExhausted, "{fifth:?}");
     assert!(fifth.message().contains("locked"), "{}", fifth.message());
     let retry = fifth.get_details_retry_info().expect("RetryInfo");
     assert!(
-        retry.retry_delay.is_some_and(|d| d > Duration::from_secs(60)),
+        retry
+            .retry_delay
+            .is_some_and(|d| d > Duration::from_secs(60)),
         "{retry:?}"
     );
 
@@ -178,9 +192,15 @@ async fn wrong_passwords_lock_the_login_on_every_replica_until_it_is_reset(backe
     }
 
     // Whoever manages the account sets a new password, which lifts the lock.
-    set_login(&admin, pb::PrincipalKind::Reseller, &reseller.id, email, "a brand new password")
-        .await
-        .expect("reset");
+    set_login(
+        &admin,
+        pb::PrincipalKind::Reseller,
+        &reseller.id,
+        email,
+        "a brand new password",
+    )
+    .await
+    .expect("reset");
     sign_in(&cp, email, "a brand new password")
         .await
         .expect("signs in after the reset");
@@ -195,22 +215,36 @@ async fn unused_sessions_expire(backend: Backend) {
     };
     let cp = ControlPlaneHandle::start_with(backend, config).await;
     let admin = cp.admin().await;
-    set_login(&admin, pb::PrincipalKind::Admin, "", "root@provider.example", PASSWORD)
-        .await
-        .expect("the admin sets its own login");
+    set_login(
+        &admin,
+        pb::PrincipalKind::Admin,
+        "",
+        "root@provider.example",
+        PASSWORD,
+    )
+    .await
+    .expect("the admin sets its own login");
     let session = sign_in(&cp, "root@provider.example", PASSWORD)
         .await
         .expect("sign in");
     assert_eq!(session.idle_timeout_seconds, 2);
     let browser = cp.client(&session.token).await;
     caller(&browser).await.expect("fresh session works");
-    let refused = wait_for("the idle session to expire", Duration::from_secs(20), || {
-        let browser = browser.clone();
-        async move { caller(&browser).await.err() }
-    })
+    let refused = wait_for(
+        "the idle session to expire",
+        Duration::from_secs(20),
+        || {
+            let browser = browser.clone();
+            async move { caller(&browser).await.err() }
+        },
+    )
     .await;
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
-    assert!(refused.message().contains("expired"), "{}", refused.message());
+    assert!(
+        refused.message().contains("expired"),
+        "{}",
+        refused.message()
+    );
 }
 
 async fn logins_are_set_by_whoever_manages_the_account(backend: Backend) {
@@ -253,7 +287,11 @@ async fn logins_are_set_by_whoever_manages_the_account(backend: Backend) {
             their_customer.id.as_str(),
             Code::NotFound,
         ),
-        (pb::PrincipalKind::Reseller, theirs.id.as_str(), Code::NotFound),
+        (
+            pb::PrincipalKind::Reseller,
+            theirs.id.as_str(),
+            Code::NotFound,
+        ),
         (
             pb::PrincipalKind::Reseller,
             mine.id.as_str(),
@@ -336,9 +374,15 @@ async fn the_owner_changes_its_password_and_its_other_sessions_end(backend: Back
         .create_reseller("Owner FM", unlimited(), &[pb::ServiceType::Icecast])
         .await;
     let email = "me@owner.example";
-    set_login(&admin, pb::PrincipalKind::Reseller, &reseller.id, email, PASSWORD)
-        .await
-        .expect("set login");
+    set_login(
+        &admin,
+        pb::PrincipalKind::Reseller,
+        &reseller.id,
+        email,
+        PASSWORD,
+    )
+    .await
+    .expect("set login");
     let laptop = cp
         .client(&sign_in(&cp, email, PASSWORD).await.expect("sign in").token)
         .await;
@@ -354,17 +398,28 @@ async fn the_owner_changes_its_password_and_its_other_sessions_end(backend: Back
         };
         async move { laptop.logins().change_password(request).await }
     };
-    let wrong = change("not my password", "my new long password").await.unwrap_err();
+    let wrong = change("not my password", "my new long password")
+        .await
+        .unwrap_err();
     assert_eq!(wrong.code(), Code::InvalidArgument, "{wrong:?}");
     assert_eq!(
-        wrong.get_details_bad_request().expect("BadRequest").field_violations[0].field,
+        wrong
+            .get_details_bad_request()
+            .expect("BadRequest")
+            .field_violations[0]
+            .field,
         "current_password"
     );
     change(PASSWORD, "my new long password")
         .await
         .expect("change password");
-    caller(&laptop).await.expect("the session that changed it stays");
-    assert_eq!(caller(&phone).await.unwrap_err().code(), Code::Unauthenticated);
+    caller(&laptop)
+        .await
+        .expect("the session that changed it stays");
+    assert_eq!(
+        caller(&phone).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
     assert_eq!(
         sign_in(&cp, email, PASSWORD).await.unwrap_err().code(),
         Code::Unauthenticated
@@ -381,17 +436,21 @@ async fn with_node(backend: Backend) -> (ControlPlaneHandle, Client, AgentHandle
     let (first, last) = free_port_range(10);
     let (node, token) = admin.create_node("console-node", first, last).await;
     let agent = AgentHandle::join_and_start(&cp, &token).await;
-    wait_for("the node to report icecast", Duration::from_secs(30), || {
-        let admin = admin.clone();
-        let id = node.id.clone();
-        async move {
-            let node = admin.node(&id).await;
-            node.capabilities
-                .iter()
-                .any(|c| c.r#type == pb::ServiceType::Icecast as i32 && c.available)
-                .then_some(())
-        }
-    })
+    wait_for(
+        "the node to report icecast",
+        Duration::from_secs(30),
+        || {
+            let admin = admin.clone();
+            let id = node.id.clone();
+            async move {
+                let node = admin.node(&id).await;
+                node.capabilities
+                    .iter()
+                    .any(|c| c.r#type == pb::ServiceType::Icecast as i32 && c.available)
+                    .then_some(())
+            }
+        },
+    )
     .await;
     (cp, admin, agent)
 }
@@ -406,7 +465,11 @@ async fn quota_refusals_say_what_was_asked_and_what_is_available(backend: Backen
         )
         .await;
     let client = cp
-        .client(&admin.token_for(pb::PrincipalKind::Reseller, &reseller.id).await)
+        .client(
+            &admin
+                .token_for(pb::PrincipalKind::Reseller, &reseller.id)
+                .await,
+        )
         .await;
     client
         .media()
@@ -432,7 +495,11 @@ async fn services_can_be_searched_and_actions_listed_newest_first(backend: Backe
         .create_reseller("Search FM", unlimited(), &[pb::ServiceType::Icecast])
         .await;
     let client = cp
-        .client(&admin.token_for(pb::PrincipalKind::Reseller, &reseller.id).await)
+        .client(
+            &admin
+                .token_for(pb::PrincipalKind::Reseller, &reseller.id)
+                .await,
+        )
         .await;
     let owner = &reseller.primary_customer_id;
     let mut ids = Vec::new();

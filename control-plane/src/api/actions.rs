@@ -55,7 +55,9 @@ impl ActionService for ActionApi {
             other => {
                 return Err(ServiceError::invalid_field(
                     "order_by",
-                    format!("{other:?} is not an order: use \"create_time desc\" or leave it empty"),
+                    format!(
+                        "{other:?} is not an order: use \"create_time desc\" or leave it empty"
+                    ),
                 )
                 .into());
             }

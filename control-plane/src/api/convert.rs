@@ -4,12 +4,12 @@
 use castplane_proto::v1 as pb;
 
 use crate::clock::to_timestamp;
+use crate::domain::Principal;
 use crate::domain::{
     ActionState, DesiredState, Limits, ObservedState, Resource, ServiceType, service_type_from_wire,
 };
 use crate::error::{ServiceError, Violations};
 use crate::persistence::entities::{customer, ownership_change, reseller};
-use crate::domain::Principal;
 use crate::service::{ActionRecord, CallerView, DeletionPlan, MediaServiceView, NodeView};
 use crate::service::{decode_types, limits_of};
 

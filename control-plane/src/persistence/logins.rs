@@ -56,7 +56,10 @@ pub async fn set_credentials(
         .col_expr(login::Column::Email, Expr::value(email))
         .col_expr(login::Column::PasswordHash, Expr::value(password_hash))
         .col_expr(login::Column::FailedAttempts, Expr::value(0i64))
-        .col_expr(login::Column::LockExpireTime, Expr::value(Option::<i64>::None))
+        .col_expr(
+            login::Column::LockExpireTime,
+            Expr::value(Option::<i64>::None),
+        )
         .col_expr(login::Column::PasswordUpdateTime, Expr::value(now))
         .filter(login::Column::Id.eq(id))
         .exec(db)
@@ -100,7 +103,10 @@ pub async fn reserve_attempt(
 pub async fn clear_attempts(db: &impl ConnectionTrait, id: &str) -> Result<()> {
     login::Entity::update_many()
         .col_expr(login::Column::FailedAttempts, Expr::value(0i64))
-        .col_expr(login::Column::LockExpireTime, Expr::value(Option::<i64>::None))
+        .col_expr(
+            login::Column::LockExpireTime,
+            Expr::value(Option::<i64>::None),
+        )
         .filter(login::Column::Id.eq(id))
         .exec(db)
         .await?;
@@ -125,7 +131,10 @@ pub async fn lock_if_exhausted(
     Ok(result.rows_affected == 1)
 }
 
-pub async fn insert_session(db: &impl ConnectionTrait, model: console_session::Model) -> Result<()> {
+pub async fn insert_session(
+    db: &impl ConnectionTrait,
+    model: console_session::Model,
+) -> Result<()> {
     console_session::Entity::insert(model.into_active_model())
         .exec_without_returning(db)
         .await?;
@@ -173,7 +182,11 @@ pub async fn end_sessions_of(
 }
 
 /// Removes sessions past their lifetime or idle for longer than `idle_ms`.
-pub async fn delete_expired_sessions(db: &impl ConnectionTrait, now: i64, idle_ms: i64) -> Result<u64> {
+pub async fn delete_expired_sessions(
+    db: &impl ConnectionTrait,
+    now: i64,
+    idle_ms: i64,
+) -> Result<u64> {
     let result = console_session::Entity::delete_many()
         .filter(
             console_session::Column::ExpireTime

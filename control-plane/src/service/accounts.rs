@@ -481,12 +481,14 @@ impl ControlPlane {
             "reseller" => db::get_reseller(self.db(), id, false)
                 .await?
                 .map(|r| Principal::Reseller { id: r.id }),
-            "customer" => db::get_customer(self.db(), id, false)
-                .await?
-                .map(|c| Principal::Customer {
-                    id: c.id,
-                    reseller_id: c.reseller_id,
-                }),
+            "customer" => {
+                db::get_customer(self.db(), id, false)
+                    .await?
+                    .map(|c| Principal::Customer {
+                        id: c.id,
+                        reseller_id: c.reseller_id,
+                    })
+            }
             _ => None,
         })
     }

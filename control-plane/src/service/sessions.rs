@@ -183,10 +183,13 @@ impl ControlPlane {
     /// Resolves a bearer token, API token or session, to whom it belongs.
     pub async fn authenticate_bearer(&self, secret: &str) -> Result<Option<Credential>> {
         if !secret.starts_with(SESSION_TOKEN_PREFIX) {
-            return Ok(self.authenticate(secret).await?.map(|principal| Credential {
-                principal,
-                session_id: None,
-            }));
+            return Ok(self
+                .authenticate(secret)
+                .await?
+                .map(|principal| Credential {
+                    principal,
+                    session_id: None,
+                }));
         }
         let Some(session) = db::find_session_by_hash(self.db(), &ids::hash_secret(secret)).await?
         else {
@@ -223,11 +226,15 @@ impl ControlPlane {
         target: &Principal,
         manage: bool,
     ) -> Result<()> {
-        let not_found = |what: &str, id: &str| ServiceError::NotFound(format!("{what} {id:?} not found"));
+        let not_found =
+            |what: &str, id: &str| ServiceError::NotFound(format!("{what} {id:?} not found"));
         let (visible, manager) = match target {
             Principal::Admin => (principal.is_admin(), principal.is_admin()),
             Principal::Reseller { id } => {
-                if account_db::get_reseller(self.db(), id, false).await?.is_none() {
+                if account_db::get_reseller(self.db(), id, false)
+                    .await?
+                    .is_none()
+                {
                     return Err(not_found("reseller", id));
                 }
                 let own = matches!(principal, Principal::Reseller { id: own } if own == id);
@@ -321,7 +328,11 @@ impl ControlPlane {
         Ok(login)
     }
 
-    pub async fn get_login(&self, principal: &Principal, target: Principal) -> Result<login::Model> {
+    pub async fn get_login(
+        &self,
+        principal: &Principal,
+        target: Principal,
+    ) -> Result<login::Model> {
         self.check_login_access(principal, &target, false).await?;
         let (kind, id) = target.stored_key();
         db::find_login_of(self.db(), kind, id)
@@ -395,15 +406,27 @@ mod tests {
         let b = hash_password("correct horse battery".into()).await.unwrap();
         assert!(a.starts_with("$argon2id$"), "{a}");
         assert_ne!(a, b, "each hash has its own salt");
-        assert!(verify_password("correct horse battery".into(), a.clone()).await.unwrap());
-        assert!(!verify_password("correct horse battery!".into(), a).await.unwrap());
+        assert!(
+            verify_password("correct horse battery".into(), a.clone())
+                .await
+                .unwrap()
+        );
+        assert!(
+            !verify_password("correct horse battery!".into(), a)
+                .await
+                .unwrap()
+        );
     }
 
     #[tokio::test]
     async fn the_decoy_hash_parses_and_matches_nothing_typed() {
         assert!(PasswordHash::new(DECOY_HASH).is_ok());
         assert!(!verify_password("".into(), DECOY_HASH.into()).await.unwrap());
-        assert!(!verify_password("password1234".into(), DECOY_HASH.into()).await.unwrap());
+        assert!(
+            !verify_password("password1234".into(), DECOY_HASH.into())
+                .await
+                .unwrap()
+        );
     }
 
     #[test]

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use castplane_control::ServiceConfig;
-use castplane_integration_tests::{AgentHandle, Backend, ControlPlaneHandle, free_port_range, wait_for};
+use castplane_integration_tests::{
+    AgentHandle, Backend, ControlPlaneHandle, free_port_range, wait_for,
+};
 use castplane_proto::v1 as pb;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
