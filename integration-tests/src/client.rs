@@ -171,6 +171,23 @@ impl Client {
             .into_inner()
     }
 
+    /// Waits until the node is online and reports that it can run `service_type`.
+    pub async fn wait_node_ready(&self, id: &str, service_type: pb::ServiceType) -> pb::Node {
+        crate::wait_for(
+            &format!("node {id} to come online able to run {service_type:?}"),
+            std::time::Duration::from_secs(60),
+            || async move {
+                let node = self.node(id).await;
+                let able = node
+                    .capabilities
+                    .iter()
+                    .any(|c| c.r#type == service_type as i32 && c.available);
+                (node.status == pb::NodeStatus::Online as i32 && able).then_some(node)
+            },
+        )
+        .await
+    }
+
     pub async fn action(&self, id: &str) -> pb::Action {
         self.actions()
             .get_action(pb::GetActionRequest { id: id.to_owned() })

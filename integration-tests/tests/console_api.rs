@@ -65,6 +65,51 @@ async fn sign_in(
         .map(tonic::Response::into_inner)
 }
 
+/// A fresh control plane and a reseller whose login the admin has set to `email` / PASSWORD.
+async fn reseller_with_login(
+    backend: Backend,
+    name: &str,
+    email: &str,
+) -> (ControlPlaneHandle, Client, pb::Reseller) {
+    let cp = ControlPlaneHandle::start(backend).await;
+    let admin = cp.admin().await;
+    let reseller = admin
+        .create_reseller(name, unlimited(), &[pb::ServiceType::Icecast])
+        .await;
+    set_login(
+        &admin,
+        pb::PrincipalKind::Reseller,
+        &reseller.id,
+        email,
+        PASSWORD,
+    )
+    .await
+    .expect("the admin sets the reseller's login");
+    (cp, admin, reseller)
+}
+
+async fn reseller_login(admin: &Client, reseller: &pb::Reseller) -> pb::Login {
+    admin
+        .logins()
+        .get_login(pb::GetLoginRequest {
+            principal_kind: pb::PrincipalKind::Reseller as i32,
+            principal_id: reseller.id.clone(),
+        })
+        .await
+        .expect("get login")
+        .into_inner()
+}
+
+/// The reseller's own API client.
+async fn as_reseller(cp: &ControlPlaneHandle, admin: &Client, reseller: &pb::Reseller) -> Client {
+    cp.client(
+        &admin
+            .token_for(pb::PrincipalKind::Reseller, &reseller.id)
+            .await,
+    )
+    .await
+}
+
 async fn caller(client: &Client) -> Result<pb::Caller, tonic::Status> {
     client
         .accounts()
@@ -74,20 +119,9 @@ async fn caller(client: &Client) -> Result<pb::Caller, tonic::Status> {
 }
 
 async fn a_password_signs_in_and_the_session_works_until_signed_out(backend: Backend) {
-    let cp = ControlPlaneHandle::start(backend).await;
-    let admin = cp.admin().await;
-    let reseller = admin
-        .create_reseller("Signal FM", unlimited(), &[pb::ServiceType::Icecast])
-        .await;
-    let login = set_login(
-        &admin,
-        pb::PrincipalKind::Reseller,
-        &reseller.id,
-        " Ops@Signal.example ",
-        PASSWORD,
-    )
-    .await
-    .expect("admin sets the reseller's login");
+    let (cp, admin, reseller) =
+        reseller_with_login(backend, "Signal FM", " Ops@Signal.example ").await;
+    let login = reseller_login(&admin, &reseller).await;
     assert_eq!(login.email, "ops@signal.example");
 
     // The email is matched whatever its case; the session acts as the reseller.
@@ -137,21 +171,8 @@ async fn a_password_signs_in_and_the_session_works_until_signed_out(backend: Bac
 }
 
 async fn wrong_passwords_lock_the_login_on_every_replica_until_it_is_reset(backend: Backend) {
-    let cp = ControlPlaneHandle::start(backend).await;
-    let admin = cp.admin().await;
-    let reseller = admin
-        .create_reseller("Lock FM", unlimited(), &[pb::ServiceType::Icecast])
-        .await;
     let email = "ops@lock.example";
-    set_login(
-        &admin,
-        pb::PrincipalKind::Reseller,
-        &reseller.id,
-        email,
-        PASSWORD,
-    )
-    .await
-    .expect("set login");
+    let (cp, admin, reseller) = reseller_with_login(backend, "Lock FM", email).await;
     for attempt in 1..5 {
         let err = sign_in(&cp, email, "guess guess guess").await.unwrap_err();
         assert_eq!(
@@ -174,15 +195,7 @@ async fn wrong_passwords_lock_the_login_on_every_replica_until_it_is_reset(backe
     // Even the right password is refused while locked, and the admin sees the lock.
     let right = sign_in(&cp, email, PASSWORD).await.unwrap_err();
     assert_eq!(right.code(), Code::ResourceExhausted, "{right:?}");
-    let login = admin
-        .logins()
-        .get_login(pb::GetLoginRequest {
-            principal_kind: pb::PrincipalKind::Reseller as i32,
-            principal_id: reseller.id.clone(),
-        })
-        .await
-        .expect("get login")
-        .into_inner();
+    let login = reseller_login(&admin, &reseller).await;
     assert!(login.lock_expire_time.is_some(), "{login:?}");
     if backend == Backend::Postgres {
         // The lock is in the database: another replica refuses too.
@@ -256,9 +269,7 @@ async fn logins_are_set_by_whoever_manages_the_account(backend: Backend) {
     let theirs = admin
         .create_reseller("Theirs", unlimited(), &[pb::ServiceType::Icecast])
         .await;
-    let reseller = cp
-        .client(&admin.token_for(pb::PrincipalKind::Reseller, &mine.id).await)
-        .await;
+    let reseller = as_reseller(&cp, &admin, &mine).await;
     let my_customer = reseller.create_customer("", "Listener Club").await;
     let their_customer = admin.create_customer(&theirs.id, "Elsewhere").await;
 
@@ -368,21 +379,8 @@ async fn logins_are_set_by_whoever_manages_the_account(backend: Backend) {
 }
 
 async fn the_owner_changes_its_password_and_its_other_sessions_end(backend: Backend) {
-    let cp = ControlPlaneHandle::start(backend).await;
-    let admin = cp.admin().await;
-    let reseller = admin
-        .create_reseller("Owner FM", unlimited(), &[pb::ServiceType::Icecast])
-        .await;
     let email = "me@owner.example";
-    set_login(
-        &admin,
-        pb::PrincipalKind::Reseller,
-        &reseller.id,
-        email,
-        PASSWORD,
-    )
-    .await
-    .expect("set login");
+    let (cp, _admin, _reseller) = reseller_with_login(backend, "Owner FM", email).await;
     let laptop = cp
         .client(&sign_in(&cp, email, PASSWORD).await.expect("sign in").token)
         .await;
@@ -436,22 +434,9 @@ async fn with_node(backend: Backend) -> (ControlPlaneHandle, Client, AgentHandle
     let (first, last) = free_port_range(10);
     let (node, token) = admin.create_node("console-node", first, last).await;
     let agent = AgentHandle::join_and_start(&cp, &token).await;
-    wait_for(
-        "the node to report icecast",
-        Duration::from_secs(30),
-        || {
-            let admin = admin.clone();
-            let id = node.id.clone();
-            async move {
-                let node = admin.node(&id).await;
-                node.capabilities
-                    .iter()
-                    .any(|c| c.r#type == pb::ServiceType::Icecast as i32 && c.available)
-                    .then_some(())
-            }
-        },
-    )
-    .await;
+    admin
+        .wait_node_ready(&node.id, pb::ServiceType::Icecast)
+        .await;
     (cp, admin, agent)
 }
 

@@ -7,12 +7,9 @@
 //! Usage: `console-fixture CONSOLE_DIST_DIR`
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use castplane_control::ServiceConfig;
-use castplane_integration_tests::{
-    AgentHandle, Backend, ControlPlaneHandle, free_port_range, wait_for,
-};
+use castplane_integration_tests::{AgentHandle, Backend, ControlPlaneHandle, free_port_range};
 use castplane_proto::v1 as pb;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
@@ -30,16 +27,9 @@ async fn main() -> anyhow::Result<()> {
     let (first, last) = free_port_range(40);
     let (node, token) = admin.create_node("console-host", first, last).await;
     let agent = AgentHandle::join_and_start(&cp, &token).await;
-    wait_for("the node to be online", Duration::from_secs(60), || {
-        let admin = admin.clone();
-        let id = node.id.clone();
-        async move {
-            let node = admin.node(&id).await;
-            (node.status == pb::NodeStatus::Online as i32 && !node.capabilities.is_empty())
-                .then_some(())
-        }
-    })
-    .await;
+    admin
+        .wait_node_ready(&node.id, pb::ServiceType::Icecast)
+        .await;
     let ca_dir = tempfile::tempdir()?;
     let ca_path = ca_dir.path().join("public-ca.pem");
     std::fs::write(&ca_path, &cp.public_ca_pem)?;
