@@ -114,6 +114,27 @@ fn login_conflict(err: PersistenceError) -> ServiceError {
 }
 
 impl ControlPlane {
+    /// Checks a password against a login through its failure counter: true when right (the
+    /// count starts afresh), false when wrong, TooManyAttempts when the login is locked, before
+    /// this attempt or by it.
+    async fn attempt(&self, login: &login::Model, password: String) -> Result<bool> {
+        let now = now_millis();
+        if !db::reserve_attempt(self.db(), &login.id, MAX_FAILED_SIGN_INS, now).await? {
+            let current = db::get_login(self.db(), &login.id).await?;
+            return Err(locked(current.and_then(|l| l.lock_expire_time), now));
+        }
+        if verify_password(password, login.password_hash.clone()).await? {
+            db::clear_attempts(self.db(), &login.id).await?;
+            return Ok(true);
+        }
+        let until = now_millis() + LOCKOUT.as_millis() as i64;
+        if db::lock_if_exhausted(self.db(), &login.id, MAX_FAILED_SIGN_INS, until).await? {
+            tracing::warn!(login_id = %login.id, "login locked after repeated failed sign-ins");
+            return Err(locked(Some(until), now_millis()));
+        }
+        Ok(false)
+    }
+
     /// Signs in with email and password.
     pub async fn create_session(&self, email: &str, password: String) -> Result<SessionGrant> {
         let email = email.trim().to_lowercase();
@@ -121,20 +142,9 @@ impl ControlPlane {
             verify_password(password, DECOY_HASH.to_owned()).await?;
             return Err(ServiceError::Unauthenticated(WRONG_CREDENTIALS.into()));
         };
-        let now = now_millis();
-        if !db::reserve_attempt(self.db(), &login.id, MAX_FAILED_SIGN_INS, now).await? {
-            let current = db::get_login(self.db(), &login.id).await?;
-            return Err(locked(current.and_then(|l| l.lock_expire_time), now));
-        }
-        if !verify_password(password, login.password_hash.clone()).await? {
-            let until = now_millis() + LOCKOUT.as_millis() as i64;
-            if db::lock_if_exhausted(self.db(), &login.id, MAX_FAILED_SIGN_INS, until).await? {
-                tracing::warn!(login_id = %login.id, "login locked after repeated failed sign-ins");
-                return Err(locked(Some(until), now_millis()));
-            }
+        if !self.attempt(&login, password).await? {
             return Err(ServiceError::Unauthenticated(WRONG_CREDENTIALS.into()));
         }
-        db::clear_attempts(self.db(), &login.id).await?;
         let Some(principal) = self
             .resolve_principal(&login.principal_kind, &login.principal_id)
             .await?
@@ -370,17 +380,8 @@ impl ControlPlane {
                     "this account has no login yet; whoever manages it sets the first password",
                 )
             })?;
-        let now = now_millis();
         // The current password is guessed through the same counter as a sign-in.
-        if !db::reserve_attempt(self.db(), &login.id, MAX_FAILED_SIGN_INS, now).await? {
-            let current = db::get_login(self.db(), &login.id).await?;
-            return Err(locked(current.and_then(|l| l.lock_expire_time), now));
-        }
-        if !verify_password(current_password, login.password_hash.clone()).await? {
-            let until = now_millis() + LOCKOUT.as_millis() as i64;
-            if db::lock_if_exhausted(self.db(), &login.id, MAX_FAILED_SIGN_INS, until).await? {
-                return Err(locked(Some(until), now_millis()));
-            }
+        if !self.attempt(&login, current_password).await? {
             return Err(ServiceError::invalid_field(
                 "current_password",
                 "is not the current password",
