@@ -101,7 +101,7 @@ where
                     inner.call(request).await
                 }
                 Ok(None) => Ok(tonic::Status::unauthenticated(
-                    "invalid or expired token: sign in again, or use a valid API token",
+                    "invalid API token or expired console session (sign in again)",
                 )
                 .into_http()),
                 Err(err) => Ok(tonic::Status::from(err).into_http()),
