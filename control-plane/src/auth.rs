@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use tower::{Layer, Service};
 
 use crate::domain::Principal;
-use crate::service::{ControlPlane, Credential};
+use crate::service::{ControlPlane, Credential, SESSION_TOKEN_PREFIX};
 
 /// Paths of castplane's own services: all of them need a token, except signing in.
 const CASTPLANE_PREFIX: &str = "/castplane.";
@@ -100,10 +100,13 @@ where
                     request.extensions_mut().insert::<Credential>(credential);
                     inner.call(request).await
                 }
-                Ok(None) => Ok(tonic::Status::unauthenticated(
-                    "invalid API token or expired console session (sign in again)",
-                )
-                .into_http()),
+                Ok(None) if token.starts_with(SESSION_TOKEN_PREFIX) => {
+                    Ok(tonic::Status::unauthenticated(
+                        "console session expired or ended: sign in again",
+                    )
+                    .into_http())
+                }
+                Ok(None) => Ok(tonic::Status::unauthenticated("invalid API token").into_http()),
                 Err(err) => Ok(tonic::Status::from(err).into_http()),
             }
         })

@@ -20,7 +20,7 @@ pub use accounts::{
 pub use actions::ActionRecord;
 pub use media::{DeletionPlan, MediaServicePatch, MediaServiceView, NewMediaService, ServiceScope};
 pub use nodes::{Capability, NewNode, NodeCapabilities, NodeView};
-pub use sessions::{Credential, SessionGrant};
+pub use sessions::{Credential, SESSION_TOKEN_PREFIX, SessionGrant};
 
 use crate::domain::Principal;
 use crate::error::ServiceError;
