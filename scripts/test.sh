@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: formatting, lints, then every test (unit, the
-# SQLite + PostgreSQL conformance suite, the end-to-end agent tests with real icecast2), and
-# the console's browser tests (Playwright driving Chromium against a real fleet).
+# The whole test suite, as CI runs it: formatting, lints, then every test under cargo nextest
+# (unit, the SQLite + PostgreSQL conformance suite, the fuzz test of the public API, and the
+# end-to-end agent tests with real icecast2, liquidsoap and nginx-rtmp), and the console's
+# browser tests (Playwright driving Chromium against a real fleet).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,9 +10,11 @@ cd "$(dirname "$0")/.."
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# Tests mostly wait on real servers (icecast2 takes ~3 s to stop), so run more of them at once
-# than there are cores.
-cargo test --workspace --locked -- --test-threads "${CASTPLANE_TEST_THREADS:-4}"
+# nextest runs every test in its own process, with one throwaway PostgreSQL for the whole run
+# (see .config/nextest.toml); CASTPLANE_TEST_THREADS overrides how many run at once.
+# CI reports every failure, not only the first.
+cargo nextest run --workspace --locked ${CI:+--no-fail-fast} \
+  ${CASTPLANE_TEST_THREADS:+--test-threads "$CASTPLANE_TEST_THREADS"}
 
 # The console: built from the protos (type-checked), then driven in a real browser against a
 # real control plane, agent and icecast2 that `console-fixture` starts.

@@ -1,10 +1,9 @@
 //! Bearer-token authentication for the public API, as a tower layer.
 //!
 //! Every castplane call except signing in must carry `authorization: Bearer <token>`: an API
-//! token (programs) or a console session token (people). The token is hashed and looked up in
-//! the database on each call (no process-local cache), so a token revoked or a session ended
-//! through any replica stops working on all of them. Health checking, reflection and the
-//! console's static assets need no token.
+//! token (programs) or a console session token (people). Session tokens are hashed and looked
+//! up in the database on every call, so a sign-out or expiry on any replica holds on all of
+//! them at once. Health checking, reflection and the console's static assets need no token.
 
 use std::task::{Context, Poll};
 

@@ -36,12 +36,17 @@ struct Args {
     /// The console's built assets (console/dist), served at / of the public API.
     #[arg(long)]
     console_dir: Option<PathBuf>,
-    /// Seconds before an action whose node is unreachable fails [default: 600].
+    /// Seconds an action waits for its node while the node is unreachable before it fails;
+    /// time the node is connected does not count [default: 600].
     #[arg(long)]
     action_deadline_seconds: Option<u64>,
     /// Lifetime of node certificates in seconds [default: 30 days].
     #[arg(long)]
     agent_certificate_validity_seconds: Option<u64>,
+    /// Seconds an agent may stay silent before its session is closed and its node counts as
+    /// unreachable; must exceed the agents' 5 s heartbeat interval [default: 15].
+    #[arg(long)]
+    heartbeat_timeout_seconds: Option<u64>,
 }
 
 #[tokio::main]
@@ -53,6 +58,10 @@ async fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Everything written from here on is private, whatever the caller's umask: the database
+    // and the admin token are secrets (the files that matter also get explicit modes).
+    // SAFETY: umask has no preconditions; no other thread creates files yet.
+    unsafe { libc::umask(0o077) };
     let args = Args::parse();
     let file = match args.config.as_deref().map(load_file).transpose() {
         Ok(file) => file.unwrap_or_default(),
@@ -71,6 +80,7 @@ async fn main() -> std::process::ExitCode {
         console_dir: args.console_dir,
         action_deadline_seconds: args.action_deadline_seconds,
         agent_certificate_validity_seconds: args.agent_certificate_validity_seconds,
+        heartbeat_timeout_seconds: args.heartbeat_timeout_seconds,
         ..Default::default()
     };
     let resolved = match resolve(file, flags) {

@@ -5,7 +5,10 @@
 pub mod agent;
 pub mod client;
 pub mod control_plane;
+pub mod fleet;
+pub mod fuzz;
 pub mod postgres;
+pub mod raw;
 pub mod streaming;
 pub mod wait;
 

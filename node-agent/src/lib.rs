@@ -3,6 +3,8 @@
 
 pub mod action_log;
 pub mod agent;
+pub mod cli;
+pub mod failpoints;
 pub mod join;
 pub mod plugins;
 pub mod renewal;

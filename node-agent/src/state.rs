@@ -2,11 +2,11 @@
 //!
 //! ```text
 //! DATA_DIR/
-//!   node.json      node id, name and control-plane URL (written at join)
+//!   node.json      node id, name and control-plane URLs (written at join)
 //!   node.key       the node's private key (0600; never leaves the host)
 //!   node.crt       its certificate, signed by the control plane's CA
 //!   ca.crt         the control plane's CA certificate, pinned at join
-//!   actions.jsonl  results of completed actions, so a redelivered action is answered, not re-run
+//!   actions.jsonl  actions started and finished, so a redelivered action is answered, not re-run
 //!   services/      one directory per service (see the supervisor)
 //! ```
 
@@ -24,6 +24,18 @@ pub struct NodeIdentity {
     pub node_name: String,
     /// e.g. `https://cp.example.net:7401`.
     pub control_plane_url: String,
+    /// Further control-plane replicas' agent listeners, tried in turn when one is unreachable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_control_plane_urls: Vec<String>,
+}
+
+impl NodeIdentity {
+    /// Every control-plane endpoint, the one joined through first.
+    pub fn endpoints(&self) -> Vec<String> {
+        std::iter::once(self.control_plane_url.clone())
+            .chain(self.other_control_plane_urls.iter().cloned())
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -69,7 +81,26 @@ impl DataDir {
             .recursive(true)
             .mode(0o700)
             .create(&self.root)
-            .with_context(|| format!("creating {}", self.root.display()))
+            .with_context(|| format!("creating {}", self.root.display()))?;
+        self.make_private()
+    }
+
+    /// Takes read and write access away from group and others: the directory holds the node's
+    /// private key. The execute bit stays, since service accounts traverse it to reach their
+    /// directories under `services/` (see the supervisor's `prepare_root_dir`).
+    pub fn make_private(&self) -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&self.root)
+            .with_context(|| format!("reading {}", self.root.display()))?
+            .permissions()
+            .mode()
+            & 0o7777;
+        if mode & 0o066 != 0 {
+            std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(mode & !0o066))
+                .with_context(|| format!("making {} private", self.root.display()))?;
+            tracing::warn!(dir = %self.root.display(), was = %format!("{mode:o}"), "made the agent's data directory private: it holds the node's key");
+        }
+        Ok(())
     }
 
     pub fn is_joined(&self) -> bool {
@@ -152,6 +183,18 @@ fn staged(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_open_data_dir_is_made_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("agent");
+        std::fs::create_dir(&root).expect("mkdir");
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        DataDir::new(&root).create().expect("create");
+        let mode = std::fs::metadata(&root).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o711);
+    }
 
     #[test]
     fn an_interrupted_credential_swap_completes_as_a_pair() {

@@ -13,8 +13,10 @@ pub mod agent {
     }
 }
 
+pub mod codec;
 pub mod join_token;
 mod redact;
+pub mod reflect;
 
 /// The encoded descriptor set of every castplane proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -4,7 +4,9 @@ use sea_orm_migration::async_trait;
 use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_initial;
+mod m20261201_000001_dispatch;
 mod m20261201_100001_console_logins;
+mod m20261201_300001_node_bind_address;
 
 pub struct Migrator;
 
@@ -13,6 +15,8 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
             Box::new(m20261128_000001_initial::Migration),
+            Box::new(m20261201_000001_dispatch::Migration),
+            Box::new(m20261201_300001_node_bind_address::Migration),
             Box::new(m20261201_100001_console_logins::Migration),
         ]
     }
