@@ -39,13 +39,18 @@ pub(crate) fn traceparent<T>(request: &Request<T>) -> &str {
         .unwrap_or("")
 }
 
-/// The caller's credential: its principal and, for a console session, the session.
-pub(crate) fn credential<T>(request: &Request<T>) -> Result<Credential, Status> {
-    request
+/// The caller's credential: its principal and, for a console session, the session; like
+/// [`principal`], only for a request that passed the boundary checks.
+pub(crate) fn credential<T: prost::Message + prost::Name>(
+    request: &Request<T>,
+) -> Result<Credential, Status> {
+    let credential = request
         .extensions()
         .get::<Credential>()
         .cloned()
-        .ok_or_else(|| Status::unauthenticated("missing API token"))
+        .ok_or_else(|| Status::unauthenticated("missing API token"))?;
+    boundary::check(request.get_ref())?;
+    Ok(credential)
 }
 
 /// An optional id field: empty means absent.

@@ -54,9 +54,13 @@ impl SessionService for SessionApi {
         &self,
         request: Request<pb::CreateSessionRequest>,
     ) -> Result<Response<pb::CreateSessionResponse>, Status> {
+        // Signing in needs no token, so no principal() to run the boundary checks for it.
+        super::boundary::check(request.get_ref())?;
         let r = request.into_inner();
         let mut violations = Violations::default();
         violations.check(!r.email.trim().is_empty(), "email", "required");
+        // No login has a malformed email; refusing it here also keeps NULs from the database.
+        check_email(&mut violations, "email", r.email.trim());
         violations.check(!r.password.is_empty(), "password", "required");
         // A password too long to have been set cannot be right; refuse it before hashing.
         violations.check(
