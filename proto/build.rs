@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "castplane/v1/actions.proto",
     "castplane/v1/media_services.proto",
     "castplane/v1/nodes.proto",
+    "castplane/v1/sessions.proto",
     "castplane/agent/v1/agent.proto",
 ];
 
@@ -17,6 +18,10 @@ const SECRET_MESSAGES: &[&str] = &[
     "castplane.v1.ConnectionInfo",
     "castplane.v1.CreateApiTokenResponse",
     "castplane.v1.NodeJoinToken",
+    "castplane.v1.CreateSessionRequest",
+    "castplane.v1.CreateSessionResponse",
+    "castplane.v1.SetLoginRequest",
+    "castplane.v1.ChangePasswordRequest",
     "castplane.agent.v1.JoinRequest",
     "castplane.agent.v1.ServiceSpec",
 ];

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # castplane demo: the control plane on SQLite, one local node agent (joined automatically),
 # a reseller, a customer and an Icecast service, started, fed a sine tone by ffmpeg.
-# Prints a stream URL you can play. Ctrl-C stops everything cleanly.
+# Prints a stream URL you can play, and the console's URL with logins to sign in with.
+# Ctrl-C stops everything cleanly.
 #
 # Ports: API 7400, agent listener 7401, services 8000-8099 (override with CASTPLANE_DEMO_API,
 # CASTPLANE_DEMO_AGENT_LISTEN, CASTPLANE_DEMO_PORTS). State goes to ./demo-data (replaced on
@@ -19,8 +20,9 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 
 ./scripts/install-deps.sh
-say "building castplane"
+say "building castplane and its console"
 cargo build --locked --bins -q
+./scripts/build-console.sh
 
 # Value of the first "key": "value" in JSON on stdin (castctl -o json pretty-prints).
 json_field() { sed -n "s/^ *\"$1\": *\"\\([^\"]*\\)\".*/\\1/p" | head -n 1; }
@@ -63,7 +65,7 @@ say "starting the control plane on $API (SQLite in $DEMO/control)"
 # Each daemon runs in its own session, so Ctrl-C reaches only this script, which then stops
 # them in order: stream, service, agent, control plane.
 setsid "$BIN/castplane-control" --data-dir "$DEMO/control" --listen "$API" --agent-listen "$AGENT_LISTEN" \
-  >"$DEMO/control.log" 2>&1 &
+  --console-dir "$PWD/console/dist" >"$DEMO/control.log" 2>&1 &
 CP_PID=$!
 wait_until 30 "the admin token" test -s "$DEMO/control/admin.token"
 castctl login --endpoint "http://$API" --token "$(cat "$DEMO/control/admin.token")" >/dev/null
@@ -88,6 +90,14 @@ as_reseller service create --customer "$CUSTOMER" --type icecast --name demo-fm 
   --max-listeners 100 --max-bitrate-kbps 128 --disk-mb 500 --bandwidth-gb 50
 SERVICE=demo-fm
 
+say "setting console logins for the admin and the reseller"
+new_password() { head -c 18 /dev/urandom | base64 | tr -d '/+='; }
+ADMIN_PASSWORD=$(new_password)
+RESELLER_PASSWORD=$(new_password)
+printf '%s\n' "$ADMIN_PASSWORD" | castctl console-login set --admin --email admin@demo.example --password-stdin >/dev/null
+printf '%s\n' "$RESELLER_PASSWORD" | castctl console-login set --reseller "$RESELLER" --email reseller@demo.example \
+  --password-stdin >/dev/null
+
 say "starting demo-fm (a durable action, executed by the agent)"
 castctl service start "$SERVICE" --wait
 
@@ -106,6 +116,10 @@ wait_until 30 "audio on $STREAM_URL" stream_has_audio
 
 castctl service get "$SERVICE"
 cat <<MSG
+
+  Console:    http://$API/
+              sign in as reseller@demo.example / $RESELLER_PASSWORD
+              or as the admin: admin@demo.example / $ADMIN_PASSWORD
 
   Stream URL: $STREAM_URL
   Try:  curl -s $STREAM_URL | head -c 100000 | ffprobe -hide_banner -   (Audio: mp3, 128 kb/s)

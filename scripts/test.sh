@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, then every test under cargo nextest
 # (unit, the SQLite + PostgreSQL conformance suite, the fuzz test of the public API, and the
-# end-to-end agent tests with real icecast2, liquidsoap and nginx-rtmp).
+# end-to-end agent tests with real icecast2, liquidsoap and nginx-rtmp), and the console's
+# browser tests (Playwright driving Chromium against a real fleet).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,3 +15,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # CI reports every failure, not only the first.
 cargo nextest run --workspace --locked ${CI:+--no-fail-fast} \
   ${CASTPLANE_TEST_THREADS:+--test-threads "$CASTPLANE_TEST_THREADS"}
+
+# The console: built from the protos (type-checked), then driven in a real browser against a
+# real control plane, agent and icecast2 that `console-fixture` starts.
+./scripts/build-console.sh
+cargo build --locked -q -p castplane-integration-tests --bin console-fixture
+(cd console && npx playwright test)

@@ -86,6 +86,9 @@ pub enum Command {
     /// API tokens
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Console sign-in: the email and password an account signs in to the browser console with
+    #[command(subcommand, name = "console-login")]
+    ConsoleLogin(ConsoleLoginCommand),
     /// Service types and what a reseller may provision
     #[command(subcommand)]
     Catalog(CatalogCommand),
@@ -224,6 +227,46 @@ pub enum TokenCommand {
         /// What the token is for, e.g. "billing sync"
         #[arg(long, default_value = "")]
         description: String,
+    },
+}
+
+/// Whose console login: exactly one of --admin, --reseller ID, --customer ID.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("account").required(true).args(["admin", "reseller", "customer"])))]
+pub struct LoginAccount {
+    /// The admin's own login
+    #[arg(long)]
+    pub admin: bool,
+    /// This reseller's login (it signs in as the reseller, primary account included)
+    #[arg(long, value_name = "ID")]
+    pub reseller: Option<String>,
+    /// This customer's login
+    #[arg(long, value_name = "ID")]
+    pub customer: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsoleLoginCommand {
+    /// Set the email and password (read from standard input, never from the command line);
+    /// ends the login's sessions and lifts a lockout
+    Set {
+        #[command(flatten)]
+        account: LoginAccount,
+        #[arg(long)]
+        email: String,
+        /// Read the password from the first line of standard input
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Show the login's email and whether it is locked
+    Get {
+        #[command(flatten)]
+        account: LoginAccount,
+    },
+    /// Remove the login and end its sessions (API tokens are not affected)
+    Delete {
+        #[command(flatten)]
+        account: LoginAccount,
     },
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use castplane_proto::v1::account_service_client::AccountServiceClient;
 use castplane_proto::v1::action_service_client::ActionServiceClient;
 use castplane_proto::v1::catalog_service_client::CatalogServiceClient;
+use castplane_proto::v1::login_service_client::LoginServiceClient;
 use castplane_proto::v1::media_service_service_client::MediaServiceServiceClient;
 use castplane_proto::v1::node_service_client::NodeServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -47,6 +48,7 @@ pub struct Api {
     pub media: MediaServiceServiceClient<Authed>,
     pub actions: ActionServiceClient<Authed>,
     pub nodes: NodeServiceClient<Authed>,
+    pub logins: LoginServiceClient<Authed>,
 }
 
 pub async fn connect(settings: &Settings) -> Result<Api> {
@@ -63,7 +65,8 @@ pub async fn connect(settings: &Settings) -> Result<Api> {
         catalog: CatalogServiceClient::with_interceptor(channel.clone(), auth.clone()),
         media: MediaServiceServiceClient::with_interceptor(channel.clone(), auth.clone()),
         actions: ActionServiceClient::with_interceptor(channel.clone(), auth.clone()),
-        nodes: NodeServiceClient::with_interceptor(channel, auth),
+        nodes: NodeServiceClient::with_interceptor(channel.clone(), auth.clone()),
+        logins: LoginServiceClient::with_interceptor(channel, auth),
     })
 }
 

@@ -121,6 +121,7 @@ pub async fn list_actions(
                     state: state as i32,
                     page_size: PAGE_SIZE,
                     page_token,
+                    ..Default::default()
                 })
                 .await?
                 .into_inner();

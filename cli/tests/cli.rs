@@ -35,6 +35,7 @@ async fn start_server(tls: Option<castplane_control::TlsFiles>) -> Result<Server
         data_dir: data_dir.clone(),
         database_url: None,
         public_tls: tls.clone(),
+        console_dir: None,
         service: castplane_control::ServiceConfig::default(),
     };
     let listeners = castplane_control::bind("127.0.0.1:0".parse()?, "127.0.0.1:0".parse()?).await?;
@@ -1191,4 +1192,53 @@ fn answer_wizard(mut term: Terminal) -> Result<(Option<i32>, String)> {
     )?;
     term.keys("y")?;
     term.finish()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_login_reads_the_password_from_stdin_only() -> Result<()> {
+    let server = start_server(None).await?;
+    let reseller = server
+        .reseller(&["--name", "Login Lane", "--allow-types", "icecast"])
+        .await;
+    let rid = str_of(&reseller, "id");
+    // No login yet.
+    let missing = server
+        .admin(&["console-login", "get", "--reseller", rid])
+        .await;
+    assert_ne!(missing.code, Some(0));
+    assert!(
+        missing.stderr.contains("has no login"),
+        "{}",
+        missing.stderr
+    );
+    // The password is never an argument; an empty standard input is a usage error.
+    let empty = server
+        .admin(&[
+            "console-login",
+            "set",
+            "--reseller",
+            rid,
+            "--email",
+            "ops@lane.example",
+            "--password-stdin",
+        ])
+        .await;
+    assert_eq!(empty.code, Some(2), "{}", empty.stderr);
+    assert!(
+        empty.stderr.contains("no password on standard input"),
+        "{}",
+        empty.stderr
+    );
+    let no_flag = server
+        .admin(&[
+            "console-login",
+            "set",
+            "--reseller",
+            rid,
+            "--email",
+            "ops@lane.example",
+        ])
+        .await;
+    assert_eq!(no_flag.code, Some(2), "{}", no_flag.stderr);
+    Ok(())
 }

@@ -1,8 +1,9 @@
 //! Bearer-token authentication for the public API, as a tower layer.
 //!
-//! Every call except health checking and reflection must carry `authorization: Bearer <token>`.
-//! The token is hashed and looked up in the database on each call (no process-local cache), so
-//! a token revoked through any replica stops working on all of them.
+//! Every castplane call except signing in must carry `authorization: Bearer <token>`: an API
+//! token (programs) or a console session token (people). Session tokens are hashed and looked
+//! up in the database on every call, so a sign-out or expiry on any replica holds on all of
+//! them at once. Health checking, reflection and the console's static assets need no token.
 
 use std::task::{Context, Poll};
 
@@ -10,14 +11,15 @@ use futures::future::BoxFuture;
 use tower::{Layer, Service};
 
 use crate::domain::Principal;
-use crate::service::ControlPlane;
+use crate::service::{ControlPlane, Credential, SESSION_TOKEN_PREFIX};
 
-/// Paths served without a token.
-const PUBLIC_PREFIXES: &[&str] = &[
-    "/grpc.health.v1.Health/",
-    "/grpc.reflection.v1.ServerReflection/",
-    "/grpc.reflection.v1alpha.ServerReflection/",
-];
+/// Paths of castplane's own services: all of them need a token, except signing in.
+const CASTPLANE_PREFIX: &str = "/castplane.";
+const SIGN_IN: &str = "/castplane.v1.SessionService/CreateSession";
+
+fn needs_token(path: &str) -> bool {
+    path.starts_with(CASTPLANE_PREFIX) && path != SIGN_IN
+}
 
 #[derive(Clone)]
 pub struct AuthLayer {
@@ -68,10 +70,7 @@ where
         // The clone is the one that was not polled ready; keep the ready one for this call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        if PUBLIC_PREFIXES
-            .iter()
-            .any(|p| request.uri().path().starts_with(p))
-        {
+        if !needs_token(request.uri().path()) {
             return Box::pin(inner.call(request));
         }
         let control_plane = self.control_plane.clone();
@@ -88,18 +87,45 @@ where
                 .map(str::to_owned);
             let Some(token) = token else {
                 return Ok(tonic::Status::unauthenticated(
-                    "missing API token: send `authorization: Bearer <token>`",
+                    "missing token: send `authorization: Bearer <token>` (an API token or a console session)",
                 )
                 .into_http());
             };
-            match control_plane.authenticate(&token).await {
-                Ok(Some(principal)) => {
-                    request.extensions_mut().insert::<Principal>(principal);
+            match control_plane.authenticate_bearer(&token).await {
+                Ok(Some(credential)) => {
+                    request
+                        .extensions_mut()
+                        .insert::<Principal>(credential.principal.clone());
+                    request.extensions_mut().insert::<Credential>(credential);
                     inner.call(request).await
+                }
+                Ok(None) if token.starts_with(SESSION_TOKEN_PREFIX) => {
+                    Ok(tonic::Status::unauthenticated(
+                        "console session expired or ended: sign in again",
+                    )
+                    .into_http())
                 }
                 Ok(None) => Ok(tonic::Status::unauthenticated("invalid API token").into_http()),
                 Err(err) => Ok(tonic::Status::from(err).into_http()),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::needs_token;
+
+    #[test]
+    fn only_castplane_calls_other_than_sign_in_need_a_token() {
+        assert!(needs_token("/castplane.v1.AccountService/GetCaller"));
+        assert!(needs_token("/castplane.v1.SessionService/DeleteSession"));
+        assert!(!needs_token("/castplane.v1.SessionService/CreateSession"));
+        assert!(!needs_token("/grpc.health.v1.Health/Check"));
+        assert!(!needs_token(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+        ));
+        assert!(!needs_token("/"));
+        assert!(!needs_token("/assets/index-abc123.js"));
     }
 }

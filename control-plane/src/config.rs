@@ -24,6 +24,10 @@ pub struct FileConfig {
     pub join_token_ttl_seconds: Option<u64>,
     pub agent_certificate_validity_seconds: Option<u64>,
     pub heartbeat_timeout_seconds: Option<u64>,
+    pub session_idle_timeout_seconds: Option<u64>,
+    pub session_lifetime_seconds: Option<u64>,
+    /// The console's built assets (`console/dist`), served at `/` of the public API.
+    pub console_dir: Option<PathBuf>,
 }
 
 /// Everything resolved: where to listen and how to run.
@@ -52,6 +56,8 @@ const ACTION_DEADLINE_RANGE: (u64, u64) = (1, 30 * 24 * 3600);
 /// Up to five years: node certificates must end well before the internal CA does (ten).
 const CERTIFICATE_VALIDITY_RANGE: (u64, u64) = (60, 5 * 365 * 24 * 3600);
 const HEARTBEAT_TIMEOUT_MAX: u64 = 3600;
+/// Console sessions: a minute to a week.
+const SESSION_RANGE: (u64, u64) = (60, 7 * 24 * 3600);
 
 /// A duration setting within `(min, max)` seconds; out of range is an error naming both.
 fn seconds(
@@ -162,13 +168,43 @@ pub fn resolve(file: FileConfig, overrides: FileConfig) -> Result<Resolved, Vec<
             heartbeat_timeout,
             ..dispatch_defaults
         },
+        session_idle_timeout: seconds(
+            &mut errors,
+            "session_idle_timeout_seconds",
+            pick(
+                overrides.session_idle_timeout_seconds,
+                file.session_idle_timeout_seconds,
+            ),
+            SESSION_RANGE,
+            defaults.session_idle_timeout,
+        ),
+        session_lifetime: seconds(
+            &mut errors,
+            "session_lifetime_seconds",
+            pick(
+                overrides.session_lifetime_seconds,
+                file.session_lifetime_seconds,
+            ),
+            SESSION_RANGE,
+            defaults.session_lifetime,
+        ),
     };
+    let console_dir = pick(overrides.console_dir, file.console_dir);
+    if let Some(dir) = &console_dir
+        && !dir.join("index.html").is_file()
+    {
+        errors.push(format!(
+            "console_dir: {} has no index.html (build the console with `npm run build` in console/)",
+            dir.display()
+        ));
+    }
     if errors.is_empty() {
         Ok(Resolved {
             config: Config {
                 data_dir,
                 database_url,
                 public_tls,
+                console_dir,
                 service,
             },
             listen,

@@ -23,6 +23,15 @@ impl Principal {
         }
     }
 
+    /// How tokens and logins store whom they belong to: (kind, id), the id empty for the admin.
+    pub fn stored_key(&self) -> (&'static str, &str) {
+        match self {
+            Principal::Admin => ("admin", ""),
+            Principal::Reseller { id } => ("reseller", id),
+            Principal::Customer { id, .. } => ("customer", id),
+        }
+    }
+
     pub fn is_admin(&self) -> bool {
         matches!(self, Principal::Admin)
     }

@@ -22,11 +22,21 @@ pub enum ServiceError {
     PermissionDenied(String),
     #[error("{0}")]
     Unauthenticated(String),
+    /// `asked` and `available` also travel as `ErrorInfo` metadata, so a client can show them
+    /// beside the field that asked, without parsing the message.
     #[error("{message}")]
     QuotaExceeded {
         message: String,
         resource: Resource,
         subject: String,
+        asked: u64,
+        available: u64,
+    },
+    /// Too many failed sign-ins: refused until the lock expires, whatever the password.
+    #[error("{message}")]
+    TooManyAttempts {
+        message: String,
+        retry_after: std::time::Duration,
     },
     /// A fixed per-account limit that is not a reseller quota (e.g. API tokens per principal).
     #[error("{message}")]
@@ -119,6 +129,9 @@ impl From<PersistenceError> for ServiceError {
     }
 }
 
+/// The `domain` of castplane's `ErrorInfo` details.
+pub const ERROR_DOMAIN: &str = "castplane.v1";
+
 /// What a create answers when another one took the same port at the same instant, more than
 /// its retries could absorb.
 pub const PORT_RACE: &str = "a port was allocated concurrently; retry the request";
@@ -171,11 +184,35 @@ impl From<ServiceError> for tonic::Status {
                 message,
                 resource,
                 subject,
+                asked,
+                available,
             } => {
                 let mut details = ErrorDetails::new();
                 details.add_quota_failure_violation(
                     format!("{subject}/{}", resource.name()),
                     message.clone(),
+                );
+                details.set_error_info(
+                    "QUOTA_EXCEEDED",
+                    ERROR_DOMAIN,
+                    [
+                        ("resource".to_owned(), resource.name().to_owned()),
+                        ("asked".to_owned(), asked.to_string()),
+                        ("available".to_owned(), available.to_string()),
+                    ],
+                );
+                tonic::Status::with_error_details(Code::ResourceExhausted, message, details)
+            }
+            ServiceError::TooManyAttempts {
+                message,
+                retry_after,
+            } => {
+                let mut details = ErrorDetails::new();
+                details.set_retry_info(Some(retry_after));
+                details.set_error_info(
+                    "SIGN_IN_LOCKED",
+                    ERROR_DOMAIN,
+                    std::collections::HashMap::new(),
                 );
                 tonic::Status::with_error_details(Code::ResourceExhausted, message, details)
             }

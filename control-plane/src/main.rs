@@ -33,6 +33,9 @@ struct Args {
     /// PEM private key for the public API.
     #[arg(long)]
     tls_key: Option<PathBuf>,
+    /// The console's built assets (console/dist), served at / of the public API.
+    #[arg(long)]
+    console_dir: Option<PathBuf>,
     /// Seconds an action waits for its node while the node is unreachable before it fails;
     /// time the node is connected does not count [default: 600].
     #[arg(long)]
@@ -75,6 +78,7 @@ async fn main() -> std::process::ExitCode {
         database_url: args.database_url,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
+        console_dir: args.console_dir,
         action_deadline_seconds: args.action_deadline_seconds,
         agent_certificate_validity_seconds: args.agent_certificate_validity_seconds,
         heartbeat_timeout_seconds: args.heartbeat_timeout_seconds,

@@ -7,13 +7,18 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anyhow::{Context, bail};
 use castplane_proto::agent::v1::agent_service_server::AgentServiceServer;
 use castplane_proto::v1::account_service_server::AccountServiceServer;
 use castplane_proto::v1::action_service_server::ActionServiceServer;
 use castplane_proto::v1::catalog_service_server::CatalogServiceServer;
+use castplane_proto::v1::login_service_server::LoginServiceServer;
 use castplane_proto::v1::media_service_service_server::MediaServiceServiceServer;
 use castplane_proto::v1::node_service_server::NodeServiceServer;
+use castplane_proto::v1::session_service_server::SessionServiceServer;
+use futures::future::BoxFuture;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +30,9 @@ use crate::api::agent::AgentApi;
 use crate::api::catalog::CatalogApi;
 use crate::api::media::MediaServiceApi;
 use crate::api::nodes::NodeApi;
+use crate::api::sessions::{LoginApi, SessionApi};
 use crate::auth::AuthLayer;
+use crate::console;
 use crate::persistence::Persistence;
 use crate::pki::CertificateAuthority;
 use crate::service::page_tokens::PageTokens;
@@ -41,6 +48,8 @@ pub struct Config {
     pub database_url: Option<String>,
     /// TLS for the public API. Without it the API only listens on loopback.
     pub public_tls: Option<TlsFiles>,
+    /// The console's built assets, served at `/` of the public API; none serves no console.
+    pub console_dir: Option<PathBuf>,
     pub service: ServiceConfig,
 }
 
@@ -131,18 +140,14 @@ pub async fn run(
     let reflection_v1 = reflection(PUBLIC_SERVICES).build_v1()?;
     let reflection_v1alpha = reflection(PUBLIC_SERVICES).build_v1alpha()?;
 
-    let mut public = Server::builder();
-    if let Some(tls) = &config.public_tls {
-        let cert =
-            std::fs::read(&tls.cert).with_context(|| format!("reading {}", tls.cert.display()))?;
-        let key =
-            std::fs::read(&tls.key).with_context(|| format!("reading {}", tls.key.display()))?;
-        public =
-            public.tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))?;
-    }
+    let public_tls = config
+        .public_tls
+        .as_ref()
+        .map(public_tls_config)
+        .transpose()?;
     let cp = || control_plane.clone();
-    let public = public
-        .layer(AuthLayer::new(control_plane.clone()))
+    let mut routes = tonic::service::Routes::builder();
+    routes
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -161,10 +166,34 @@ pub async fn run(
         .add_service(NodeServiceServer::new(NodeApi {
             control_plane: cp(),
         }))
-        .serve_with_incoming_shutdown(
+        .add_service(SessionServiceServer::new(SessionApi {
+            control_plane: cp(),
+        }))
+        .add_service(LoginServiceServer::new(LoginApi {
+            control_plane: cp(),
+        }));
+    let mut routes = routes.routes();
+    if let Some(dir) = config.console_dir.clone() {
+        let router = std::mem::take(routes.axum_router_mut());
+        *routes.axum_router_mut() = router.fallback_service(console::assets_service(&dir));
+    }
+    // HTTP/1.1 and gRPC-web for browsers (the console), beside HTTP/2 gRPC for everything else;
+    // the same TLS and the same bearer check serve both.
+    let public = Server::builder()
+        .accept_http1(true)
+        .layer(tonic_web::GrpcWebLayer::new())
+        .layer(AuthLayer::new(control_plane.clone()))
+        .add_routes(routes);
+    let public: BoxFuture<'static, Result<(), tonic::transport::Error>> = match public_tls {
+        Some(tls) => Box::pin(public.serve_with_incoming_shutdown(
+            tls_incoming(listeners.public, tls, shutdown.clone()),
+            shutdown.clone().cancelled_owned(),
+        )),
+        None => Box::pin(public.serve_with_incoming_shutdown(
             no_delay(listeners.public),
             shutdown.clone().cancelled_owned(),
-        );
+        )),
+    };
 
     // Client certificates are optional at the handshake only so that Join can be called with a
     // token; a certificate that is presented must chain to our CA, and every other call
@@ -196,7 +225,7 @@ pub async fn run(
         .start_dispatcher()
         .await
         .context("starting the dispatcher")?;
-    tracing::info!(%public_addr, %agent_addr, tls = config.public_tls.is_some(), "castplane control plane serving");
+    tracing::info!(%public_addr, %agent_addr, tls = config.public_tls.is_some(), console = config.console_dir.is_some(), "castplane control plane serving");
 
     let servers = async { tokio::try_join!(public, agent) };
     tokio::pin!(servers);
@@ -260,6 +289,68 @@ pub fn no_delay(
             }
         })
     })
+}
+
+/// How long a client gets to finish its TLS handshake on the public port.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The public API's TLS: HTTP/2 for gRPC clients and browsers, and HTTP/1.1 too, for gRPC-web
+/// clients that do not speak HTTP/2 (tonic's own TLS offers only h2).
+fn public_tls_config(files: &TlsFiles) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(&files.cert)
+        .with_context(|| format!("reading {}", files.cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing {}", files.cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .with_context(|| format!("reading {}", files.key.display()))?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("the public API's certificate and key")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Accepted TLS connections of the public API. Each handshake runs on its own task, so a slow
+/// or silent client never holds up the others.
+fn tls_incoming(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    shutdown: CancellationToken,
+) -> impl futures::Stream<Item = std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>>
+{
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = shutdown.cancelled() => return,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(connection) => connection,
+                Err(err) => {
+                    tracing::warn!(error = %err, "accepting a public API connection failed");
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(tls)).await;
+                    }
+                    Ok(Err(err)) => tracing::debug!(%peer, error = %err, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
 /// Binds both listeners (port 0 picks a free port).

@@ -5,8 +5,10 @@ use castplane_proto::v1 as pb;
 use castplane_proto::v1::account_service_client::AccountServiceClient;
 use castplane_proto::v1::action_service_client::ActionServiceClient;
 use castplane_proto::v1::catalog_service_client::CatalogServiceClient;
+use castplane_proto::v1::login_service_client::LoginServiceClient;
 use castplane_proto::v1::media_service_service_client::MediaServiceServiceClient;
 use castplane_proto::v1::node_service_client::NodeServiceClient;
+use castplane_proto::v1::session_service_client::SessionServiceClient;
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -73,6 +75,14 @@ impl Client {
 
     pub fn nodes(&self) -> NodeServiceClient<Authed> {
         NodeServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    pub fn sessions(&self) -> SessionServiceClient<Authed> {
+        SessionServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    pub fn logins(&self) -> LoginServiceClient<Authed> {
+        LoginServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }
 
     /// A reseller with the given limits (None = unlimited) and allowed types.
@@ -159,6 +169,23 @@ impl Client {
             .await
             .expect("get node")
             .into_inner()
+    }
+
+    /// Waits until the node is online and reports that it can run `service_type`.
+    pub async fn wait_node_ready(&self, id: &str, service_type: pb::ServiceType) -> pb::Node {
+        crate::wait_for(
+            &format!("node {id} to come online able to run {service_type:?}"),
+            std::time::Duration::from_secs(60),
+            || async move {
+                let node = self.node(id).await;
+                let able = node
+                    .capabilities
+                    .iter()
+                    .any(|c| c.r#type == service_type as i32 && c.available);
+                (node.status == pb::NodeStatus::Online as i32 && able).then_some(node)
+            },
+        )
+        .await
     }
 
     pub async fn action(&self, id: &str) -> pb::Action {

@@ -19,6 +19,8 @@ pub struct ControlPlaneHandle {
     data_dir: tempfile::TempDir,
     database_url: Option<String>,
     service_config: ServiceConfig,
+    /// The console's built assets, when the test serves them.
+    console_dir: Option<PathBuf>,
     /// The CA (here: the self-signed certificate) clients trust for the public API.
     pub public_ca_pem: String,
     pub public_addr: SocketAddr,
@@ -34,6 +36,15 @@ impl ControlPlaneHandle {
     }
 
     pub async fn start_with(backend: Backend, service_config: ServiceConfig) -> Self {
+        Self::start_serving(backend, service_config, None).await
+    }
+
+    /// Also serves the console from `console_dir` (its `dist/`), as a deployment would.
+    pub async fn start_serving(
+        backend: Backend,
+        service_config: ServiceConfig,
+        console_dir: Option<PathBuf>,
+    ) -> Self {
         let database_url = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => Some(
@@ -42,11 +53,19 @@ impl ControlPlaneHandle {
                     .expect("a PostgreSQL database for the test"),
             ),
         };
-        Self::start_on(database_url, service_config).await
+        Self::start_on_serving(database_url, service_config, console_dir).await
     }
 
     /// On the database at `database_url` (`None`: SQLite in its data directory).
     pub async fn start_on(database_url: Option<String>, service_config: ServiceConfig) -> Self {
+        Self::start_on_serving(database_url, service_config, None).await
+    }
+
+    async fn start_on_serving(
+        database_url: Option<String>,
+        service_config: ServiceConfig,
+        console_dir: Option<PathBuf>,
+    ) -> Self {
         crate::init_tracing();
         let data_dir = tempfile::Builder::new()
             .prefix("castplane-cp-")
@@ -70,6 +89,7 @@ impl ControlPlaneHandle {
             data_dir,
             database_url,
             service_config,
+            console_dir,
             public_ca_pem,
             public_addr: "127.0.0.1:0".parse().expect("addr"),
             agent_addr: "127.0.0.1:0".parse().expect("addr"),
@@ -87,6 +107,7 @@ impl ControlPlaneHandle {
                 cert: self.data_dir.path().join("public.crt"),
                 key: self.data_dir.path().join("public.key"),
             }),
+            console_dir: self.console_dir.clone(),
             service: self.service_config.clone(),
         }
     }
@@ -148,6 +169,7 @@ impl ControlPlaneHandle {
             data_dir,
             database_url: self.database_url.clone(),
             service_config: self.service_config.clone(),
+            console_dir: self.console_dir.clone(),
             public_ca_pem: self.public_ca_pem.clone(),
             public_addr: "127.0.0.1:0".parse().expect("addr"),
             agent_addr: "127.0.0.1:0".parse().expect("addr"),

@@ -17,6 +17,30 @@ pub use client::Client;
 pub use control_plane::{Backend, ControlPlaneHandle};
 pub use wait::wait_for;
 
+/// Runs each named rule `async fn rule(backend: Backend)` once on SQLite and once on
+/// PostgreSQL, as `sqlite::rule` and `postgres::rule`.
+#[macro_export]
+macro_rules! conformance {
+    ($($rule:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $rule() {
+                    super::$rule(super::Backend::Sqlite).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $rule() {
+                    super::$rule(super::Backend::Postgres).await;
+                }
+            )+
+        }
+    };
+}
+
 /// Logs warnings (or what `RUST_LOG` asks for) to the test output.
 pub fn init_tracing() {
     init_tracing_with_default("warn");

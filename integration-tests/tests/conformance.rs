@@ -8,32 +8,11 @@ use std::time::Duration;
 
 use castplane_integration_tests::client::{icecast_request, limits};
 use castplane_integration_tests::{
-    AgentHandle, Backend, Client, ControlPlaneHandle, free_port_range, wait_for,
+    AgentHandle, Backend, Client, ControlPlaneHandle, conformance, free_port_range, wait_for,
 };
 use castplane_proto::v1 as pb;
 use tonic::Code;
 use tonic_types::StatusExt;
-
-macro_rules! conformance {
-    ($($rule:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $rule() {
-                    super::$rule(super::Backend::Sqlite).await;
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $rule() {
-                    super::$rule(super::Backend::Postgres).await;
-                }
-            )+
-        }
-    };
-}
 
 conformance!(
     tenancy_hides_everything_outside_it,

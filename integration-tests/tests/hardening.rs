@@ -41,6 +41,7 @@ async fn an_open_data_dir_and_the_database_files_become_private() {
         data_dir: data_dir.clone(),
         database_url: None,
         public_tls: None,
+        console_dir: None,
         service: ServiceConfig::default(),
     };
     let shutdown = CancellationToken::new();

@@ -85,6 +85,55 @@ impl fmt::Debug for ServiceSpec {
     }
 }
 
+mod sessions {
+    use std::fmt;
+
+    use super::REDACTED;
+    use crate::v1::{
+        ChangePasswordRequest, CreateSessionRequest, CreateSessionResponse, SetLoginRequest,
+    };
+
+    impl fmt::Debug for CreateSessionRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("CreateSessionRequest")
+                .field("email", &self.email)
+                .field("password", &REDACTED)
+                .finish()
+        }
+    }
+
+    impl fmt::Debug for CreateSessionResponse {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("CreateSessionResponse")
+                .field("token", &REDACTED)
+                .field("expire_time", &self.expire_time)
+                .field("idle_timeout_seconds", &self.idle_timeout_seconds)
+                .field("caller", &self.caller)
+                .finish()
+        }
+    }
+
+    impl fmt::Debug for SetLoginRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("SetLoginRequest")
+                .field("principal_kind", &self.principal_kind)
+                .field("principal_id", &self.principal_id)
+                .field("email", &self.email)
+                .field("password", &REDACTED)
+                .finish()
+        }
+    }
+
+    impl fmt::Debug for ChangePasswordRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("ChangePasswordRequest")
+                .field("current_password", &REDACTED)
+                .field("new_password", &REDACTED)
+                .finish()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 mod account;
 mod action;
 mod catalog;
+mod console_login;
 mod customer;
 mod node;
 mod reseller;
@@ -54,6 +55,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Reseller(command) => reseller::run(&ctx, command).await,
         Command::Customer(command) => customer::run(&ctx, command).await,
         Command::Token(command) => token::run(&ctx, command).await,
+        Command::ConsoleLogin(command) => console_login::run(&ctx, command).await,
         Command::Catalog(command) => catalog::run(&ctx, command).await,
         Command::Usage(filter) => catalog::usage(&ctx, filter).await,
         Command::Service(ServiceCommand::Create(args)) => wizard::create(&ctx, args).await,

@@ -5,11 +5,12 @@ use castplane_proto::v1::account_service_server::AccountService;
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    check_display_name, check_email, customer_choice, customer_to_wire, limits_from_wire,
-    mask_paths, reseller_to_wire, resource_from_path, service_types_from_wire,
+    caller_to_wire, check_display_name, check_email, customer_choice, customer_to_wire,
+    limits_from_wire, mask_paths, principal_from_wire, reseller_to_wire, resource_from_path,
+    service_types_from_wire,
 };
 use super::{optional, principal, required};
-use crate::domain::{Principal, Resource, service_type_from_wire};
+use crate::domain::{Resource, service_type_from_wire};
 use crate::error::{ServiceError, Violations};
 use crate::service::{ControlPlane, CustomerPatch, NewCustomer, NewReseller, ResellerPatch};
 
@@ -293,23 +294,7 @@ impl AccountService for AccountApi {
     ) -> Result<Response<pb::CreateApiTokenResponse>, Status> {
         let principal = principal(&request)?;
         let r = request.into_inner();
-        let target = match pb::PrincipalKind::try_from(r.principal_kind) {
-            Ok(pb::PrincipalKind::Admin) => Principal::Admin,
-            Ok(pb::PrincipalKind::Reseller) => Principal::Reseller {
-                id: required("principal_id", &r.principal_id)?.to_owned(),
-            },
-            Ok(pb::PrincipalKind::Customer) => Principal::Customer {
-                id: required("principal_id", &r.principal_id)?.to_owned(),
-                reseller_id: String::new(),
-            },
-            Ok(pb::PrincipalKind::Unspecified) | Err(_) => {
-                return Err(ServiceError::invalid_field(
-                    "principal_kind",
-                    "must be ADMIN, RESELLER or CUSTOMER",
-                )
-                .into());
-            }
-        };
+        let target = principal_from_wire(r.principal_kind, &r.principal_id)?;
         let (token_id, secret) = self
             .control_plane
             .create_api_token(&principal, target, r.description)
@@ -326,15 +311,6 @@ impl AccountService for AccountApi {
     ) -> Result<Response<pb::Caller>, Status> {
         let principal = principal(&request)?;
         let view = self.control_plane.describe_caller(&principal).await?;
-        let (kind, id) = match &view.principal {
-            Principal::Admin => (pb::PrincipalKind::Admin, String::new()),
-            Principal::Reseller { id } => (pb::PrincipalKind::Reseller, id.clone()),
-            Principal::Customer { id, .. } => (pb::PrincipalKind::Customer, id.clone()),
-        };
-        Ok(Response::new(pb::Caller {
-            principal_kind: kind as i32,
-            principal_id: id,
-            display_name: view.display_name,
-        }))
+        Ok(Response::new(caller_to_wire(&view)))
     }
 }

@@ -49,12 +49,26 @@ impl ActionService for ActionApi {
                 .into());
             }
         };
+        let newest_first = match r.order_by.trim() {
+            "" | "create_time" | "create_time asc" => false,
+            "create_time desc" => true,
+            other => {
+                return Err(ServiceError::invalid_field(
+                    "order_by",
+                    format!(
+                        "{other:?} is not an order: use \"create_time desc\" or leave it empty"
+                    ),
+                )
+                .into());
+            }
+        };
         let (records, next_page_token) = self
             .control_plane
             .list_actions(
                 &principal,
                 optional(&r.media_service_id),
                 state,
+                newest_first,
                 &r.page_token,
                 r.page_size,
             )

@@ -4,10 +4,11 @@
 use castplane_proto::v1 as pb;
 
 use crate::clock::to_timestamp;
+use crate::domain::Principal;
 use crate::domain::{Limits, ObservedState, Resource, ServiceType, service_type_from_wire};
 use crate::error::{ServiceError, Violations};
 use crate::persistence::entities::{customer, ownership_change, reseller};
-use crate::service::{ActionRecord, DeletionPlan, MediaServiceView, NodeView};
+use crate::service::{ActionRecord, CallerView, DeletionPlan, MediaServiceView, NodeView};
 use crate::service::{decode_types, limits_of};
 
 pub const MAX_NAME_CHARS: usize = 200;
@@ -158,6 +159,47 @@ pub fn reseller_to_wire(model: &reseller::Model) -> pb::Reseller {
         primary_customer_id: model.primary_customer_id.clone(),
         create_time: Some(to_timestamp(model.create_time)),
         update_time: Some(to_timestamp(model.update_time)),
+    }
+}
+
+/// A principal named on the wire by kind and id (empty for the admin).
+pub fn principal_from_wire(kind: i32, id: &str) -> Result<Principal, ServiceError> {
+    let id = || {
+        if id.is_empty() {
+            Err(ServiceError::invalid_field("principal_id", "required"))
+        } else {
+            Ok(id.to_owned())
+        }
+    };
+    match pb::PrincipalKind::try_from(kind) {
+        Ok(pb::PrincipalKind::Admin) => Ok(Principal::Admin),
+        Ok(pb::PrincipalKind::Reseller) => Ok(Principal::Reseller { id: id()? }),
+        Ok(pb::PrincipalKind::Customer) => Ok(Principal::Customer {
+            id: id()?,
+            reseller_id: String::new(),
+        }),
+        Ok(pb::PrincipalKind::Unspecified) | Err(_) => Err(ServiceError::invalid_field(
+            "principal_kind",
+            "must be ADMIN, RESELLER or CUSTOMER",
+        )),
+    }
+}
+
+pub fn principal_kind_to_wire(kind: &str) -> pb::PrincipalKind {
+    match kind {
+        "admin" => pb::PrincipalKind::Admin,
+        "reseller" => pb::PrincipalKind::Reseller,
+        "customer" => pb::PrincipalKind::Customer,
+        _ => pb::PrincipalKind::Unspecified,
+    }
+}
+
+pub fn caller_to_wire(view: &CallerView) -> pb::Caller {
+    let (kind, id) = view.principal.stored_key();
+    pb::Caller {
+        principal_kind: principal_kind_to_wire(kind) as i32,
+        principal_id: id.to_owned(),
+        display_name: view.display_name.clone(),
     }
 }
 

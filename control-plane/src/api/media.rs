@@ -217,6 +217,7 @@ impl MediaServiceService for MediaServiceApi {
             customer_id: optional(&r.customer_id).map(str::to_owned),
             node_id: optional(&r.node_id).map(str::to_owned),
             primary_accounts: None,
+            name_contains: optional(r.query.trim()).map(str::to_owned),
         };
         let (views, next_page_token) = self
             .control_plane

@@ -8,10 +8,12 @@ pub mod catalog;
 mod convert;
 pub mod media;
 pub mod nodes;
+pub mod sessions;
 
 use tonic::{Request, Status};
 
 use crate::domain::Principal;
+use crate::service::Credential;
 
 /// The caller, as the auth layer established it, of a request that passed the boundary
 /// checks ([`boundary::check`]). Every public handler starts here, so no request reaches the
@@ -35,6 +37,20 @@ pub(crate) fn traceparent<T>(request: &Request<T>) -> &str {
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
+}
+
+/// The caller's credential: its principal and, for a console session, the session; like
+/// [`principal`], only for a request that passed the boundary checks.
+pub(crate) fn credential<T: prost::Message + prost::Name>(
+    request: &Request<T>,
+) -> Result<Credential, Status> {
+    let credential = request
+        .extensions()
+        .get::<Credential>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("missing API token"))?;
+    boundary::check(request.get_ref())?;
+    Ok(credential)
 }
 
 /// An optional id field: empty means absent.

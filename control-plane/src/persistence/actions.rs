@@ -18,6 +18,8 @@ pub struct ActionFilter {
     /// Restricts to services of these resellers / this customer (tenancy).
     pub reseller_id: Option<String>,
     pub customer_id: Option<String>,
+    /// Newest first (ids follow creation time) instead of oldest first.
+    pub newest_first: bool,
 }
 
 pub async fn list_actions(
@@ -27,9 +29,12 @@ pub async fn list_actions(
     limit: u64,
 ) -> Result<Vec<action::Model>> {
     use super::entities::media_service;
-    let mut query = action::Entity::find()
-        .order_by_asc(action::Column::Id)
-        .limit(limit);
+    let mut query = action::Entity::find().limit(limit);
+    query = if filter.newest_first {
+        query.order_by_desc(action::Column::Id)
+    } else {
+        query.order_by_asc(action::Column::Id)
+    };
     if let Some(service_id) = &filter.media_service_id {
         query = query.filter(action::Column::MediaServiceId.eq(service_id.as_str()));
     }
@@ -50,7 +55,11 @@ pub async fn list_actions(
         query = query.filter(action::Column::MediaServiceId.in_subquery(services.to_owned()));
     }
     if let Some(after) = after_id {
-        query = query.filter(action::Column::Id.gt(after));
+        query = query.filter(if filter.newest_first {
+            action::Column::Id.lt(after)
+        } else {
+            action::Column::Id.gt(after)
+        });
     }
     Ok(query.all(db).await?)
 }

@@ -6,6 +6,7 @@ pub mod actions;
 pub mod cluster;
 pub mod dispatch;
 pub mod entities;
+pub mod logins;
 pub mod migrations;
 pub mod nodes;
 pub mod notify;

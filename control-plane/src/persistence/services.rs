@@ -85,6 +85,8 @@ pub struct ServiceFilter {
     pub node_id: Option<String>,
     /// Some(true): only primary accounts' services; Some(false): only sub-accounts'.
     pub primary_accounts: Option<bool>,
+    /// Only services whose name or display name contains this, ignoring case.
+    pub name_contains: Option<String>,
 }
 
 pub async fn list_live_services(
@@ -116,6 +118,22 @@ pub async fn list_live_services(
         } else {
             media_service::Column::CustomerId.not_in_subquery(primaries)
         });
+    }
+    if let Some(text) = &filter.name_contains {
+        use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
+        // LIKE wildcards in the text are matched literally.
+        let escaped = text
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let pattern = || LikeExpr::new(format!("%{escaped}%")).escape('\\');
+        let lower = |column: media_service::Column| Expr::expr(Func::lower(Expr::col(column)));
+        query = query.filter(
+            lower(media_service::Column::Name)
+                .like(pattern())
+                .or(lower(media_service::Column::DisplayName).like(pattern())),
+        );
     }
     if let Some(after) = after_id {
         query = query.filter(media_service::Column::Id.gt(after));

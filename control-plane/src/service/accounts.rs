@@ -269,6 +269,8 @@ impl ControlPlane {
                 ),
                 resource: Resource::Customers,
                 subject: format!("reseller:{reseller_id}"),
+                asked: 1,
+                available,
             });
         }
         let now = now_millis();
@@ -509,23 +511,36 @@ impl ControlPlane {
         let Some(token) = found else {
             return Ok(None);
         };
-        let principal = match token.principal_kind.as_str() {
-            "admin" => Some(Principal::Admin),
-            "reseller" => db::get_reseller(self.reader(), &token.principal_id, false)
-                .await?
-                .map(|r| Principal::Reseller { id: r.id }),
-            "customer" => db::get_customer(self.reader(), &token.principal_id, false)
-                .await?
-                .map(|c| Principal::Customer {
-                    id: c.id,
-                    reseller_id: c.reseller_id,
-                }),
-            _ => None,
-        };
+        let principal = self
+            .resolve_principal(&token.principal_kind, &token.principal_id)
+            .await?;
         if let Some(principal) = &principal {
             self.inner.tokens.insert(hash, principal.clone());
         }
         Ok(principal)
+    }
+
+    /// The principal a stored (kind, id) pair names, as long as its account still exists.
+    pub(crate) async fn resolve_principal(
+        &self,
+        kind: &str,
+        id: &str,
+    ) -> Result<Option<Principal>> {
+        Ok(match kind {
+            "admin" => Some(Principal::Admin),
+            "reseller" => db::get_reseller(self.reader(), id, false)
+                .await?
+                .map(|r| Principal::Reseller { id: r.id }),
+            "customer" => {
+                db::get_customer(self.reader(), id, false)
+                    .await?
+                    .map(|c| Principal::Customer {
+                        id: c.id,
+                        reseller_id: c.reseller_id,
+                    })
+            }
+            _ => None,
+        })
     }
 
     pub async fn describe_caller(&self, principal: &Principal) -> Result<CallerView> {
@@ -577,16 +592,12 @@ impl ControlPlane {
 /// A new token row and its secret. Only the hash goes into the row.
 fn new_token(target: &Principal, description: String) -> (api_token::Model, String) {
     let secret = format!("cpt_{}", ids::new_secret(32));
-    let (kind, principal_id) = match target {
-        Principal::Admin => ("admin", String::new()),
-        Principal::Reseller { id } => ("reseller", id.clone()),
-        Principal::Customer { id, .. } => ("customer", id.clone()),
-    };
+    let (kind, principal_id) = target.stored_key();
     let model = api_token::Model {
         id: ids::new_id("tok"),
         token_hash: ids::hash_secret(&secret),
         principal_kind: kind.to_owned(),
-        principal_id,
+        principal_id: principal_id.to_owned(),
         description,
         create_time: now_millis(),
     };

@@ -217,6 +217,7 @@ impl ControlPlane {
         principal: &Principal,
         media_service_id: Option<&str>,
         state: Option<ActionState>,
+        newest_first: bool,
         page_token: &str,
         requested_size: i32,
     ) -> Result<(Vec<ActionRecord>, String)> {
@@ -231,6 +232,7 @@ impl ControlPlane {
         let mut filter = ActionFilter {
             media_service_id: media_service_id.map(str::to_owned),
             state,
+            newest_first,
             ..Default::default()
         };
         if let Some(service_id) = media_service_id {

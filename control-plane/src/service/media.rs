@@ -112,6 +112,8 @@ fn check_quota(reseller_id: &str, limits: &Limits, usage: &Usage, demand: &Deman
                 ),
                 resource,
                 subject: format!("reseller:{reseller_id}"),
+                asked,
+                available,
             });
         }
     }
@@ -125,6 +127,8 @@ fn check_quota(reseller_id: &str, limits: &Limits, usage: &Usage, demand: &Deman
             ),
             resource: Resource::MaxBitrateKbps,
             subject: format!("reseller:{reseller_id}"),
+            asked: demand.max_bitrate_kbps,
+            available: cap,
         });
     }
     Ok(())

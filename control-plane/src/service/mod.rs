@@ -8,6 +8,7 @@ pub mod dispatch;
 mod media;
 mod nodes;
 pub mod page_tokens;
+mod sessions;
 mod tokens;
 
 use std::collections::BTreeSet;
@@ -18,12 +19,13 @@ use sea_orm::DatabaseTransaction;
 use tokio_util::sync::CancellationToken;
 
 pub use accounts::{
-    CustomerPatch, NewCustomer, NewReseller, ResellerPatch, decode_types, limits_of,
+    CallerView, CustomerPatch, NewCustomer, NewReseller, ResellerPatch, decode_types, limits_of,
 };
 pub use actions::ActionRecord;
 pub use dispatch::{DispatchConfig, Hello};
 pub use media::{DeletionPlan, MediaServicePatch, MediaServiceView, NewMediaService, ServiceScope};
 pub use nodes::{Capability, MAX_JOIN_TOKEN_TTL, NewNode, NodeCapabilities, NodeView};
+pub use sessions::{Credential, SESSION_TOKEN_PREFIX, SessionGrant};
 
 use crate::domain::Principal;
 use crate::error::ServiceError;
@@ -43,6 +45,10 @@ pub struct ServiceConfig {
     pub agent_certificate_validity: Duration,
     /// Sessions, heart-beats, deadlines and leases.
     pub dispatch: DispatchConfig,
+    /// A console session unused for this long ends.
+    pub session_idle_timeout: Duration,
+    /// A console session ends this long after sign-in, however much it is used.
+    pub session_lifetime: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -51,6 +57,8 @@ impl Default for ServiceConfig {
             join_token_ttl: Duration::from_secs(3600),
             agent_certificate_validity: Duration::from_secs(30 * 24 * 3600),
             dispatch: DispatchConfig::default(),
+            session_idle_timeout: Duration::from_secs(30 * 60),
+            session_lifetime: Duration::from_secs(12 * 3600),
         }
     }
 }

@@ -233,6 +233,8 @@ fn no_room(service_type: ServiceType, node: Option<&str>, reasons: &[String]) ->
         subject: node
             .map(|n| format!("node:{n}"))
             .unwrap_or_else(|| "nodes".to_owned()),
+        asked: 1,
+        available: 0,
     }
 }
 

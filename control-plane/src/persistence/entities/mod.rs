@@ -3,7 +3,9 @@
 pub mod action;
 pub mod api_token;
 pub mod cluster_state;
+pub mod console_session;
 pub mod customer;
+pub mod login;
 pub mod media_service;
 pub mod node;
 pub mod node_capability;

@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_initial;
 mod m20261201_000001_dispatch;
+mod m20261201_100001_console_logins;
 mod m20261201_300001_node_bind_address;
 
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000001_initial::Migration),
             Box::new(m20261201_000001_dispatch::Migration),
             Box::new(m20261201_300001_node_bind_address::Migration),
+            Box::new(m20261201_100001_console_logins::Migration),
         ]
     }
 }
