@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::health::HealthConfig;
+use crate::limits::ApiLimits;
 use crate::server::{Config, TlsFiles};
 use crate::service::ServiceConfig;
 
@@ -24,6 +26,14 @@ pub struct FileConfig {
     pub join_token_ttl_seconds: Option<u64>,
     pub agent_certificate_validity_seconds: Option<u64>,
     pub heartbeat_timeout_seconds: Option<u64>,
+    /// `/metrics` for Prometheus; off unless set.
+    pub metrics_listen: Option<SocketAddr>,
+    pub request_timeout_seconds: Option<u64>,
+    pub max_concurrent_requests: Option<u64>,
+    pub max_streams: Option<u64>,
+    pub max_streams_per_principal: Option<u64>,
+    pub health_check_interval_seconds: Option<u64>,
+    pub shutdown_drain_seconds: Option<u64>,
 }
 
 /// Everything resolved: where to listen and how to run.
@@ -32,6 +42,7 @@ pub struct Resolved {
     pub config: Config,
     pub listen: SocketAddr,
     pub agent_listen: SocketAddr,
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 pub const DEFAULT_PORT: u16 = 7400;
@@ -83,6 +94,50 @@ pub fn resolve(file: FileConfig, overrides: FileConfig) -> Result<Resolved, Vec<
     if listen == agent_listen {
         errors.push("agent_listen: must differ from listen".to_owned());
     }
+    let metrics_listen = pick(overrides.metrics_listen, file.metrics_listen);
+    if let Some(metrics) = metrics_listen
+        && (metrics == listen || metrics == agent_listen)
+    {
+        errors.push("metrics_listen: must differ from listen and agent_listen".to_owned());
+    }
+    let limits = resolve_limits(
+        [
+            pick(
+                overrides.request_timeout_seconds,
+                file.request_timeout_seconds,
+            ),
+            pick(
+                overrides.max_concurrent_requests,
+                file.max_concurrent_requests,
+            ),
+            pick(overrides.max_streams, file.max_streams),
+            pick(
+                overrides.max_streams_per_principal,
+                file.max_streams_per_principal,
+            ),
+        ],
+        &mut errors,
+    );
+    let health_interval = bounded(
+        "health_check_interval_seconds",
+        pick(
+            overrides.health_check_interval_seconds,
+            file.health_check_interval_seconds,
+        ),
+        (1, 300),
+        HealthConfig::default().check_interval.as_secs(),
+        &mut errors,
+    );
+    let drain_seconds = bounded(
+        "shutdown_drain_seconds",
+        pick(
+            overrides.shutdown_drain_seconds,
+            file.shutdown_drain_seconds,
+        ),
+        (0, 300),
+        0,
+        &mut errors,
+    );
     let defaults = ServiceConfig::default();
     let seconds =
         |name: &str, value: Option<u64>, default: Duration, errors: &mut Vec<String>| match value {
@@ -139,12 +194,59 @@ pub fn resolve(file: FileConfig, overrides: FileConfig) -> Result<Resolved, Vec<
                 database_url,
                 public_tls,
                 service,
+                limits,
+                health: HealthConfig {
+                    check_interval: Duration::from_secs(health_interval),
+                },
+                drain_delay: Duration::from_secs(drain_seconds),
             },
             listen,
             agent_listen,
+            metrics_listen,
         })
     } else {
         Err(errors)
+    }
+}
+
+/// `value` (or `default`) if within `min..=max`; otherwise an error naming the bounds.
+fn bounded(
+    name: &str,
+    value: Option<u64>,
+    (min, max): (u64, u64),
+    default: u64,
+    errors: &mut Vec<String>,
+) -> u64 {
+    match value {
+        Some(n) if n < min || n > max => {
+            errors.push(format!("{name}: must be between {min} and {max} (got {n})"));
+            default
+        }
+        Some(n) => n,
+        None => default,
+    }
+}
+
+/// The public API's limits, each bounded by [`ApiLimits::BOUNDS`] (same order).
+fn resolve_limits(values: [Option<u64>; 4], errors: &mut Vec<String>) -> ApiLimits {
+    let defaults = ApiLimits::default();
+    let default_values = [
+        defaults.request_timeout.as_secs(),
+        defaults.max_concurrent_requests as u64,
+        defaults.max_streams as u64,
+        defaults.max_streams_per_principal as u64,
+    ];
+    let mut resolved = [0u64; 4];
+    for (i, ((name, min, max), value)) in ApiLimits::BOUNDS.iter().zip(values).enumerate() {
+        resolved[i] = bounded(name, value, (*min, *max), default_values[i], errors);
+    }
+    // The bounds keep every count far below usize::MAX.
+    let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    ApiLimits {
+        request_timeout: Duration::from_secs(resolved[0]),
+        max_concurrent_requests: count(resolved[1]),
+        max_streams: count(resolved[2]),
+        max_streams_per_principal: count(resolved[3]),
     }
 }
 
@@ -170,6 +272,29 @@ mod tests {
         };
         let errors = resolve(file, FileConfig::default()).unwrap_err();
         assert_eq!(errors.len(), 4, "{errors:?}");
+    }
+
+    #[test]
+    fn limits_are_bounded_at_startup() {
+        let file = FileConfig {
+            max_streams_per_principal: Some(0),
+            request_timeout_seconds: Some(86_400),
+            max_concurrent_requests: Some(10_000_000),
+            shutdown_drain_seconds: Some(301),
+            ..Default::default()
+        };
+        let errors = resolve(file, FileConfig::default()).unwrap_err();
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e == "max_streams_per_principal: must be between 1 and 100000 (got 0)"),
+            "{errors:?}"
+        );
+        let resolved = resolve(FileConfig::default(), FileConfig::default()).unwrap();
+        assert_eq!(resolved.config.limits, ApiLimits::default());
+        assert_eq!(resolved.config.drain_delay, Duration::ZERO);
+        assert_eq!(resolved.metrics_listen, None);
     }
 
     #[test]

@@ -10,11 +10,17 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod health;
 pub mod ids;
+pub mod limits;
+pub mod methods;
+pub mod metrics;
 pub mod persistence;
 pub mod pki;
 pub mod server;
 pub mod service;
 
-pub use server::{Config, Listeners, TlsFiles, bind, run};
+pub use health::HealthConfig;
+pub use limits::ApiLimits;
+pub use server::{Config, Listeners, TlsFiles, bind, bind_metrics, run};
 pub use service::ServiceConfig;

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use castplane_control::config::{FileConfig, load_file, resolve};
+use castplane_telemetry::LogFormat;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
@@ -39,18 +40,36 @@ struct Args {
     /// Lifetime of node certificates in seconds [default: 30 days].
     #[arg(long)]
     agent_certificate_validity_seconds: Option<u64>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (unauthenticated: keep it internal).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// Seconds a public API call may take before it answers DEADLINE_EXCEEDED [default: 30].
+    #[arg(long)]
+    request_timeout_seconds: Option<u64>,
+    /// Calls in flight on the public API before more are refused [default: 512].
+    #[arg(long)]
+    max_concurrent_requests: Option<u64>,
+    /// Open streams (e.g. WatchAction) on the public API in total [default: 4096].
+    #[arg(long)]
+    max_streams: Option<u64>,
+    /// Open streams per principal (account) [default: 64].
+    #[arg(long)]
+    max_streams_per_principal: Option<u64>,
+    /// Seconds between database health checks [default: 5].
+    #[arg(long)]
+    health_check_interval_seconds: Option<u64>,
+    /// Seconds to keep serving after health turns NOT_SERVING on shutdown [default: 0].
+    #[arg(long)]
+    shutdown_drain_seconds: Option<u64>,
+    /// Log lines as text or as one JSON object each.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "CASTPLANE_LOG_FORMAT")]
+    log_format: LogFormat,
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,sea_orm=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
+    castplane_telemetry::init_logging(args.log_format, "info,sqlx=warn,sea_orm=warn");
     let file = match args.config.as_deref().map(load_file).transpose() {
         Ok(file) => file.unwrap_or_default(),
         Err(err) => {
@@ -67,6 +86,13 @@ async fn main() -> std::process::ExitCode {
         tls_key: args.tls_key,
         action_deadline_seconds: args.action_deadline_seconds,
         agent_certificate_validity_seconds: args.agent_certificate_validity_seconds,
+        metrics_listen: args.metrics_listen,
+        request_timeout_seconds: args.request_timeout_seconds,
+        max_concurrent_requests: args.max_concurrent_requests,
+        max_streams: args.max_streams,
+        max_streams_per_principal: args.max_streams_per_principal,
+        health_check_interval_seconds: args.health_check_interval_seconds,
+        shutdown_drain_seconds: args.shutdown_drain_seconds,
         ..Default::default()
     };
     let resolved = match resolve(file, flags) {
@@ -86,7 +112,11 @@ async fn main() -> std::process::ExitCode {
         signal_shutdown.cancel();
     });
     let result = async {
-        let listeners = castplane_control::bind(resolved.listen, resolved.agent_listen).await?;
+        let mut listeners =
+            castplane_control::bind(resolved.listen, resolved.agent_listen).await?;
+        if let Some(addr) = resolved.metrics_listen {
+            listeners.metrics = Some(castplane_control::bind_metrics(addr).await?);
+        }
         castplane_control::run(resolved.config, listeners, shutdown).await
     }
     .await;

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -26,6 +27,9 @@ use crate::api::catalog::CatalogApi;
 use crate::api::media::MediaServiceApi;
 use crate::api::nodes::NodeApi;
 use crate::auth::AuthLayer;
+use crate::health::{Health, HealthConfig};
+use crate::limits::{AdmissionLayer, ApiLimits, RpcMetricsLayer, StreamLimitLayer};
+use crate::metrics::Metrics;
 use crate::persistence::Persistence;
 use crate::pki::CertificateAuthority;
 use crate::service::{ControlPlane, ServiceConfig};
@@ -34,7 +38,7 @@ use crate::service::{ControlPlane, ServiceConfig};
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Config {
     pub data_dir: PathBuf,
     /// `postgres://…` or `sqlite://…`; defaults to SQLite in the data directory.
@@ -42,6 +46,12 @@ pub struct Config {
     /// TLS for the public API. Without it the API only listens on loopback.
     pub public_tls: Option<TlsFiles>,
     pub service: ServiceConfig,
+    /// Timeouts and concurrency limits on the public API (`limits.rs`).
+    pub limits: ApiLimits,
+    pub health: HealthConfig,
+    /// How long the replica keeps serving after health turned NOT_SERVING at shutdown, so
+    /// that load balancers stop sending it calls before it drains.
+    pub drain_delay: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -53,6 +63,8 @@ pub struct TlsFiles {
 pub struct Listeners {
     pub public: TcpListener,
     pub agent: TcpListener,
+    /// `/metrics` (Prometheus), when asked for.
+    pub metrics: Option<TcpListener>,
 }
 
 impl Config {
@@ -88,9 +100,20 @@ pub async fn run(
     }
     create_private_dir(&config.data_dir)?;
 
-    let persistence = Persistence::connect(&config.database_url())
+    // Everything started below stops when `drain` is cancelled: after health has turned
+    // NOT_SERVING and the drain delay has passed, or when this function returns early.
+    let drain = CancellationToken::new();
+    let _drain_on_return = drain.clone().drop_guard();
+    let metrics = Metrics::new();
+    let mut persistence = Persistence::connect(&config.database_url())
         .await
         .context("opening the database")?;
+    {
+        let metrics = metrics.clone();
+        persistence.observe_queries(move |sql, elapsed, failed| {
+            metrics.observe_query(sql, elapsed, failed)
+        });
+    }
     let ca = CertificateAuthority::load_or_create(&persistence)
         .await
         .context("loading the internal CA")?;
@@ -99,7 +122,7 @@ pub async fn run(
         persistence.clone(),
         config.service.clone(),
         ca,
-        shutdown.clone(),
+        drain.clone(),
     );
 
     let token_path = config.admin_token_path();
@@ -113,13 +136,25 @@ pub async fn run(
         tracing::info!(path = %token_path.display(), "first start: wrote the admin API token");
     }
 
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<AccountServiceServer<AccountApi>>()
+    let (health, health_service) = Health::new(metrics.clone()).await;
+    health
+        .check_database(&persistence, config.health.ping_timeout())
         .await;
-    health_reporter
-        .set_serving::<MediaServiceServiceServer<MediaServiceApi>>()
-        .await;
+    tokio::spawn(health.clone().watch_database(
+        persistence.clone(),
+        config.health.clone(),
+        drain.clone(),
+    ));
+    if let Some(listener) = listeners.metrics {
+        let metrics = metrics.clone();
+        let render: castplane_telemetry::metrics::Render = Arc::new(move || {
+            let metrics = metrics.clone();
+            Box::pin(async move { metrics.render() })
+        });
+        let server = castplane_telemetry::MetricsServer::new(listener, render);
+        tracing::info!(metrics_addr = %server.local_addr()?, "serving /metrics");
+        tokio::spawn(server.run(drain.clone()));
+    }
     // Both reflection versions: older grpcurl and IDEs only speak v1alpha.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -139,8 +174,20 @@ pub async fn run(
             public.tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))?;
     }
     let cp = || control_plane.clone();
-    let public = public
+    let layers = tower::ServiceBuilder::new()
+        .layer(RpcMetricsLayer::new(metrics.rpc.clone()))
+        .layer(AdmissionLayer::new(
+            config.limits.clone(),
+            metrics.rpc.clone(),
+        ))
         .layer(AuthLayer::new(control_plane.clone()))
+        .layer(StreamLimitLayer::new(
+            config.limits.clone(),
+            metrics.rpc.clone(),
+        ))
+        .into_inner();
+    let public = public
+        .layer(layers)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -161,7 +208,7 @@ pub async fn run(
         }))
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(listeners.public),
-            shutdown.clone().cancelled_owned(),
+            drain.clone().cancelled_owned(),
         );
 
     // Client certificates are optional at the handshake only so that Join can be called with a
@@ -178,23 +225,30 @@ pub async fn run(
         .tls_config(agent_tls)?
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .layer(RpcMetricsLayer::new(metrics.rpc.clone()))
         .add_service(AgentServiceServer::new(AgentApi {
             control_plane: cp(),
-            shutdown: shutdown.clone(),
+            shutdown: drain.clone(),
         }))
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(listeners.agent),
-            shutdown.clone().cancelled_owned(),
+            drain.clone().cancelled_owned(),
         );
 
-    let sweeper = tokio::spawn(sweep_until(control_plane.clone(), shutdown.clone()));
+    let sweeper = tokio::spawn(sweep_until(control_plane.clone(), drain.clone()));
+    tokio::spawn(drain_after_shutdown(
+        health,
+        config.drain_delay,
+        shutdown.clone(),
+        drain.clone(),
+    ));
     tracing::info!(%public_addr, %agent_addr, tls = config.public_tls.is_some(), "castplane control plane serving");
 
     let servers = async { tokio::try_join!(public, agent) };
     tokio::pin!(servers);
     tokio::select! {
         result = &mut servers => { result?; }
-        _ = shutdown.cancelled() => {
+        _ = drain.cancelled() => {
             match tokio::time::timeout(SHUTDOWN_GRACE, &mut servers).await {
                 Ok(result) => { result?; }
                 Err(_) => tracing::warn!("in-flight calls did not finish within the grace period"),
@@ -205,6 +259,30 @@ pub async fn run(
     persistence.close().await;
     tracing::info!("castplane control plane stopped");
     Ok(())
+}
+
+/// The start of a graceful shutdown: health turns NOT_SERVING at once, the replica keeps
+/// serving for `delay` while probes and load balancers notice, then everything drains.
+async fn drain_after_shutdown(
+    health: Health,
+    delay: Duration,
+    shutdown: CancellationToken,
+    drain: CancellationToken,
+) {
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = drain.cancelled() => return,
+    }
+    health.start_draining().await;
+    tracing::info!(
+        delay_ms = delay.as_millis() as u64,
+        "health is NOT_SERVING; draining after the delay"
+    );
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = drain.cancelled() => {}
+    }
+    drain.cancel();
 }
 
 async fn sweep_until(control_plane: ControlPlane, shutdown: CancellationToken) {
@@ -229,7 +307,18 @@ pub async fn bind(public: SocketAddr, agent: SocketAddr) -> anyhow::Result<Liste
     let agent = TcpListener::bind(agent)
         .await
         .with_context(|| format!("binding the agent listener to {agent}"))?;
-    Ok(Listeners { public, agent })
+    Ok(Listeners {
+        public,
+        agent,
+        metrics: None,
+    })
+}
+
+/// Binds the `/metrics` listener (port 0 picks a free port).
+pub async fn bind_metrics(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the metrics listener to {addr}"))
 }
 
 pub fn create_private_dir(path: &Path) -> anyhow::Result<()> {

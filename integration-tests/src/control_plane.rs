@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use castplane_control::{Config, ServiceConfig, TlsFiles};
 use tokio::task::JoinHandle;
@@ -15,10 +16,16 @@ pub enum Backend {
     Postgres,
 }
 
+/// Changes a test makes to the configuration the harness builds (limits, health, drain).
+pub type Configure = Arc<dyn Fn(&mut Config) + Send + Sync>;
+
 pub struct ControlPlaneHandle {
     data_dir: tempfile::TempDir,
     database_url: Option<String>,
     service_config: ServiceConfig,
+    configure: Option<Configure>,
+    /// Where `/metrics` is served, once started with [`ControlPlaneHandle::with_metrics`].
+    pub metrics_addr: Option<SocketAddr>,
     /// The CA (here: the self-signed certificate) clients trust for the public API.
     pub public_ca_pem: String,
     pub public_addr: SocketAddr,
@@ -34,6 +41,17 @@ impl ControlPlaneHandle {
     }
 
     pub async fn start_with(backend: Backend, service_config: ServiceConfig) -> Self {
+        Self::start_configured(backend, service_config, None, false).await
+    }
+
+    /// Like [`ControlPlaneHandle::start`], with `configure` applied to the configuration and,
+    /// if `metrics`, a `/metrics` listener on a free port ([`ControlPlaneHandle::metrics_addr`]).
+    pub async fn start_configured(
+        backend: Backend,
+        service_config: ServiceConfig,
+        configure: Option<Configure>,
+        metrics: bool,
+    ) -> Self {
         crate::init_tracing();
         let data_dir = tempfile::Builder::new()
             .prefix("castplane-cp-")
@@ -65,6 +83,8 @@ impl ControlPlaneHandle {
             data_dir,
             database_url,
             service_config,
+            configure,
+            metrics_addr: metrics.then(|| "127.0.0.1:0".parse().expect("addr")),
             public_ca_pem,
             public_addr: "127.0.0.1:0".parse().expect("addr"),
             agent_addr: "127.0.0.1:0".parse().expect("addr"),
@@ -75,7 +95,7 @@ impl ControlPlaneHandle {
     }
 
     fn config(&self) -> Config {
-        Config {
+        let mut config = Config {
             data_dir: self.data_dir.path().join("state"),
             database_url: self.database_url.clone(),
             public_tls: Some(TlsFiles {
@@ -83,16 +103,28 @@ impl ControlPlaneHandle {
                 key: self.data_dir.path().join("public.key"),
             }),
             service: self.service_config.clone(),
+            ..Default::default()
+        };
+        if let Some(configure) = &self.configure {
+            configure(&mut config);
         }
+        config
     }
 
     /// Starts the server, on the same ports as before when restarting.
     async fn launch(&mut self) {
-        let listeners = castplane_control::bind(self.public_addr, self.agent_addr)
+        let mut listeners = castplane_control::bind(self.public_addr, self.agent_addr)
             .await
             .expect("bind listeners");
         self.public_addr = listeners.public.local_addr().expect("addr");
         self.agent_addr = listeners.agent.local_addr().expect("addr");
+        if let Some(addr) = self.metrics_addr {
+            let listener = castplane_control::bind_metrics(addr)
+                .await
+                .expect("bind the metrics listener");
+            self.metrics_addr = Some(listener.local_addr().expect("addr"));
+            listeners.metrics = Some(listener);
+        }
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(castplane_control::run(
             self.config(),
@@ -112,6 +144,19 @@ impl ControlPlaneHandle {
             },
         )
         .await;
+    }
+
+    /// Starts a graceful shutdown (as on SIGTERM) without waiting for it; [`Self::stop`]
+    /// waits for the end.
+    pub fn begin_stop(&self) {
+        if let Some((shutdown, _)) = &self.running {
+            shutdown.cancel();
+        }
+    }
+
+    /// The database this control plane uses, when it is PostgreSQL.
+    pub fn database_url(&self) -> Option<&str> {
+        self.database_url.as_deref()
     }
 
     /// Stops the server gracefully (as on SIGTERM).
@@ -143,6 +188,8 @@ impl ControlPlaneHandle {
             data_dir,
             database_url: self.database_url.clone(),
             service_config: self.service_config.clone(),
+            configure: self.configure.clone(),
+            metrics_addr: None,
             public_ca_pem: self.public_ca_pem.clone(),
             public_addr: "127.0.0.1:0".parse().expect("addr"),
             agent_addr: "127.0.0.1:0".parse().expect("addr"),

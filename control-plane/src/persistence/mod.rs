@@ -134,3 +134,21 @@ pub(crate) fn max_bigint(column: &str) -> sea_orm::sea_query::Expr {
 pub(crate) fn count_bigint() -> sea_orm::sea_query::Expr {
     sea_orm::sea_query::Expr::cust("CAST(COUNT(*) AS BIGINT)")
 }
+
+impl Persistence {
+    /// One round trip to the database (health checking).
+    pub async fn ping(&self) -> Result<()> {
+        self.db.ping().await.map_err(PersistenceError::from)
+    }
+
+    /// Reports every statement's duration and failure to `observe` (query metrics). Call it
+    /// before cloning the handle: clones made earlier keep the previous callback.
+    pub fn observe_queries(
+        &mut self,
+        observe: impl Fn(&str, Duration, bool) + Send + Sync + 'static,
+    ) {
+        self.db.set_metric_callback(move |info: &sea_orm::metric::Info<'_>| {
+            observe(&info.statement.sql, info.elapsed, info.failed)
+        });
+    }
+}
