@@ -357,8 +357,7 @@ where
                         })
                         .inc();
                     Ok(tonic::Status::deadline_exceeded(format!(
-                        "the request did not complete within the server's limit of {} s",
-                        timeout.as_secs()
+                        "the request did not complete within the server's limit of {timeout:?}"
                     ))
                     .into_http())
                 }
@@ -442,9 +441,7 @@ impl StreamLimitLayer {
                 refusal(
                     Code::ResourceExhausted,
                     "server/streams".to_owned(),
-                    format!(
-                        "the server holds its limit of {max} open streams; retry with backoff"
-                    ),
+                    format!("the server holds its limit of {max} open streams; retry with backoff"),
                 ),
             ));
         };
@@ -526,5 +523,107 @@ where
             let response = inner.call(request).await?;
             Ok(TrackedBody::wrap(response, None, Some(Box::new(slot))))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn status_of(response: &Response) -> (Code, String) {
+        let status =
+            tonic::Status::from_header_map(response.headers()).expect("a trailers-only status");
+        (status.code(), status.message().to_owned())
+    }
+
+    fn request(path: &str) -> http::Request<()> {
+        http::Request::builder()
+            .uri(path)
+            .body(())
+            .expect("request")
+    }
+
+    /// A handler whose first call waits until `release` fires; later calls answer at once.
+    fn gated(
+        release: Arc<tokio::sync::Notify>,
+    ) -> tower::util::BoxCloneService<http::Request<()>, Response, std::convert::Infallible> {
+        let calls = Arc::new(AtomicUsize::new(0));
+        tower::util::BoxCloneService::new(tower::service_fn(move |_: http::Request<()>| {
+            let first = calls.fetch_add(1, Ordering::SeqCst) == 0;
+            let release = release.clone();
+            async move {
+                if first {
+                    release.notified().await;
+                }
+                Ok(http::Response::new(Body::empty()))
+            }
+        }))
+    }
+
+    #[tokio::test]
+    async fn calls_beyond_the_concurrency_limit_are_refused_not_queued() {
+        let limits = ApiLimits {
+            max_concurrent_requests: 1,
+            ..ApiLimits::default()
+        };
+        let metrics = crate::metrics::Metrics::new();
+        let release = Arc::new(tokio::sync::Notify::new());
+        let mut service =
+            AdmissionLayer::new(limits, metrics.rpc.clone()).layer(gated(release.clone()));
+        let first = tokio::spawn(service.call(request("/castplane.v1.AccountService/GetCaller")));
+        // Let the first call take its slot.
+        tokio::task::yield_now().await;
+        let refused = service
+            .call(request("/castplane.v1.AccountService/GetCaller"))
+            .await
+            .expect("an answer");
+        let (code, message) = status_of(&refused);
+        assert_eq!(code, Code::ResourceExhausted);
+        assert!(
+            message.contains("limit of 1 concurrent requests"),
+            "{message}"
+        );
+        // Health is never refused: probes must see the truth under load.
+        let health = service
+            .call(request("/grpc.health.v1.Health/Check"))
+            .await
+            .expect("health");
+        assert_eq!(grpc_code(health.headers()), None);
+        release.notify_one();
+        first
+            .await
+            .expect("joined")
+            .expect("the first call answers");
+        let after = service
+            .call(request("/castplane.v1.AccountService/GetCaller"))
+            .await
+            .expect("an answer");
+        assert_eq!(grpc_code(after.headers()), None, "the slot is free again");
+        assert!(
+            metrics
+                .render()
+                .contains("castplane_api_limit_refusals_total{limit=\"concurrent_requests\"} 1")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_call_past_the_timeout_answers_deadline_exceeded() {
+        let limits = ApiLimits {
+            request_timeout: Duration::from_millis(50),
+            ..ApiLimits::default()
+        };
+        let metrics = crate::metrics::Metrics::new();
+        // Never released: only the timeout can end the call.
+        let never = Arc::new(tokio::sync::Notify::new());
+        let mut service = AdmissionLayer::new(limits, metrics.rpc.clone()).layer(gated(never));
+        let response = service
+            .call(request("/castplane.v1.NodeService/ListNodes"))
+            .await
+            .expect("an answer");
+        let (code, message) = status_of(&response);
+        assert_eq!(code, Code::DeadlineExceeded);
+        assert!(message.contains("within the server's limit"), "{message}");
     }
 }

@@ -112,8 +112,7 @@ async fn main() -> std::process::ExitCode {
         signal_shutdown.cancel();
     });
     let result = async {
-        let mut listeners =
-            castplane_control::bind(resolved.listen, resolved.agent_listen).await?;
+        let mut listeners = castplane_control::bind(resolved.listen, resolved.agent_listen).await?;
         if let Some(addr) = resolved.metrics_listen {
             listeners.metrics = Some(castplane_control::bind_metrics(addr).await?);
         }

@@ -131,6 +131,10 @@ mod tests {
             .expect("GetCaller");
         assert!(!caller.streaming);
         assert!(table.lookup("/grpc.health.v1.Health/Check").is_some());
-        assert!(table.lookup("/castplane.v1.AccountService/Made-Up").is_none());
+        assert!(
+            table
+                .lookup("/castplane.v1.AccountService/Made-Up")
+                .is_none()
+        );
     }
 }

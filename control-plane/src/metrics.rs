@@ -269,8 +269,7 @@ impl Metrics {
             "Streaming calls open on the public API now",
             rpc.open_streams.clone(),
         );
-        let db_queries: HistogramFamily<DbLabels> =
-            Family::new_with_constructor(latency_histogram);
+        let db_queries: HistogramFamily<DbLabels> = Family::new_with_constructor(latency_histogram);
         registry.register(
             "db_query_duration_seconds",
             "SQL statements by operation and outcome",
@@ -356,15 +355,27 @@ mod tests {
 
     #[test]
     fn queries_are_labelled_by_verb_only() {
-        assert_eq!(DbOperation::of_sql("  SELECT * FROM x"), DbOperation::Select);
+        assert_eq!(
+            DbOperation::of_sql("  SELECT * FROM x"),
+            DbOperation::Select
+        );
         assert_eq!(DbOperation::of_sql("insert into x"), DbOperation::Insert);
-        assert_eq!(DbOperation::of_sql("WITH a AS (..) SELECT"), DbOperation::Select);
+        assert_eq!(
+            DbOperation::of_sql("WITH a AS (..) SELECT"),
+            DbOperation::Select
+        );
         assert_eq!(DbOperation::of_sql("PRAGMA x"), DbOperation::Other);
         let metrics = Metrics::new();
-        metrics.observe_query("UPDATE nodes SET secret = 'x'", Duration::from_millis(3), false);
+        metrics.observe_query(
+            "UPDATE nodes SET secret = 'x'",
+            Duration::from_millis(3),
+            false,
+        );
         let text = metrics.render();
         assert!(
-            text.contains("castplane_db_query_duration_seconds_count{operation=\"update\",outcome=\"ok\"} 1"),
+            text.contains(
+                "castplane_db_query_duration_seconds_count{operation=\"update\",outcome=\"ok\"} 1"
+            ),
             "{text}"
         );
         assert!(!text.contains("secret"), "{text}");

@@ -37,6 +37,8 @@ pub struct AgentConfig {
     /// How often a connected agent checks whether renewal is due.
     pub renewal_check_interval: Duration,
     pub supervisor: SupervisorConfig,
+    /// Serve Prometheus metrics at `/metrics` here (`crate::metrics`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl AgentConfig {
@@ -55,6 +57,7 @@ impl AgentConfig {
             renew_when_remaining: 1.0 / 3.0,
             renewal_check_interval: Duration::from_secs(30),
             supervisor,
+            metrics_listen: None,
         }
     }
 }
@@ -97,6 +100,15 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         .adopt_existing()
         .await
         .context("re-adopting running services")?;
+    if let Some(addr) = config.metrics_listen {
+        crate::metrics::serve(
+            addr,
+            &config.supervisor.metrics,
+            &supervisor,
+            shutdown.clone(),
+        )
+        .await?;
+    }
     let shared = Arc::new(Shared {
         supervisor: supervisor.clone(),
         executions: Mutex::new(Executions {

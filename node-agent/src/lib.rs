@@ -4,6 +4,7 @@
 pub mod action_log;
 pub mod agent;
 pub mod join;
+pub mod metrics;
 pub mod plugins;
 pub mod renewal;
 pub mod state;

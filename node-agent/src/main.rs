@@ -1,10 +1,12 @@
 //! `castplane-agent`: the node agent binary.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use castplane_agent::state::DataDir;
 use castplane_agent::{AgentConfig, join, run};
+use castplane_telemetry::LogFormat;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -14,6 +16,9 @@ use tokio_util::sync::CancellationToken;
 struct Args {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as text or as one JSON object each.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "CASTPLANE_LOG_FORMAT")]
+    log_format: LogFormat,
 }
 
 #[derive(Subcommand, Debug)]
@@ -36,18 +41,17 @@ enum Command {
         /// Overrides the control plane URL recorded at join.
         #[arg(long)]
         control_plane: Option<String>,
+        /// Serve Prometheus metrics at http://ADDR/metrics (unauthenticated: keep it internal).
+        #[arg(long, env = "CASTPLANE_AGENT_METRICS_LISTEN")]
+        metrics_listen: Option<SocketAddr>,
     },
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let result = match Args::parse().command {
+    let args = Args::parse();
+    castplane_telemetry::init_logging(args.log_format, "info");
+    let result = match args.command {
         Command::Join {
             control_plane,
             token,
@@ -63,9 +67,11 @@ async fn main() -> ExitCode {
         Command::Run {
             data_dir,
             control_plane,
+            metrics_listen,
         } => {
             let mut config = AgentConfig::new(data_dir);
             config.control_plane_url = control_plane;
+            config.metrics_listen = metrics_listen;
             let shutdown = CancellationToken::new();
             let on_signal = shutdown.clone();
             tokio::spawn(async move {

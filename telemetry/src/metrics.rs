@@ -103,9 +103,10 @@ async fn respond(request: Request<Incoming>, render: Render) -> Response<Full<By
     let reply = |status: StatusCode, content_type: &'static str, body: String| {
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = status;
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static(content_type),
+        );
         response
     };
     if request.uri().path() != "/metrics" {
@@ -122,5 +123,9 @@ async fn respond(request: Request<Incoming>, render: Render) -> Response<Full<By
             "use GET\n".to_owned(),
         );
     }
-    reply(StatusCode::OK, prometheus_text::CONTENT_TYPE, render().await)
+    reply(
+        StatusCode::OK,
+        prometheus_text::CONTENT_TYPE,
+        render().await,
+    )
 }

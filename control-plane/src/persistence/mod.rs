@@ -147,8 +147,9 @@ impl Persistence {
         &mut self,
         observe: impl Fn(&str, Duration, bool) + Send + Sync + 'static,
     ) {
-        self.db.set_metric_callback(move |info: &sea_orm::metric::Info<'_>| {
-            observe(&info.statement.sql, info.elapsed, info.failed)
-        });
+        self.db
+            .set_metric_callback(move |info: &sea_orm::metric::Info<'_>| {
+                observe(&info.statement.sql, info.elapsed, info.failed)
+            });
     }
 }
