@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::health::HealthConfig;
 use crate::limits::ApiLimits;
-use crate::server::{Config, TlsFiles};
+use crate::server::{BootstrapToken, Config, TlsFiles};
 use crate::service::ServiceConfig;
 
 #[derive(Debug, Default, Deserialize)]
@@ -28,6 +28,10 @@ pub struct FileConfig {
     pub heartbeat_timeout_seconds: Option<u64>,
     /// `/metrics` for Prometheus; off unless set.
     pub metrics_listen: Option<SocketAddr>,
+    /// Plaintext `grpc.health.v1` only, for kubelet probes; off unless set.
+    pub health_listen: Option<SocketAddr>,
+    /// A file holding the admin token to bootstrap an empty database with.
+    pub bootstrap_admin_token_file: Option<PathBuf>,
     pub request_timeout_seconds: Option<u64>,
     pub max_concurrent_requests: Option<u64>,
     pub max_streams: Option<u64>,
@@ -43,6 +47,7 @@ pub struct Resolved {
     pub listen: SocketAddr,
     pub agent_listen: SocketAddr,
     pub metrics_listen: Option<SocketAddr>,
+    pub health_listen: Option<SocketAddr>,
 }
 
 pub const DEFAULT_PORT: u16 = 7400;
@@ -95,11 +100,29 @@ pub fn resolve(file: FileConfig, overrides: FileConfig) -> Result<Resolved, Vec<
         errors.push("agent_listen: must differ from listen".to_owned());
     }
     let metrics_listen = pick(overrides.metrics_listen, file.metrics_listen);
-    if let Some(metrics) = metrics_listen
-        && (metrics == listen || metrics == agent_listen)
-    {
-        errors.push("metrics_listen: must differ from listen and agent_listen".to_owned());
+    let health_listen = pick(overrides.health_listen, file.health_listen);
+    for (name, addr) in [
+        ("metrics_listen", metrics_listen),
+        ("health_listen", health_listen),
+    ] {
+        if addr.is_some_and(|a| a == listen || a == agent_listen) {
+            errors.push(format!("{name}: must differ from listen and agent_listen"));
+        }
     }
+    if metrics_listen.is_some() && metrics_listen == health_listen {
+        errors.push("health_listen: must differ from metrics_listen".to_owned());
+    }
+    let bootstrap_admin_token = pick(
+        overrides.bootstrap_admin_token_file,
+        file.bootstrap_admin_token_file,
+    )
+    .and_then(|path| match read_bootstrap_token(&path) {
+        Ok(token) => Some(token),
+        Err(err) => {
+            errors.push(format!("bootstrap_admin_token_file: {err}"));
+            None
+        }
+    });
     let limits = resolve_limits(
         [
             pick(
@@ -199,14 +222,38 @@ pub fn resolve(file: FileConfig, overrides: FileConfig) -> Result<Resolved, Vec<
                     check_interval: Duration::from_secs(health_interval),
                 },
                 drain_delay: Duration::from_secs(drain_seconds),
+                bootstrap_admin_token,
             },
             listen,
             agent_listen,
             metrics_listen,
+            health_listen,
         })
     } else {
         Err(errors)
     }
+}
+
+/// The token in `path` (surrounding whitespace ignored): 32 to 256 characters that can go
+/// into an `authorization` header unchanged. The message never contains the file's text.
+fn read_bootstrap_token(path: &Path) -> Result<BootstrapToken, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let token = text.trim();
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
+    if !(32..=256).contains(&token.len()) {
+        return Err(format!(
+            "{}: the token must be 32 to 256 characters long (it has {})",
+            path.display(),
+            token.len()
+        ));
+    }
+    if !token.chars().all(allowed) {
+        return Err(format!(
+            "{}: the token may hold only letters, digits and - . _ ~ + / =",
+            path.display()
+        ));
+    }
+    Ok(BootstrapToken(token.to_owned()))
 }
 
 /// `value` (or `default`) if within `min..=max`; otherwise an error naming the bounds.
@@ -295,6 +342,45 @@ mod tests {
         assert_eq!(resolved.config.limits, ApiLimits::default());
         assert_eq!(resolved.config.drain_delay, Duration::ZERO);
         assert_eq!(resolved.metrics_listen, None);
+    }
+
+    #[test]
+    fn bootstrap_tokens_are_checked_without_echoing_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let short = dir.path().join("short");
+        std::fs::write(&short, "tooshort\n").unwrap();
+        let spaced = dir.path().join("spaced");
+        std::fs::write(&spaced, format!("{} {}\n", "a".repeat(20), "b".repeat(20))).unwrap();
+        let good = dir.path().join("good");
+        std::fs::write(&good, format!("{}\n", "c".repeat(40))).unwrap();
+        for (path, wanted) in [(&short, "32 to 256"), (&spaced, "only letters")] {
+            let errors = resolve(
+                FileConfig {
+                    bootstrap_admin_token_file: Some(path.clone()),
+                    ..Default::default()
+                },
+                FileConfig::default(),
+            )
+            .unwrap_err();
+            assert!(errors[0].contains(wanted), "{errors:?}");
+            assert!(!errors[0].contains("tooshort") && !errors[0].contains("aaaa"));
+        }
+        let resolved = resolve(
+            FileConfig {
+                bootstrap_admin_token_file: Some(good),
+                ..Default::default()
+            },
+            FileConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            resolved.config.bootstrap_admin_token,
+            Some(BootstrapToken("c".repeat(40)))
+        );
+        assert_eq!(
+            format!("{:?}", resolved.config.bootstrap_admin_token),
+            "Some(<redacted>)"
+        );
     }
 
     #[test]

@@ -5,6 +5,11 @@
 //! ping turns everything NOT_SERVING until a ping succeeds again. Once shutdown starts,
 //! [`Health::start_draining`] turns everything NOT_SERVING for good, before the servers stop
 //! accepting and drain, so load balancers and probes move traffic away first.
+//!
+//! One more name, [`LIVENESS`], is SERVING for as long as the process answers: a liveness
+//! probe must not restart every replica because the database is down, nor a draining one.
+//! Kubelet gRPC probes cannot use TLS, so the same health service is also served in
+//! plaintext, alone, on `health_listen` for them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +22,9 @@ use tonic_health::server::HealthReporter;
 use crate::methods::MethodTable;
 use crate::metrics::Metrics;
 use crate::persistence::Persistence;
+
+/// The health entry for liveness probes: SERVING while the process runs.
+pub const LIVENESS: &str = "liveness";
 
 #[derive(Clone, Debug)]
 pub struct HealthConfig {
@@ -79,6 +87,11 @@ impl Health {
             }),
         };
         health.publish(ServingStatus::NotServing).await;
+        health
+            .inner
+            .reporter
+            .set_service_status(LIVENESS, ServingStatus::Serving)
+            .await;
         (health, service)
     }
 

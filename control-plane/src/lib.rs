@@ -22,5 +22,5 @@ pub mod service;
 
 pub use health::HealthConfig;
 pub use limits::ApiLimits;
-pub use server::{Config, Listeners, TlsFiles, bind, bind_metrics, run};
+pub use server::{BootstrapToken, Config, Listeners, TlsFiles, bind, bind_extra, run};
 pub use service::ServiceConfig;

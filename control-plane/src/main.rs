@@ -43,6 +43,13 @@ struct Args {
     /// Serve Prometheus metrics at http://ADDR/metrics (unauthenticated: keep it internal).
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// Serve grpc.health.v1 alone, in plaintext, here (for kubelet gRPC probes).
+    #[arg(long)]
+    health_listen: Option<SocketAddr>,
+    /// File holding the admin token to bootstrap an empty database with, instead of
+    /// writing a generated one to DATA_DIR/admin.token.
+    #[arg(long, env = "CASTPLANE_BOOTSTRAP_ADMIN_TOKEN_FILE")]
+    bootstrap_admin_token_file: Option<PathBuf>,
     /// Seconds a public API call may take before it answers DEADLINE_EXCEEDED [default: 30].
     #[arg(long)]
     request_timeout_seconds: Option<u64>,
@@ -87,6 +94,8 @@ async fn main() -> std::process::ExitCode {
         action_deadline_seconds: args.action_deadline_seconds,
         agent_certificate_validity_seconds: args.agent_certificate_validity_seconds,
         metrics_listen: args.metrics_listen,
+        health_listen: args.health_listen,
+        bootstrap_admin_token_file: args.bootstrap_admin_token_file,
         request_timeout_seconds: args.request_timeout_seconds,
         max_concurrent_requests: args.max_concurrent_requests,
         max_streams: args.max_streams,
@@ -114,7 +123,10 @@ async fn main() -> std::process::ExitCode {
     let result = async {
         let mut listeners = castplane_control::bind(resolved.listen, resolved.agent_listen).await?;
         if let Some(addr) = resolved.metrics_listen {
-            listeners.metrics = Some(castplane_control::bind_metrics(addr).await?);
+            listeners.metrics = Some(castplane_control::bind_extra("metrics", addr).await?);
+        }
+        if let Some(addr) = resolved.health_listen {
+            listeners.health = Some(castplane_control::bind_extra("health", addr).await?);
         }
         castplane_control::run(resolved.config, listeners, shutdown).await
     }

@@ -52,6 +52,19 @@ pub struct Config {
     /// How long the replica keeps serving after health turned NOT_SERVING at shutdown, so
     /// that load balancers stop sending it calls before it drains.
     pub drain_delay: Duration,
+    /// Used as the admin's API token when the database is bootstrapped, instead of a
+    /// generated one written to `admin.token`.
+    pub bootstrap_admin_token: Option<BootstrapToken>,
+}
+
+/// An operator-supplied admin token; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BootstrapToken(pub String);
+
+impl std::fmt::Debug for BootstrapToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -65,6 +78,8 @@ pub struct Listeners {
     pub agent: TcpListener,
     /// `/metrics` (Prometheus), when asked for.
     pub metrics: Option<TcpListener>,
+    /// `grpc.health.v1` alone, in plaintext, for probes that cannot speak TLS (kubelet).
+    pub health: Option<TcpListener>,
 }
 
 impl Config {
@@ -126,14 +141,28 @@ pub async fn run(
     );
 
     let token_path = config.admin_token_path();
-    let wrote_token = control_plane
-        .bootstrap_admin(|secret| {
+    let provided = config.bootstrap_admin_token.as_ref().map(|t| t.0.as_str());
+    let bootstrapped = control_plane
+        .bootstrap_admin(provided, |secret| {
+            if provided.is_some() {
+                // The operator holds it already; no copy on disk.
+                return Ok(());
+            }
             write_private_file(&token_path, format!("{secret}\n").as_bytes())
                 .map_err(|e| format!("{e:#}"))
         })
         .await?;
-    if wrote_token {
-        tracing::info!(path = %token_path.display(), "first start: wrote the admin API token");
+    match (bootstrapped, provided.is_some()) {
+        (true, true) => {
+            tracing::info!("first start: the configured bootstrap token is the admin's")
+        }
+        (true, false) => {
+            tracing::info!(path = %token_path.display(), "first start: wrote the admin API token")
+        }
+        (false, true) => tracing::info!(
+            "the database already has its admin token; the bootstrap token is not used"
+        ),
+        (false, false) => {}
     }
 
     let (health, health_service) = Health::new(metrics.clone()).await;
@@ -145,6 +174,20 @@ pub async fn run(
         config.health.clone(),
         drain.clone(),
     ));
+    if let Some(listener) = listeners.health {
+        tracing::info!(health_addr = %listener.local_addr()?, "serving plaintext health checks");
+        let probes = Server::builder()
+            .add_service(health_service.clone())
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(listener),
+                drain.clone().cancelled_owned(),
+            );
+        tokio::spawn(async move {
+            if let Err(err) = probes.await {
+                tracing::warn!(error = %err, "the health listener failed");
+            }
+        });
+    }
     if let Some(listener) = listeners.metrics {
         let metrics = metrics.clone();
         let render: castplane_telemetry::metrics::Render = Arc::new(move || {
@@ -311,14 +354,15 @@ pub async fn bind(public: SocketAddr, agent: SocketAddr) -> anyhow::Result<Liste
         public,
         agent,
         metrics: None,
+        health: None,
     })
 }
 
-/// Binds the `/metrics` listener (port 0 picks a free port).
-pub async fn bind_metrics(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+/// Binds an optional listener (`/metrics`, plaintext health); port 0 picks a free port.
+pub async fn bind_extra(what: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
-        .with_context(|| format!("binding the metrics listener to {addr}"))
+        .with_context(|| format!("binding the {what} listener to {addr}"))
 }
 
 pub fn create_private_dir(path: &Path) -> anyhow::Result<()> {

@@ -24,8 +24,10 @@ pub struct ControlPlaneHandle {
     database_url: Option<String>,
     service_config: ServiceConfig,
     configure: Option<Configure>,
-    /// Where `/metrics` is served, once started with [`ControlPlaneHandle::with_metrics`].
+    /// Where `/metrics` is served, when started with `metrics`.
     pub metrics_addr: Option<SocketAddr>,
+    /// The plaintext health listener (every test control plane has one).
+    pub health_addr: SocketAddr,
     /// The CA (here: the self-signed certificate) clients trust for the public API.
     pub public_ca_pem: String,
     pub public_addr: SocketAddr,
@@ -85,6 +87,7 @@ impl ControlPlaneHandle {
             service_config,
             configure,
             metrics_addr: metrics.then(|| "127.0.0.1:0".parse().expect("addr")),
+            health_addr: "127.0.0.1:0".parse().expect("addr"),
             public_ca_pem,
             public_addr: "127.0.0.1:0".parse().expect("addr"),
             agent_addr: "127.0.0.1:0".parse().expect("addr"),
@@ -119,12 +122,17 @@ impl ControlPlaneHandle {
         self.public_addr = listeners.public.local_addr().expect("addr");
         self.agent_addr = listeners.agent.local_addr().expect("addr");
         if let Some(addr) = self.metrics_addr {
-            let listener = castplane_control::bind_metrics(addr)
+            let listener = castplane_control::bind_extra("metrics", addr)
                 .await
                 .expect("bind the metrics listener");
             self.metrics_addr = Some(listener.local_addr().expect("addr"));
             listeners.metrics = Some(listener);
         }
+        let health = castplane_control::bind_extra("health", self.health_addr)
+            .await
+            .expect("bind the health listener");
+        self.health_addr = health.local_addr().expect("addr");
+        listeners.health = Some(health);
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(castplane_control::run(
             self.config(),
@@ -132,14 +140,19 @@ impl ControlPlaneHandle {
             shutdown.clone(),
         ));
         self.running = Some((shutdown, task));
-        let token_path = self.admin_token_file.clone();
+        // With an operator's bootstrap token there is no token file to wait for.
+        let token_path = self
+            .config()
+            .bootstrap_admin_token
+            .is_none()
+            .then(|| self.admin_token_file.clone());
         let public_addr = self.public_addr;
         crate::wait_for(
             "the control plane to serve",
             std::time::Duration::from_secs(30),
             || {
-                let ready =
-                    token_path.exists() && std::net::TcpStream::connect(public_addr).is_ok();
+                let ready = token_path.as_ref().is_none_or(|p| p.exists())
+                    && std::net::TcpStream::connect(public_addr).is_ok();
                 async move { ready.then_some(()) }
             },
         )
@@ -190,6 +203,7 @@ impl ControlPlaneHandle {
             service_config: self.service_config.clone(),
             configure: self.configure.clone(),
             metrics_addr: None,
+            health_addr: "127.0.0.1:0".parse().expect("addr"),
             public_ca_pem: self.public_ca_pem.clone(),
             public_addr: "127.0.0.1:0".parse().expect("addr"),
             agent_addr: "127.0.0.1:0".parse().expect("addr"),

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use castplane_control::{ApiLimits, HealthConfig, ServiceConfig};
+use castplane_control::health::LIVENESS;
+use castplane_control::{ApiLimits, BootstrapToken, HealthConfig, ServiceConfig};
 use castplane_integration_tests::client::{icecast_request, limits};
 use castplane_integration_tests::metrics::{promtool_check, sample, scrape};
 use castplane_integration_tests::streaming::icecast_pid;
@@ -119,10 +120,33 @@ async fn health_covers_every_service_and_turns_before_the_drain() {
         .expect("watch health")
         .into_inner();
 
+    // Kubelet's probes use the plaintext health listener: the same statuses.
+    let probe_channel =
+        tonic::transport::Channel::from_shared(format!("http://{}", cp.health_addr))
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect to the health listener");
+    let mut probe = HealthClient::new(probe_channel);
+    assert_eq!(check(&mut probe, "").await, ServingStatus::Serving as i32);
+    assert_eq!(
+        check(&mut probe, LIVENESS).await,
+        ServingStatus::Serving as i32
+    );
+
     cp.begin_stop();
     assert_eq!(
         next_status(&mut watch, ServingStatus::Serving).await,
         ServingStatus::NotServing
+    );
+    assert_eq!(
+        check(&mut probe, "").await,
+        ServingStatus::NotServing as i32
+    );
+    // Liveness holds: a draining replica must not be restarted.
+    assert_eq!(
+        check(&mut probe, LIVENESS).await,
+        ServingStatus::Serving as i32
     );
     // Health turned while the replica still serves: calls on the open connection still work,
     // and every service reports NOT_SERVING.
@@ -197,6 +221,11 @@ async fn health_is_not_serving_while_the_database_is_unreachable() {
         check(&mut health, "").await,
         ServingStatus::NotServing as i32
     );
+    assert_eq!(
+        check(&mut health, LIVENESS).await,
+        ServingStatus::Serving as i32,
+        "a database outage must not restart the replicas"
+    );
 
     postgres
         .execute_unprepared(&format!(
@@ -210,6 +239,34 @@ async fn health_is_not_serving_while_the_database_is_unreachable() {
     );
     drop(watch);
     cp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_operator_supplied_bootstrap_token_becomes_the_admin_token() {
+    let secret = format!("cpt_{}", "k8s-secret-".repeat(4));
+    let token = secret.clone();
+    let configure: castplane_integration_tests::control_plane::Configure =
+        Arc::new(move |config| config.bootstrap_admin_token = Some(BootstrapToken(token.clone())));
+    let cp = ControlPlaneHandle::start_configured(
+        Backend::Sqlite,
+        ServiceConfig::default(),
+        Some(configure),
+        false,
+    )
+    .await;
+    let caller = cp
+        .client(&secret)
+        .await
+        .accounts()
+        .get_caller(pb::GetCallerRequest {})
+        .await
+        .expect("the bootstrap token is the admin's")
+        .into_inner();
+    assert_eq!(caller.principal_kind, pb::PrincipalKind::Admin as i32);
+    assert!(
+        !cp.admin_token_path().exists(),
+        "no copy of an operator's token is written"
+    );
 }
 
 /// A customer with a queued action (its node is offline, so the action stays open), and the
