@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what castplane's demo and tests need on Debian 12: the streaming servers
-# (icecast2, ffmpeg, liquidsoap, nginx with the RTMP module) and PostgreSQL's server binaries
-# (the tests start their own throwaway cluster). Idempotent; quiet when all is present.
+# (icecast2, ffmpeg, liquidsoap, nginx with the RTMP module), PostgreSQL's server binaries
+# (the tests start their own throwaway cluster), Prometheus (its `promtool` checks what
+# /metrics serves; the package starts no server here) and Python's venv (scripts/check-k8s.sh
+# installs its tools into one). Idempotent; quiet when all is present.
 set -euo pipefail
 
-packages=(icecast2 ffmpeg liquidsoap nginx libnginx-mod-rtmp postgresql ca-certificates curl)
+packages=(icecast2 ffmpeg liquidsoap nginx libnginx-mod-rtmp postgresql ca-certificates curl prometheus python3-venv)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
