@@ -425,14 +425,15 @@ impl StreamLimitLayer {
         }
     }
 
-    fn acquire(&self, principal: &Principal) -> Result<StreamSlot, Response> {
+    /// A slot, or the refusal to answer with.
+    fn acquire(&self, principal: &Principal) -> Result<StreamSlot, Box<Response>> {
         let key = principal.audit_name();
         let refuse = |limit: Limit, response: Response| {
             self.metrics
                 .limit_refusals
                 .get_or_create(&LimitLabels { limit })
                 .inc();
-            response
+            Box::new(response)
         };
         let Ok(total) = self.total.clone().try_acquire_owned() else {
             let max = self.limits.max_streams;
@@ -517,7 +518,7 @@ where
         };
         let slot = match self.layer.acquire(principal) {
             Ok(slot) => slot,
-            Err(response) => return Box::pin(async move { Ok(response) }),
+            Err(response) => return Box::pin(async move { Ok(*response) }),
         };
         Box::pin(async move {
             let response = inner.call(request).await?;

@@ -130,7 +130,7 @@ pub enum DbOperation {
 impl DbOperation {
     /// From the statement text's first word; never the text itself (it may hold values).
     pub fn of_sql(sql: &str) -> DbOperation {
-        let verb = sql.trim_start().split_whitespace().next().unwrap_or("");
+        let verb = sql.split_whitespace().next().unwrap_or("");
         if verb.eq_ignore_ascii_case("select") || verb.eq_ignore_ascii_case("with") {
             DbOperation::Select
         } else if verb.eq_ignore_ascii_case("insert") {

@@ -37,13 +37,13 @@ fn json_logs_are_one_object_per_line_through_a_graceful_stop() {
     });
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = Vec::new();
-    let mut wait_for = |message: &str, seen: &mut Vec<serde_json::Value>| loop {
+    let wait_for = |message: &str, seen: &mut Vec<serde_json::Value>| loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let line = lines
             .recv_timeout(left)
             .unwrap_or_else(|_| panic!("no log line {message:?}; saw {seen:#?}"));
-        let event: serde_json::Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        let event: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
         assert!(event["timestamp"].is_string(), "{event}");
         assert!(event["level"].is_string(), "{event}");
         assert!(event["target"].is_string(), "{event}");

@@ -79,6 +79,9 @@ const STATES: [(ObservedState, &str); 6] = [
     (ObservedState::Failed, "failed"),
 ];
 
+/// A per-service family: name, help, and how to read its value from the statistics.
+type StatFamily<T> = (&'static str, &'static str, fn(&ServiceStats) -> T);
+
 /// The services as the supervisor last reported them, encoded at scrape time.
 #[derive(Debug, Default)]
 struct ServicesCollector {
@@ -131,7 +134,7 @@ impl Collector for ServicesCollector {
                 ))
             })
             .collect();
-        let gauges: [(&str, &str, fn(&ServiceStats) -> u32); 2] = [
+        let gauges: [StatFamily<u32>; 2] = [
             (
                 "agent_service_listeners",
                 "Listeners connected to the service now",
@@ -149,7 +152,7 @@ impl Collector for ServicesCollector {
                 ConstGauge::new(i64::from(value(stats))).encode(family.encode_family(labels)?)?;
             }
         }
-        let counters: [(&str, &str, fn(&ServiceStats) -> u64); 2] = [
+        let counters: [StatFamily<u64>; 2] = [
             (
                 "agent_service_sent_bytes",
                 "Bytes the service's server has sent since it started",
