@@ -84,11 +84,65 @@ fn refusal(code: Code, subject: String, message: String) -> Response {
     tonic::Status::with_error_details(code, message, details).into_http()
 }
 
-/// Swaps in a clone of the inner service for the one that was polled ready (tower's
-/// "clone before call" rule for services that are not `Copy`).
-fn take_ready<S: Clone>(inner: &mut S) -> S {
-    let clone = inner.clone();
-    std::mem::replace(inner, clone)
+/// One middleware of this module: what it does with a call, given the (ready) inner service.
+/// [`MiddlewareLayer`] supplies the tower plumbing, the same for all of them.
+pub trait Middleware: Clone + Send + Sync + 'static {
+    fn handle<S, B>(
+        &self,
+        inner: S,
+        request: http::Request<B>,
+    ) -> BoxFuture<'static, Result<Response, S::Error>>
+    where
+        S: Service<http::Request<B>, Response = Response> + Send + 'static,
+        S::Future: Send + 'static,
+        B: Send + 'static;
+}
+
+#[derive(Clone)]
+pub struct MiddlewareLayer<M>(M);
+
+impl<M: Clone, S> Layer<S> for MiddlewareLayer<M> {
+    type Service = WithMiddleware<M, S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        WithMiddleware {
+            middleware: self.0.clone(),
+            inner,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct WithMiddleware<M, S> {
+    middleware: M,
+    inner: S,
+}
+
+impl<M, S, B> Service<http::Request<B>> for WithMiddleware<M, S>
+where
+    M: Middleware,
+    S: Service<http::Request<B>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        // The clone is the one that was not polled ready; keep the ready one for this call.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        self.middleware.handle(inner, request)
+    }
+}
+
+fn answer<E: 'static>(response: Response) -> BoxFuture<'static, Result<Response, E>> {
+    Box::pin(async move { Ok(response) })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -182,31 +236,13 @@ impl Drop for TrackedBody {
 // ---------------------------------------------------------------------------------------
 // Metrics.
 
-#[derive(Clone)]
-pub struct RpcMetricsLayer {
-    metrics: RpcMetrics,
-}
-
-impl RpcMetricsLayer {
-    pub fn new(metrics: RpcMetrics) -> Self {
-        RpcMetricsLayer { metrics }
-    }
-}
-
-impl<S> Layer<S> for RpcMetricsLayer {
-    type Service = RpcMetricsService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RpcMetricsService {
-            inner,
-            metrics: self.metrics.clone(),
-        }
-    }
+/// Counts every call by method and final status, and times it to its response.
+pub fn rpc_metrics_layer(metrics: RpcMetrics) -> MiddlewareLayer<RecordRpcs> {
+    MiddlewareLayer(RecordRpcs { metrics })
 }
 
 #[derive(Clone)]
-pub struct RpcMetricsService<S> {
-    inner: S,
+pub struct RecordRpcs {
     metrics: RpcMetrics,
 }
 
@@ -223,22 +259,17 @@ fn labels_of(path: &str) -> RpcLabels {
     }
 }
 
-impl<S, B> Service<http::Request<B>> for RpcMetricsService<S>
-where
-    S: Service<http::Request<B>, Response = Response> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Response, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let mut inner = take_ready(&mut self.inner);
+impl Middleware for RecordRpcs {
+    fn handle<S, B>(
+        &self,
+        mut inner: S,
+        request: http::Request<B>,
+    ) -> BoxFuture<'static, Result<Response, S::Error>>
+    where
+        S: Service<http::Request<B>, Response = Response> + Send + 'static,
+        S::Future: Send + 'static,
+        B: Send + 'static,
+    {
         let metrics = self.metrics.clone();
         let labels = labels_of(request.uri().path());
         let started = Instant::now();
@@ -268,70 +299,44 @@ where
 
 /// Refuses calls beyond `max_concurrent_requests` in flight, and answers DEADLINE_EXCEEDED
 /// for a call still unanswered after `request_timeout`.
+pub fn admission_layer(limits: ApiLimits, metrics: RpcMetrics) -> MiddlewareLayer<Admission> {
+    MiddlewareLayer(Admission {
+        slots: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
+        limits,
+        metrics,
+    })
+}
+
 #[derive(Clone)]
-pub struct AdmissionLayer {
+pub struct Admission {
     slots: Arc<Semaphore>,
     limits: ApiLimits,
     metrics: RpcMetrics,
 }
 
-impl AdmissionLayer {
-    pub fn new(limits: ApiLimits, metrics: RpcMetrics) -> Self {
-        AdmissionLayer {
-            slots: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
-            limits,
-            metrics,
-        }
-    }
-}
-
-impl<S> Layer<S> for AdmissionLayer {
-    type Service = Admission<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Admission {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Admission<S> {
-    inner: S,
-    layer: AdmissionLayer,
-}
-
-impl<S, B> Service<http::Request<B>> for Admission<S>
-where
-    S: Service<http::Request<B>, Response = Response> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Response, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let mut inner = take_ready(&mut self.inner);
+impl Middleware for Admission {
+    fn handle<S, B>(
+        &self,
+        mut inner: S,
+        request: http::Request<B>,
+    ) -> BoxFuture<'static, Result<Response, S::Error>>
+    where
+        S: Service<http::Request<B>, Response = Response> + Send + 'static,
+        S::Future: Send + 'static,
+        B: Send + 'static,
+    {
         if is_health(request.uri().path()) {
             return Box::pin(inner.call(request));
         }
-        let limits = &self.layer.limits;
+        let limits = &self.limits;
         let refuse = |limit: Limit, response: Response| {
-            self.layer
-                .metrics
+            self.metrics
                 .limit_refusals
                 .get_or_create(&LimitLabels { limit })
                 .inc();
-            let ready: Self::Future = Box::pin(async move { Ok(response) });
-            ready
+            answer(response)
         };
-        let Ok(permit) = self.layer.slots.clone().try_acquire_owned() else {
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
             let max = limits.max_concurrent_requests;
             return refuse(
                 Limit::ConcurrentRequests,
@@ -345,7 +350,7 @@ where
             );
         };
         let timeout = limits.request_timeout;
-        let refusals = self.layer.metrics.limit_refusals.clone();
+        let refusals = self.metrics.limit_refusals.clone();
         Box::pin(async move {
             let _permit = permit;
             match tokio::time::timeout(timeout, inner.call(request)).await {
@@ -407,24 +412,24 @@ impl Drop for StreamSlot {
 }
 
 /// Limits streaming calls per principal and in total; must run after authentication.
+pub fn stream_limit_layer(limits: ApiLimits, metrics: RpcMetrics) -> MiddlewareLayer<StreamLimit> {
+    MiddlewareLayer(StreamLimit {
+        counts: Arc::default(),
+        total: Arc::new(Semaphore::new(limits.max_streams)),
+        limits,
+        metrics,
+    })
+}
+
 #[derive(Clone)]
-pub struct StreamLimitLayer {
+pub struct StreamLimit {
     counts: Arc<StreamCounts>,
     total: Arc<Semaphore>,
     limits: ApiLimits,
     metrics: RpcMetrics,
 }
 
-impl StreamLimitLayer {
-    pub fn new(limits: ApiLimits, metrics: RpcMetrics) -> Self {
-        StreamLimitLayer {
-            counts: Arc::default(),
-            total: Arc::new(Semaphore::new(limits.max_streams)),
-            limits,
-            metrics,
-        }
-    }
-
+impl StreamLimit {
     /// A slot, or the refusal to answer with.
     fn acquire(&self, principal: &Principal) -> Result<StreamSlot, Box<Response>> {
         let key = principal.audit_name();
@@ -472,39 +477,17 @@ impl StreamLimitLayer {
     }
 }
 
-impl<S> Layer<S> for StreamLimitLayer {
-    type Service = StreamLimit<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        StreamLimit {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct StreamLimit<S> {
-    inner: S,
-    layer: StreamLimitLayer,
-}
-
-impl<S, B> Service<http::Request<B>> for StreamLimit<S>
-where
-    S: Service<http::Request<B>, Response = Response> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Response, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let mut inner = take_ready(&mut self.inner);
+impl Middleware for StreamLimit {
+    fn handle<S, B>(
+        &self,
+        mut inner: S,
+        request: http::Request<B>,
+    ) -> BoxFuture<'static, Result<Response, S::Error>>
+    where
+        S: Service<http::Request<B>, Response = Response> + Send + 'static,
+        S::Future: Send + 'static,
+        B: Send + 'static,
+    {
         let path = request.uri().path();
         let streaming = !is_health(path)
             && MethodTable::get()
@@ -516,9 +499,9 @@ where
         let (true, Some(principal)) = (streaming, principal) else {
             return Box::pin(inner.call(request));
         };
-        let slot = match self.layer.acquire(principal) {
+        let slot = match self.acquire(principal) {
             Ok(slot) => slot,
-            Err(response) => return Box::pin(async move { Ok(*response) }),
+            Err(response) => return answer(*response),
         };
         Box::pin(async move {
             let response = inner.call(request).await?;
@@ -572,7 +555,7 @@ mod tests {
         let metrics = crate::metrics::Metrics::new();
         let release = Arc::new(tokio::sync::Notify::new());
         let mut service =
-            AdmissionLayer::new(limits, metrics.rpc.clone()).layer(gated(release.clone()));
+            admission_layer(limits, metrics.rpc.clone()).layer(gated(release.clone()));
         let first = tokio::spawn(service.call(request("/castplane.v1.AccountService/GetCaller")));
         // Let the first call take its slot.
         tokio::task::yield_now().await;
@@ -618,7 +601,7 @@ mod tests {
         let metrics = crate::metrics::Metrics::new();
         // Never released: only the timeout can end the call.
         let never = Arc::new(tokio::sync::Notify::new());
-        let mut service = AdmissionLayer::new(limits, metrics.rpc.clone()).layer(gated(never));
+        let mut service = admission_layer(limits, metrics.rpc.clone()).layer(gated(never));
         let response = service
             .call(request("/castplane.v1.NodeService/ListNodes"))
             .await

@@ -28,7 +28,7 @@ use crate::api::media::MediaServiceApi;
 use crate::api::nodes::NodeApi;
 use crate::auth::AuthLayer;
 use crate::health::{Health, HealthConfig};
-use crate::limits::{AdmissionLayer, ApiLimits, RpcMetricsLayer, StreamLimitLayer};
+use crate::limits::{ApiLimits, admission_layer, rpc_metrics_layer, stream_limit_layer};
 use crate::metrics::Metrics;
 use crate::persistence::Persistence;
 use crate::pki::CertificateAuthority;
@@ -218,13 +218,10 @@ pub async fn run(
     }
     let cp = || control_plane.clone();
     let layers = tower::ServiceBuilder::new()
-        .layer(RpcMetricsLayer::new(metrics.rpc.clone()))
-        .layer(AdmissionLayer::new(
-            config.limits.clone(),
-            metrics.rpc.clone(),
-        ))
+        .layer(rpc_metrics_layer(metrics.rpc.clone()))
+        .layer(admission_layer(config.limits.clone(), metrics.rpc.clone()))
         .layer(AuthLayer::new(control_plane.clone()))
-        .layer(StreamLimitLayer::new(
+        .layer(stream_limit_layer(
             config.limits.clone(),
             metrics.rpc.clone(),
         ))
@@ -268,7 +265,7 @@ pub async fn run(
         .tls_config(agent_tls)?
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .layer(RpcMetricsLayer::new(metrics.rpc.clone()))
+        .layer(rpc_metrics_layer(metrics.rpc.clone()))
         .add_service(AgentServiceServer::new(AgentApi {
             control_plane: cp(),
             shutdown: drain.clone(),

@@ -180,6 +180,50 @@ impl Client {
         .await
     }
 
+    /// The services server reflection lists (no token needed).
+    pub async fn reflected_services(&self) -> Vec<String> {
+        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1::{
+            ServerReflectionRequest, server_reflection_request::MessageRequest,
+            server_reflection_response::MessageResponse,
+        };
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut replies = ServerReflectionClient::new(self.channel())
+            .server_reflection_info(futures::stream::iter(vec![request]))
+            .await
+            .expect("reflection")
+            .into_inner();
+        let reply = replies.message().await.expect("reply").expect("a reply");
+        let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else {
+            panic!("unexpected reply {reply:?}")
+        };
+        list.service.into_iter().map(|s| s.name).collect()
+    }
+
+    /// Waits until the node reports that it can run `service_type`, and returns it.
+    pub async fn node_that_runs(
+        &self,
+        node_id: &str,
+        service_type: pb::ServiceType,
+        timeout: std::time::Duration,
+    ) -> pb::Node {
+        crate::wait_for(
+            &format!("node {node_id} to report {service_type:?}"),
+            timeout,
+            || async move {
+                let node = self.node(node_id).await;
+                node.capabilities
+                    .iter()
+                    .any(|c| c.r#type == service_type as i32 && c.available)
+                    .then_some(node)
+            },
+        )
+        .await
+    }
+
     pub async fn service(&self, id: &str) -> pb::MediaService {
         self.media()
             .get_media_service(pb::GetMediaServiceRequest { id: id.to_owned() })

@@ -1545,25 +1545,7 @@ async fn authentication_is_required_except_for_health(backend: Backend) {
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
     // Reflection too, so grpcurl works without credentials.
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::{
-        ServerReflectionRequest, server_reflection_request::MessageRequest,
-        server_reflection_response::MessageResponse,
-    };
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut replies = ServerReflectionClient::new(anonymous.channel())
-        .server_reflection_info(futures::stream::iter(vec![request]))
-        .await
-        .expect("reflection without a token")
-        .into_inner();
-    let reply = replies.message().await.expect("reply").expect("a reply");
-    let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else {
-        panic!("unexpected reply {reply:?}")
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    let names = anonymous.reflected_services().await;
     assert!(
         names.contains(&"castplane.v1.MediaServiceService".to_owned()),
         "{names:?}"

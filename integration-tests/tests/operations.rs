@@ -30,28 +30,10 @@ fn unlimited() -> pb::ResellerLimits {
 
 /// Every `castplane.v1` service, as reflection lists them (so a new service is covered too).
 async fn public_services(client: &Client) -> Vec<String> {
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::{
-        ServerReflectionRequest, server_reflection_request::MessageRequest,
-        server_reflection_response::MessageResponse,
-    };
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut replies = ServerReflectionClient::new(client.channel())
-        .server_reflection_info(futures::stream::iter(vec![request]))
+    let services: Vec<String> = client
+        .reflected_services()
         .await
-        .expect("reflection")
-        .into_inner();
-    let reply = replies.message().await.expect("reply").expect("a reply");
-    let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else {
-        panic!("unexpected reply {reply:?}")
-    };
-    let services: Vec<String> = list
-        .service
         .into_iter()
-        .map(|s| s.name)
         .filter(|name| name.starts_with("castplane.v1."))
         .collect();
     assert!(services.len() >= 5, "{services:?}");
@@ -293,18 +275,9 @@ async fn queued_action(limits: ApiLimits) -> Watchers {
     let (first, last) = free_port_range(3);
     let (node, join_token) = admin.create_node("watch-host", first, last).await;
     let mut agent = AgentHandle::join_and_start(&cp, &join_token).await;
-    wait_for("the node to report icecast", LONG, || {
-        let admin = admin.clone();
-        let id = node.id.clone();
-        async move {
-            let node = admin.node(&id).await;
-            node.capabilities
-                .iter()
-                .any(|c| c.r#type == pb::ServiceType::Icecast as i32 && c.available)
-                .then_some(())
-        }
-    })
-    .await;
+    admin
+        .node_that_runs(&node.id, pb::ServiceType::Icecast, LONG)
+        .await;
     let reseller = admin
         .create_reseller("Watch Radio", unlimited(), &[pb::ServiceType::Icecast])
         .await;
@@ -517,18 +490,9 @@ async fn both_daemons_serve_prometheus_metrics_that_move_with_work() {
     agent.config.metrics_listen = Some(agent_metrics);
     agent.config.supervisor.stats_interval = Duration::from_millis(500);
     agent.start();
-    wait_for("the node to report icecast", LONG, || {
-        let admin = admin.clone();
-        let id = node.id.clone();
-        async move {
-            let node = admin.node(&id).await;
-            node.capabilities
-                .iter()
-                .any(|c| c.r#type == pb::ServiceType::Icecast as i32 && c.available)
-                .then_some(())
-        }
-    })
-    .await;
+    admin
+        .node_that_runs(&node.id, pb::ServiceType::Icecast, LONG)
+        .await;
 
     let before = scrape(agent_metrics).await;
     promtool_check(&before).await;
