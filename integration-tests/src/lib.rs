@@ -7,6 +7,7 @@ pub mod client;
 pub mod control_plane;
 pub mod metrics;
 pub mod postgres;
+pub mod scenarios;
 pub mod streaming;
 pub mod wait;
 

@@ -9,6 +9,7 @@ use castplane_control::health::LIVENESS;
 use castplane_control::{ApiLimits, BootstrapToken, HealthConfig, ServiceConfig};
 use castplane_integration_tests::client::{icecast_request, limits};
 use castplane_integration_tests::metrics::{promtool_check, sample, scrape};
+use castplane_integration_tests::scenarios::{QueuedAction, watch_action};
 use castplane_integration_tests::streaming::icecast_pid;
 use castplane_integration_tests::{
     AgentHandle, Backend, Client, ControlPlaneHandle, free_port, free_port_range, wait_for,
@@ -251,89 +252,11 @@ async fn an_operator_supplied_bootstrap_token_becomes_the_admin_token() {
     );
 }
 
-/// A customer with a queued action (its node is offline, so the action stays open), and the
-/// reseller above it.
-struct Watchers {
-    cp: ControlPlaneHandle,
-    customer: Client,
-    reseller: Client,
-    action_id: String,
-    agent: AgentHandle,
-}
-
-async fn queued_action(limits: ApiLimits) -> Watchers {
-    let configure: castplane_integration_tests::control_plane::Configure =
-        Arc::new(move |config| config.limits = limits.clone());
-    let cp = ControlPlaneHandle::start_configured(
-        Backend::Sqlite,
-        ServiceConfig::default(),
-        Some(configure),
-        false,
-    )
-    .await;
-    let admin = cp.admin().await;
-    let (first, last) = free_port_range(3);
-    let (node, join_token) = admin.create_node("watch-host", first, last).await;
-    let mut agent = AgentHandle::join_and_start(&cp, &join_token).await;
-    admin
-        .node_that_runs(&node.id, pb::ServiceType::Icecast, LONG)
-        .await;
-    let reseller = admin
-        .create_reseller("Watch Radio", unlimited(), &[pb::ServiceType::Icecast])
-        .await;
-    let customer = admin.create_customer(&reseller.id, "Listener Club").await;
-    let customer_token = admin
-        .token_for(pb::PrincipalKind::Customer, &customer.id)
-        .await;
-    let reseller_token = admin
-        .token_for(pb::PrincipalKind::Reseller, &reseller.id)
-        .await;
-    let customer_client = cp.client(&customer_token).await;
-    let reseller_client = cp.client(&reseller_token).await;
-    let service = reseller_client
-        .media()
-        .create_media_service(icecast_request(&customer.id, "watched-fm", 10))
-        .await
-        .expect("create")
-        .into_inner();
-    agent.stop().await;
-    let action = customer_client
-        .media()
-        .start_media_service(pb::StartMediaServiceRequest {
-            id: service.id.clone(),
-        })
-        .await
-        .expect("start")
-        .into_inner();
-    Watchers {
-        reseller: reseller_client,
-        customer: customer_client,
-        cp,
-        action_id: action.id,
-        agent,
-    }
-}
-
-type Watch = tonic::Streaming<pb::Action>;
-
-async fn watch(client: &Client, action_id: &str) -> Result<Watch, tonic::Status> {
-    let mut stream = client
-        .actions()
-        .watch_action(pb::WatchActionRequest {
-            id: action_id.to_owned(),
-        })
-        .await?
-        .into_inner();
-    let first = stream.message().await?.expect("the action's current state");
-    assert_eq!(first.id, action_id);
-    Ok(stream)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thousands_of_streams_from_one_token_leave_other_principals_served() {
     const PER_PRINCIPAL: usize = 40;
     const ATTEMPTS: usize = 2_000;
-    let w = queued_action(ApiLimits {
+    let w = QueuedAction::start(ApiLimits {
         max_streams_per_principal: PER_PRINCIPAL,
         // Generous enough that only the per-principal limit is in play here.
         max_concurrent_requests: 100_000,
@@ -343,12 +266,12 @@ async fn thousands_of_streams_from_one_token_leave_other_principals_served() {
     // Several connections, as a misbehaving client with many processes would open.
     let mut customers = vec![w.customer.clone()];
     for _ in 0..3 {
-        customers.push(w.cp.client(&customer_token(&w).await).await);
+        customers.push(w.cp.client(&w.another_customer_token().await).await);
     }
     let attempts = (0..ATTEMPTS).map(|i| {
         let client = customers[i % customers.len()].clone();
         let id = w.action_id.clone();
-        async move { watch(&client, &id).await }
+        async move { watch_action(&client, &id).await }
     });
     let results = futures::stream::iter(attempts)
         .buffer_unordered(500)
@@ -391,7 +314,7 @@ async fn thousands_of_streams_from_one_token_leave_other_principals_served() {
         .expect("the reseller is served")
         .into_inner();
     assert_eq!(caller.principal_kind, pb::PrincipalKind::Reseller as i32);
-    let reseller_watch = watch(&w.reseller, &w.action_id)
+    let reseller_watch = watch_action(&w.reseller, &w.action_id)
         .await
         .expect("the reseller may watch too");
     // The customer's own unary calls are not blocked by its streams.
@@ -406,29 +329,13 @@ async fn thousands_of_streams_from_one_token_leave_other_principals_served() {
     wait_for("the customer's stream slots to free up", LONG, || {
         let customer = w.customer.clone();
         let id = w.action_id.clone();
-        async move { watch(&customer, &id).await.ok() }
+        async move { watch_action(&customer, &id).await.ok() }
     })
     .await;
     drop(reseller_watch);
     w.agent.shutdown().await;
 }
 
-/// A second token of the same customer: the limit is per account, not per token.
-async fn customer_token(w: &Watchers) -> String {
-    let caller = w
-        .customer
-        .accounts()
-        .get_caller(pb::GetCallerRequest {})
-        .await
-        .expect("caller")
-        .into_inner();
-    w.cp.admin()
-        .await
-        .token_for(pb::PrincipalKind::Customer, &caller.principal_id)
-        .await
-}
-
-/// The dispatcher fills its families itself; filled as it will, they pass the checker too.
 #[tokio::test]
 async fn the_dispatcher_families_pass_the_prometheus_checker() {
     use castplane_control::domain::{ActionKind, ActionState};
