@@ -171,16 +171,32 @@ pub fn resolve(file: FileConfig, overrides: FileConfig) -> Result<Resolved, Vec<
             Some(n) => Duration::from_secs(n),
             None => default,
         };
-    let service = ServiceConfig {
-        action_deadline: seconds(
-            "action_deadline_seconds",
-            pick(
-                overrides.action_deadline_seconds,
-                file.action_deadline_seconds,
-            ),
-            defaults.action_deadline,
-            &mut errors,
+    let dispatch_defaults = crate::service::DispatchConfig::default();
+    let action_deadline = seconds(
+        "action_deadline_seconds",
+        pick(
+            overrides.action_deadline_seconds,
+            file.action_deadline_seconds,
         ),
+        dispatch_defaults.action_deadline,
+        &mut errors,
+    );
+    let heartbeat_timeout = seconds(
+        "heartbeat_timeout_seconds",
+        pick(
+            overrides.heartbeat_timeout_seconds,
+            file.heartbeat_timeout_seconds,
+        ),
+        dispatch_defaults.heartbeat_timeout,
+        &mut errors,
+    );
+    if heartbeat_timeout <= dispatch_defaults.heartbeat_interval {
+        errors.push(format!(
+            "heartbeat_timeout_seconds: must exceed the agents' heartbeat interval ({} s)",
+            dispatch_defaults.heartbeat_interval.as_secs()
+        ));
+    }
+    let service = ServiceConfig {
         join_token_ttl: seconds(
             "join_token_ttl_seconds",
             pick(
@@ -199,16 +215,11 @@ pub fn resolve(file: FileConfig, overrides: FileConfig) -> Result<Resolved, Vec<
             defaults.agent_certificate_validity,
             &mut errors,
         ),
-        heartbeat_timeout: seconds(
-            "heartbeat_timeout_seconds",
-            pick(
-                overrides.heartbeat_timeout_seconds,
-                file.heartbeat_timeout_seconds,
-            ),
-            defaults.heartbeat_timeout,
-            &mut errors,
-        ),
-        heartbeat_interval: defaults.heartbeat_interval,
+        dispatch: crate::service::DispatchConfig {
+            action_deadline,
+            heartbeat_timeout,
+            ..dispatch_defaults
+        },
     };
     if errors.is_empty() {
         Ok(Resolved {
@@ -395,7 +406,7 @@ mod tests {
         };
         let resolved = resolve(file, flags).unwrap();
         assert_eq!(
-            resolved.config.service.action_deadline,
+            resolved.config.service.dispatch.action_deadline,
             Duration::from_secs(5)
         );
         assert_eq!(resolved.listen.to_string(), "127.0.0.1:7400");

@@ -156,11 +156,14 @@ pub fn service_type_from_wire(value: i32) -> Option<ServiceType> {
         .and_then(|t| ServiceType::try_from(t).ok())
 }
 
+/// An enum stored as text: its database value, `Display`/`FromStr`, and a sea-orm column type,
+/// so a row holding any other text fails to load instead of turning into a plausible default.
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum $name { $($variant),+ }
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, sea_orm::EnumIter, sea_orm::DeriveActiveEnum)]
+        #[sea_orm(rs_type = "String", db_type = "Text")]
+        pub enum $name { $(#[sea_orm(string_value = $text)] $variant),+ }
 
         impl $name {
             pub fn as_str(self) -> &'static str {

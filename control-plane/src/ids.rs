@@ -39,6 +39,17 @@ pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
+/// Whether `text` could be an id this control plane issued: a short prefix, `_`, and
+/// lowercase base32. Anything else cannot name a row, so it need not reach the database.
+pub fn looks_like_id(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 64
+        && text.contains('_')
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,7 +34,8 @@ struct Args {
     /// PEM private key for the public API.
     #[arg(long)]
     tls_key: Option<PathBuf>,
-    /// Seconds before an action whose node is unreachable fails [default: 600].
+    /// Seconds an action waits for its node while the node is unreachable before it fails;
+    /// time the node is connected does not count [default: 600].
     #[arg(long)]
     action_deadline_seconds: Option<u64>,
     /// Lifetime of node certificates in seconds [default: 30 days].
@@ -71,6 +72,10 @@ struct Args {
     /// Log lines as text or as one JSON object each.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "CASTPLANE_LOG_FORMAT")]
     log_format: LogFormat,
+    /// Seconds an agent may stay silent before its session is closed and its node counts as
+    /// unreachable; must exceed the agents' 5 s heartbeat interval [default: 15].
+    #[arg(long)]
+    heartbeat_timeout_seconds: Option<u64>,
 }
 
 #[tokio::main]
@@ -102,6 +107,7 @@ async fn main() -> std::process::ExitCode {
         max_streams_per_principal: args.max_streams_per_principal,
         health_check_interval_seconds: args.health_check_interval_seconds,
         shutdown_drain_seconds: args.shutdown_drain_seconds,
+        heartbeat_timeout_seconds: args.heartbeat_timeout_seconds,
         ..Default::default()
     };
     let resolved = match resolve(file, flags) {

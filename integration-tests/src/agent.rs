@@ -27,9 +27,12 @@ impl AgentHandle {
             .prefix("castplane-agent-")
             .tempdir()?;
         let data_dir = dir.path().join("agent");
-        let identity =
-            castplane_agent::join(&control_plane.agent_url(), token, &DataDir::new(&data_dir))
-                .await?;
+        let identity = castplane_agent::join(
+            &[control_plane.agent_url()],
+            token,
+            &DataDir::new(&data_dir),
+        )
+        .await?;
         let mut config = AgentConfig::new(&data_dir);
         config.heartbeat_interval = std::time::Duration::from_secs(1);
         config.max_reconnect_backoff = std::time::Duration::from_secs(1);
@@ -101,6 +104,11 @@ pub struct AgentProcess {
 
 impl AgentProcess {
     pub fn spawn(data_dir: &Path) -> std::io::Result<Self> {
+        Self::spawn_with(data_dir, &[])
+    }
+
+    /// With extra environment, e.g. `CASTPLANE_AGENT_FAILPOINTS` to crash it at a chosen point.
+    pub fn spawn_with(data_dir: &Path, env: &[(&str, &str)]) -> std::io::Result<Self> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -109,6 +117,7 @@ impl AgentProcess {
             .args(["run", "--data-dir"])
             .arg(data_dir)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -118,6 +127,27 @@ impl AgentProcess {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// SIGSTOP: the agent freezes with its connections open, as a hung host would.
+    pub fn freeze(&self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// SIGCONT after [`AgentProcess::freeze`].
+    pub fn thaw(&self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
+    }
+
+    /// Waits for the process to exit by itself (a failpoint aborted it).
+    pub async fn exited(mut self, timeout: std::time::Duration) -> std::process::ExitStatus {
+        crate::wait_for("the agent process to exit", timeout, || {
+            let status = self.child.try_wait().ok().flatten();
+            async move { status }
+        })
+        .await
     }
 
     /// SIGKILL: no chance to clean up, as in a crash.
@@ -136,12 +166,17 @@ impl Drop for AgentProcess {
 
 /// `target/<profile>/castplane-agent`, next to the test binary's `deps/` directory.
 pub fn agent_binary() -> PathBuf {
+    workspace_binary("castplane-agent")
+}
+
+/// A binary of the workspace, `target/<profile>/NAME`, next to the test binary's `deps/`.
+pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("target profile dir");
-    profile_dir.join("castplane-agent")
+    profile_dir.join(name)
 }
 
 /// Kills (by process group) every process whose command line mentions `dir`.

@@ -250,3 +250,107 @@ impl Drop for ControlPlaneHandle {
         }
     }
 }
+
+/// A control-plane replica as its own process (the `castplane-control` binary), for tests that
+/// must kill one the way a crash does (`kill -9`: no shutdown, its lease left to run out). It
+/// shares the database and TLS certificate of the in-process replica it was made from.
+pub struct ControlPlaneProcess {
+    child: std::process::Child,
+    data_dir: tempfile::TempDir,
+    pub public_addr: SocketAddr,
+    pub agent_addr: SocketAddr,
+    public_ca_pem: String,
+}
+
+impl ControlPlaneHandle {
+    /// Another replica on this one's database, as a separate process (PostgreSQL only).
+    pub async fn spawn_replica_process(&self) -> ControlPlaneProcess {
+        let database_url = self
+            .database_url
+            .clone()
+            .expect("replica processes share a PostgreSQL database");
+        let data_dir = tempfile::Builder::new()
+            .prefix("castplane-cp-")
+            .tempdir()
+            .expect("temp dir");
+        for file in ["public.crt", "public.key"] {
+            std::fs::copy(self.data_dir.path().join(file), data_dir.path().join(file))
+                .expect("copy TLS files");
+        }
+        let public_addr: SocketAddr = format!("127.0.0.1:{}", crate::free_port())
+            .parse()
+            .expect("addr");
+        let agent_addr: SocketAddr = format!("127.0.0.1:{}", crate::free_port())
+            .parse()
+            .expect("addr");
+        let log = std::fs::File::create(data_dir.path().join("control.log")).expect("log file");
+        let child = std::process::Command::new(crate::agent::workspace_binary("castplane-control"))
+            .arg("--data-dir")
+            .arg(data_dir.path().join("state"))
+            .arg("--database-url")
+            .arg(&database_url)
+            .arg("--listen")
+            .arg(public_addr.to_string())
+            .arg("--agent-listen")
+            .arg(agent_addr.to_string())
+            .arg("--tls-cert")
+            .arg(data_dir.path().join("public.crt"))
+            .arg("--tls-key")
+            .arg(data_dir.path().join("public.key"))
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn castplane-control");
+        crate::wait_for(
+            "the replica process to serve",
+            std::time::Duration::from_secs(30),
+            || {
+                let ready = std::net::TcpStream::connect(public_addr).is_ok()
+                    && std::net::TcpStream::connect(agent_addr).is_ok();
+                async move { ready.then_some(()) }
+            },
+        )
+        .await;
+        ControlPlaneProcess {
+            child,
+            data_dir,
+            public_addr,
+            agent_addr,
+            public_ca_pem: self.public_ca_pem.clone(),
+        }
+    }
+}
+
+impl ControlPlaneProcess {
+    pub fn agent_url(&self) -> String {
+        format!("https://{}", self.agent_addr)
+    }
+
+    pub async fn client(&self, token: &str) -> Client {
+        Client::connect(
+            &format!("https://localhost:{}", self.public_addr.port()),
+            &self.public_ca_pem,
+            token,
+        )
+        .await
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Where its log is, for a failing test's message.
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.path().join("control.log")
+    }
+}
+
+impl Drop for ControlPlaneProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

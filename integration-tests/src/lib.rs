@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod client;
 pub mod control_plane;
+pub mod fleet;
 pub mod metrics;
 pub mod postgres;
 pub mod scenarios;

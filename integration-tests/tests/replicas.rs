@@ -23,7 +23,7 @@ async fn replicas_share_ports_quotas_and_the_action_queue() {
     let mut agent = AgentHandle::join(&a, &token)
         .await
         .expect("join through replica A");
-    agent.config.control_plane_url = Some(b.agent_url());
+    agent.config.control_plane_urls = vec![b.agent_url()];
     agent.start();
     wait_for("the node online via replica B", Duration::from_secs(30), || {
         let admin = admin_a.clone();

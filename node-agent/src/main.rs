@@ -25,9 +25,11 @@ struct Args {
 enum Command {
     /// Join the control plane with a one-time token (from `castctl node add`).
     Join {
-        /// The control plane's agent listener, e.g. https://cp.example.net:7401.
-        #[arg(long)]
-        control_plane: String,
+        /// The control plane's agent listener, e.g. https://cp.example.net:7401. Give several
+        /// (repeated, or comma-separated) for several replicas: the agent fails over between
+        /// them.
+        #[arg(long, required = true, value_delimiter = ',')]
+        control_plane: Vec<String>,
         /// The join token; also read from CASTPLANE_JOIN_TOKEN so it stays out of `ps`.
         #[arg(long, env = "CASTPLANE_JOIN_TOKEN", hide_env_values = true)]
         token: String,
@@ -38,9 +40,10 @@ enum Command {
     Run {
         #[arg(long, env = "CASTPLANE_AGENT_DATA_DIR")]
         data_dir: PathBuf,
-        /// Overrides the control plane URL recorded at join.
-        #[arg(long)]
-        control_plane: Option<String>,
+        /// Overrides the control-plane endpoints recorded at join (repeated, or
+        /// comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        control_plane: Vec<String>,
         /// Serve Prometheus metrics at http://ADDR/metrics (unauthenticated: keep it internal).
         #[arg(long, env = "CASTPLANE_AGENT_METRICS_LISTEN")]
         metrics_listen: Option<SocketAddr>,
@@ -70,7 +73,7 @@ async fn main() -> ExitCode {
             metrics_listen,
         } => {
             let mut config = AgentConfig::new(data_dir);
-            config.control_plane_url = control_plane;
+            config.control_plane_urls = control_plane;
             config.metrics_listen = metrics_listen;
             let shutdown = CancellationToken::new();
             let on_signal = shutdown.clone();

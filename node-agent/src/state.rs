@@ -2,11 +2,11 @@
 //!
 //! ```text
 //! DATA_DIR/
-//!   node.json      node id, name and control-plane URL (written at join)
+//!   node.json      node id, name and control-plane URLs (written at join)
 //!   node.key       the node's private key (0600; never leaves the host)
 //!   node.crt       its certificate, signed by the control plane's CA
 //!   ca.crt         the control plane's CA certificate, pinned at join
-//!   actions.jsonl  results of completed actions, so a redelivered action is answered, not re-run
+//!   actions.jsonl  actions started and finished, so a redelivered action is answered, not re-run
 //!   services/      one directory per service (see the supervisor)
 //! ```
 
@@ -24,6 +24,18 @@ pub struct NodeIdentity {
     pub node_name: String,
     /// e.g. `https://cp.example.net:7401`.
     pub control_plane_url: String,
+    /// Further control-plane replicas' agent listeners, tried in turn when one is unreachable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_control_plane_urls: Vec<String>,
+}
+
+impl NodeIdentity {
+    /// Every control-plane endpoint, the one joined through first.
+    pub fn endpoints(&self) -> Vec<String> {
+        std::iter::once(self.control_plane_url.clone())
+            .chain(self.other_control_plane_urls.iter().cloned())
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug)]

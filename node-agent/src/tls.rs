@@ -151,6 +151,14 @@ pub fn host_port(url: &str) -> anyhow::Result<(String, u16)> {
     Ok((host, uri.port_u16().unwrap_or(7401)))
 }
 
+/// A TCP connection to the control plane with Nagle's algorithm off: every gRPC message is
+/// small and latency-bound, and would otherwise wait for the peer's delayed ACK.
+pub async fn dial(host: &str, port: u16) -> std::io::Result<TcpStream> {
+    let tcp = TcpStream::connect((host, port)).await?;
+    tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
+
 /// A gRPC channel over our own TLS configuration. TLS is done in the connector (so tonic's
 /// built-in TLS, which cannot pin a CA hash, stays out of it), hence the `http://` origin.
 pub async fn connect(url: &str, config: ClientConfig) -> anyhow::Result<Channel> {
@@ -174,8 +182,7 @@ pub async fn connect(url: &str, config: ClientConfig) -> anyhow::Result<Channel>
             let connector = connector.clone();
             let host = host.clone();
             async move {
-                let tcp = TcpStream::connect((host.as_str(), port)).await?;
-                tcp.set_nodelay(true)?;
+                let tcp = dial(&host, port).await?;
                 let name = ServerName::try_from(CONTROL_PLANE_SERVER_NAME)
                     .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
                 let tls = connector.connect(name, tcp).await?;
@@ -185,4 +192,17 @@ pub async fn connect(url: &str, config: ClientConfig) -> anyhow::Result<Channel>
         .await
         .with_context(|| format!("connecting to the control plane at {url}"))?;
     Ok(channel)
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn dialled_connections_have_nagle_off() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let stream = super::dial("127.0.0.1", port).await.expect("dial");
+        assert!(stream.nodelay().expect("read TCP_NODELAY"));
+    }
 }

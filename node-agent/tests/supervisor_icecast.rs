@@ -512,7 +512,8 @@ async fn port_in_use_names_its_owner() {
         .sup
         .start(&spec("busy", port))
         .await
-        .expect_err("port is taken");
+        .expect_err("port is taken")
+        .to_string();
     assert_eq!(
         err,
         format!("port {port} is in use by pid {}", std::process::id())
@@ -537,7 +538,8 @@ async fn startup_failure_reports_exit_status_and_stderr() {
         .sup
         .start(&spec("nobind", port))
         .await
-        .expect_err("icecast2 cannot bind");
+        .expect_err("icecast2 cannot bind")
+        .to_string();
     // SAFETY: `fd` is a socket this test opened and nothing else uses.
     unsafe { libc::close(fd) };
     assert!(
@@ -664,7 +666,8 @@ async fn unsupported_types_fail_clearly() {
         .sup
         .start(&shoutcast)
         .await
-        .expect_err("no shoutcast plugin");
+        .expect_err("no shoutcast plugin")
+        .to_string();
     assert!(err.contains("shoutcast"), "{err}");
     assert_eq!(wait_state(&fx.sup, "sc", ObservedState::Failed).await, err);
     fx.finish().await;

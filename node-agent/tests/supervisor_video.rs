@@ -766,7 +766,12 @@ async fn invalid_specs_start_nothing() {
     let fx = Fixture::new();
     let mut s = spec("bad", free_ports());
     s.source_password = "pass; } } events { } rtmp { #".to_owned();
-    let err = fx.sup.start(&s).await.expect_err("hostile password");
+    let err = fx
+        .sup
+        .start(&s)
+        .await
+        .expect_err("hostile password")
+        .to_string();
     assert!(err.contains("source password"), "{err}");
     assert!(
         !err.contains(&s.source_password),
@@ -779,7 +784,7 @@ async fn invalid_specs_start_nothing() {
     let mut s = spec("noport", free_ports());
     s.ports.retain(|p| p.purpose == "http");
     assert_eq!(
-        fx.sup.start(&s).await,
+        fx.sup.start(&s).await.map_err(|e| e.to_string()),
         Err("the service has no \"rtmp\" port assigned".to_owned())
     );
     assert!(!fx.dir("noport").join("nginx.conf").exists());

@@ -4,9 +4,7 @@
 use castplane_proto::v1 as pb;
 
 use crate::clock::to_timestamp;
-use crate::domain::{
-    ActionState, DesiredState, Limits, ObservedState, Resource, ServiceType, service_type_from_wire,
-};
+use crate::domain::{Limits, ObservedState, Resource, ServiceType, service_type_from_wire};
 use crate::error::{ServiceError, Violations};
 use crate::persistence::entities::{customer, ownership_change, reseller};
 use crate::service::{ActionRecord, DeletionPlan, MediaServiceView, NodeView};
@@ -195,17 +193,6 @@ pub fn stats_from_json(json: &str) -> pb::ServiceStats {
     }
 }
 
-pub fn stats_to_json(stats: &pb::ServiceStats) -> String {
-    serde_json::json!({
-        "listeners": stats.listeners,
-        "sources": stats.sources,
-        "mounts": stats.mounts,
-        "bytes_sent": stats.bytes_sent,
-        "bytes_read": stats.bytes_read,
-    })
-    .to_string()
-}
-
 pub fn media_service_to_wire(view: &MediaServiceView) -> pb::MediaService {
     let s = &view.service;
     let service_type: Option<ServiceType> = s.service_type.parse().ok();
@@ -233,24 +220,30 @@ pub fn media_service_to_wire(view: &MediaServiceView) -> pb::MediaService {
                 port: p.port as u32,
             })
             .collect(),
-        desired_state: s
-            .desired_state
-            .parse::<DesiredState>()
-            .map(|d| pb::DesiredState::from(d) as i32)
-            .unwrap_or_default(),
-        status: Some(pb::ServiceStatus {
-            state: pb::ObservedState::from(
-                s.observed_state
-                    .parse::<ObservedState>()
-                    .unwrap_or(ObservedState::Unknown),
-            ) as i32,
-            message: s.observed_message.clone(),
-            stats: Some(stats_from_json(&s.observed_stats)),
-            observe_time: s.observe_time.map(to_timestamp),
+        desired_state: pb::DesiredState::from(s.desired_state) as i32,
+        status: Some(match &view.observed {
+            Some(o) => pb::ServiceStatus {
+                state: pb::ObservedState::from(o.state) as i32,
+                message: o.message.clone(),
+                stats: Some(stats_from_json(&o.stats)),
+                observe_time: Some(to_timestamp(o.observe_time)),
+            },
+            None => pb::ServiceStatus {
+                state: pb::ObservedState::from(ObservedState::Unknown) as i32,
+                message: String::new(),
+                stats: Some(pb::ServiceStats::default()),
+                observe_time: None,
+            },
         }),
         create_time: Some(to_timestamp(s.create_time)),
         update_time: Some(to_timestamp(s.update_time)),
         deleting: s.deleting,
+        generation: u64::try_from(s.generation).unwrap_or_default(),
+        observed_generation: view
+            .observed
+            .as_ref()
+            .and_then(|o| u64::try_from(o.observed_generation).ok())
+            .unwrap_or_default(),
     }
 }
 
@@ -259,36 +252,29 @@ pub fn action_to_wire(record: &ActionRecord) -> pb::Action {
     pb::Action {
         id: a.id.clone(),
         media_service_id: a.media_service_id.clone(),
-        kind: a
-            .kind
-            .parse::<crate::domain::ActionKind>()
-            .map(|k| pb::ActionKind::from(k) as i32)
-            .unwrap_or_default(),
-        state: a
-            .state
-            .parse::<ActionState>()
-            .map(|s| pb::ActionState::from(s) as i32)
-            .unwrap_or_default(),
+        kind: pb::ActionKind::from(a.kind) as i32,
+        state: pb::ActionState::from(a.state) as i32,
         requested_by: a.requested_by.clone(),
         error: a.error.clone(),
         sequence: a.sequence as u64,
         create_time: Some(to_timestamp(a.create_time)),
         update_time: Some(to_timestamp(a.update_time)),
-        deadline: Some(to_timestamp(a.deadline)),
+        deadline: a.expire_time.map(to_timestamp),
         transitions: record
             .transitions
             .iter()
             .map(|t| pb::ActionTransition {
-                state: t
-                    .state
-                    .parse::<ActionState>()
-                    .map(|s| pb::ActionState::from(s) as i32)
-                    .unwrap_or_default(),
+                state: pb::ActionState::from(t.state) as i32,
                 time: Some(to_timestamp(t.time)),
                 message: t.message.clone(),
             })
             .collect(),
         node_id: a.node_id.clone(),
+        late_state: a
+            .late_state
+            .map(|s| pb::ActionState::from(s) as i32)
+            .unwrap_or_default(),
+        late_message: a.late_message.clone(),
     }
 }
 
@@ -316,7 +302,7 @@ pub fn node_to_wire(view: &NodeView) -> pb::Node {
     let n = &view.node;
     let status = if n.join_time.is_none() {
         pb::NodeStatus::PendingJoin
-    } else if n.connected {
+    } else if view.online {
         pb::NodeStatus::Online
     } else {
         pb::NodeStatus::Unreachable

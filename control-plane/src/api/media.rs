@@ -8,7 +8,7 @@ use super::convert::{
     action_to_wire, check_display_name, check_service_name, deletion_plan_to_wire, mask_paths,
     media_service_to_wire, ownership_change_to_wire,
 };
-use super::{optional, principal, required};
+use super::{optional, principal, required, traceparent};
 use crate::domain::{ActionKind, service_type_from_wire};
 use crate::error::{ServiceError, Violations};
 use crate::persistence::services::ServiceFilter;
@@ -178,7 +178,7 @@ impl MediaServiceApi {
         let id = required("id", id)?;
         let record = self
             .control_plane
-            .enqueue_action(&principal, id, kind)
+            .enqueue_action(&principal, id, kind, traceparent(request))
             .await?;
         Ok(Response::new(action_to_wire(&record)))
     }
@@ -332,6 +332,7 @@ impl MediaServiceService for MediaServiceApi {
                 id,
                 r.confirm_permanent_deletion,
                 r.validate_only,
+                traceparent(&request),
             )
             .await?;
         Ok(Response::new(pb::DeleteMediaServiceResponse {

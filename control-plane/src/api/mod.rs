@@ -21,6 +21,15 @@ pub(crate) fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
         .ok_or_else(|| Status::unauthenticated("missing API token"))
 }
 
+/// The W3C trace context the caller sent (`traceparent` metadata), if any.
+pub(crate) fn traceparent<T>(request: &Request<T>) -> &str {
+    request
+        .metadata()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
 /// An optional id field: empty means absent.
 pub(crate) fn optional(value: &str) -> Option<&str> {
     if value.is_empty() { None } else { Some(value) }

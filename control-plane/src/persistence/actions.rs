@@ -1,35 +1,17 @@
 //! The durable action queue.
 
 use sea_orm::prelude::*;
-use sea_orm::sea_query::Expr;
 use sea_orm::{ConnectionTrait, IntoActiveModel, QueryOrder, QuerySelect};
 
-use super::entities::{action, action_transition, node};
-use super::{Result, max_bigint};
+use super::Result;
+use super::entities::{action, action_transition};
 use crate::domain::ActionState;
-use crate::ids;
 
-const OPEN_STATES: [&str; 3] = ["queued", "dispatched", "running"];
-
-pub async fn next_sequence(db: &impl ConnectionTrait, service_id: &str) -> Result<i64> {
-    let max: Option<i64> = action::Entity::find()
-        .select_only()
-        .column_as(max_bigint("sequence"), "max_sequence")
-        .filter(action::Column::MediaServiceId.eq(service_id))
-        .into_tuple()
-        .one(db)
-        .await?;
-    Ok(max.unwrap_or(0) + 1)
-}
-
-pub async fn insert_action(db: &impl ConnectionTrait, model: action::Model) -> Result<()> {
-    let transition = action_transition::Model {
-        id: ids::new_id("atr"),
-        action_id: model.id.clone(),
-        state: model.state.clone(),
-        time: model.create_time,
-        message: String::new(),
-    };
+pub async fn insert_action(
+    db: &impl ConnectionTrait,
+    model: action::Model,
+    transition: action_transition::Model,
+) -> Result<()> {
     action::Entity::insert(model.into_active_model())
         .exec_without_returning(db)
         .await?;
@@ -81,7 +63,7 @@ pub async fn list_actions(
         query = query.filter(action::Column::MediaServiceId.eq(service_id.as_str()));
     }
     if let Some(state) = filter.state {
-        query = query.filter(action::Column::State.eq(state.as_str()));
+        query = query.filter(action::Column::State.eq(state));
     }
     if filter.reseller_id.is_some() || filter.customer_id.is_some() {
         let mut services = sea_orm::sea_query::Query::select();
@@ -100,85 +82,4 @@ pub async fn list_actions(
         query = query.filter(action::Column::Id.gt(after));
     }
     Ok(query.all(db).await?)
-}
-
-/// Moves an action from one of `from` to `to`, recording the transition. Returns false (and
-/// writes nothing) when the action was not in any of `from`: another replica or an earlier
-/// delivery got there first.
-pub async fn transition(
-    db: &impl ConnectionTrait,
-    action_id: &str,
-    from: &[ActionState],
-    to: ActionState,
-    message: &str,
-    now: i64,
-) -> Result<bool> {
-    let mut update = action::Entity::update_many()
-        .col_expr(action::Column::State, Expr::value(to.as_str()))
-        .col_expr(action::Column::UpdateTime, Expr::value(now))
-        .filter(action::Column::Id.eq(action_id))
-        .filter(action::Column::State.is_in(from.iter().map(|s| s.as_str())));
-    if to == ActionState::Failed {
-        update = update.col_expr(action::Column::Error, Expr::value(message));
-    }
-    let result = update.exec(db).await?;
-    if result.rows_affected == 0 {
-        return Ok(false);
-    }
-    let transition = action_transition::Model {
-        id: ids::new_id("atr"),
-        action_id: action_id.to_owned(),
-        state: to.as_str().to_owned(),
-        time: now,
-        message: message.to_owned(),
-    };
-    action_transition::Entity::insert(transition.into_active_model())
-        .exec_without_returning(db)
-        .await?;
-    Ok(true)
-}
-
-pub async fn set_dispatch_session(
-    db: &impl ConnectionTrait,
-    action_id: &str,
-    session_id: &str,
-) -> Result<()> {
-    action::Entity::update_many()
-        .col_expr(action::Column::DispatchSession, Expr::value(session_id))
-        .filter(action::Column::Id.eq(action_id))
-        .exec(db)
-        .await?;
-    Ok(())
-}
-
-/// The unfinished actions of services on `node_id`, oldest first per service.
-pub async fn open_actions_on_node(
-    db: &impl ConnectionTrait,
-    node_id: &str,
-) -> Result<Vec<action::Model>> {
-    Ok(action::Entity::find()
-        .filter(action::Column::NodeId.eq(node_id))
-        .filter(action::Column::State.is_in(OPEN_STATES))
-        .order_by_asc(action::Column::MediaServiceId)
-        .order_by_asc(action::Column::Sequence)
-        .all(db)
-        .await?)
-}
-
-/// Unfinished actions past their deadline whose node is not connected.
-pub async fn overdue_on_unreachable_nodes(
-    db: &impl ConnectionTrait,
-    now: i64,
-) -> Result<Vec<action::Model>> {
-    let unreachable = sea_orm::sea_query::Query::select()
-        .column(node::Column::Id)
-        .from(node::Entity)
-        .and_where(node::Column::Connected.eq(false))
-        .to_owned();
-    Ok(action::Entity::find()
-        .filter(action::Column::State.is_in(OPEN_STATES))
-        .filter(action::Column::Deadline.lt(now))
-        .filter(action::Column::NodeId.in_subquery(unreachable))
-        .all(db)
-        .await?)
 }

@@ -3,9 +3,11 @@
 
 pub mod accounts;
 pub mod actions;
+pub mod dispatch;
 pub mod entities;
 pub mod migrations;
 pub mod nodes;
+pub mod notify;
 pub mod services;
 
 use std::time::Duration;
@@ -55,41 +57,85 @@ impl From<DbErr> for PersistenceError {
 
 pub type Result<T, E = PersistenceError> = std::result::Result<T, E>;
 
+/// Pool settings; the defaults are what the server uses.
+#[derive(Clone, Debug)]
+pub struct PoolSettings {
+    /// Connections are replaced after this long (sqlx's default is 30 minutes). Every new
+    /// connection gets the same pragmas, so nothing lapses when one is replaced.
+    pub max_lifetime: Duration,
+    /// SQLite: read-only connections beside the single writer (WAL lets them read while it
+    /// writes). PostgreSQL: the size of the one pool.
+    pub readers: u32,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_lifetime: Duration::from_secs(30 * 60),
+            readers: 4,
+        }
+    }
+}
+
 /// A handle on the database. Cheap to clone.
+///
+/// SQLite runs with one writer connection (a single connection turns would-be `SQLITE_BUSY`
+/// upgrade failures into orderly queueing) and a pool of read-only connections, so reads never
+/// wait behind writes. Durability mode: WAL with `synchronous = NORMAL` — a commit is atomic
+/// and survives a crash of the process; a power loss may lose the last commits before the
+/// next checkpoint, never corrupt the database. On PostgreSQL both handles are one pool.
 #[derive(Clone)]
 pub struct Persistence {
     db: DatabaseConnection,
+    reader: DatabaseConnection,
 }
 
 impl Persistence {
     /// Connects to `url` (`sqlite://PATH?mode=rwc` or `postgres://…`) and applies pending
     /// migrations.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, PoolSettings::default()).await
+    }
+
+    pub async fn connect_with(url: &str, settings: PoolSettings) -> Result<Self> {
+        let is_sqlite = url.starts_with("sqlite:");
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .sqlx_logging(false)
-            .acquire_timeout(Duration::from_secs(30));
-        let is_sqlite = url.starts_with("sqlite:");
+            .acquire_timeout(Duration::from_secs(30))
+            .max_lifetime(settings.max_lifetime);
         if is_sqlite {
-            // SQLite allows one writer; a single connection turns would-be SQLITE_BUSY upgrade
-            // failures into orderly queueing, which is what the embedded default wants.
-            options.max_connections(1).min_connections(1);
+            options
+                .max_connections(1)
+                .min_connections(1)
+                .map_sqlx_sqlite_opts(sqlite_options);
         } else {
-            options.max_connections(16).min_connections(1);
+            options
+                .max_connections(settings.readers.max(2) * 4)
+                .min_connections(1);
         }
         let db = Database::connect(options).await?;
-        if is_sqlite {
-            for pragma in [
-                "PRAGMA journal_mode = WAL",
-                "PRAGMA foreign_keys = ON",
-                "PRAGMA synchronous = NORMAL",
-            ] {
-                db.execute_unprepared(pragma).await?;
-            }
-        }
-        let persistence = Persistence { db };
+        let persistence = Persistence {
+            reader: db.clone(),
+            db,
+        };
         persistence.migrate().await?;
-        Ok(persistence)
+        if !is_sqlite {
+            return Ok(persistence);
+        }
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .sqlx_logging(false)
+            .acquire_timeout(Duration::from_secs(30))
+            .max_lifetime(settings.max_lifetime)
+            .max_connections(settings.readers.max(1))
+            .min_connections(1)
+            .map_sqlx_sqlite_opts(|o| sqlite_options(o).read_only(true));
+        let reader = Database::connect(options).await?;
+        Ok(Persistence {
+            reader,
+            ..persistence
+        })
     }
 
     async fn migrate(&self) -> Result<()> {
@@ -111,15 +157,43 @@ impl Persistence {
         Ok(())
     }
 
+    /// The connection writes and transactions use.
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
     }
 
+    /// For reads outside a transaction: they see every committed write.
+    pub fn reader(&self) -> &DatabaseConnection {
+        &self.reader
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
     pub async fn close(self) {
+        let backend = self.backend();
         if let Err(err) = self.db.close().await {
             tracing::warn!(error = %err, "closing the database failed");
         }
+        if backend == DbBackend::Sqlite
+            && let Err(err) = self.reader.close().await
+        {
+            tracing::warn!(error = %err, "closing the database readers failed");
+        }
     }
+}
+
+/// Every SQLite connection's settings, applied as it is opened.
+fn sqlite_options(
+    options: sea_orm::sqlx::sqlite::SqliteConnectOptions,
+) -> sea_orm::sqlx::sqlite::SqliteConnectOptions {
+    use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+    options
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(5))
 }
 
 /// `CAST(COALESCE(SUM(col), 0) AS BIGINT)`: PostgreSQL sums BIGINT into NUMERIC otherwise.
@@ -147,9 +221,95 @@ impl Persistence {
         &mut self,
         observe: impl Fn(&str, Duration, bool) + Send + Sync + 'static,
     ) {
+        let observe = std::sync::Arc::new(observe);
+        let on_reader = observe.clone();
         self.db
             .set_metric_callback(move |info: &sea_orm::metric::Info<'_>| {
                 observe(&info.statement.sql, info.elapsed, info.failed)
             });
+        // A statement runs through one handle or the other (on PostgreSQL they share a pool,
+        // but each handle keeps its own callback), so nothing is counted twice.
+        self.reader
+            .set_metric_callback(move |info: &sea_orm::metric::Info<'_>| {
+                on_reader(&info.statement.sql, info.elapsed, info.failed)
+            });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn pragma(db: &DatabaseConnection, name: &str) -> String {
+        let row = db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                format!("PRAGMA {name}"),
+            ))
+            .await
+            .expect("pragma")
+            .expect("a row");
+        row.try_get_by_index::<i64>(0)
+            .map(|v| v.to_string())
+            .or_else(|_| row.try_get_by_index::<String>(0))
+            .expect("pragma value")
+    }
+
+    /// The pool replaces connections at their maximum lifetime; every replacement must come
+    /// with the same durability settings (they once ran on the first connection only).
+    #[tokio::test]
+    async fn sqlite_settings_hold_on_every_connection_across_recycling() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("db.sqlite").display()
+        );
+        let persistence = Persistence::connect_with(
+            &url,
+            PoolSettings {
+                max_lifetime: Duration::from_millis(300),
+                readers: 1,
+            },
+        )
+        .await
+        .expect("connect");
+        let db = persistence.db();
+        db.execute_unprepared("CREATE TEMP TABLE first_connection (x INTEGER)")
+            .await
+            .expect("marker");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let still_first = db
+                .query_one_raw(Statement::from_string(
+                    DbBackend::Sqlite,
+                    "SELECT COUNT(*) FROM temp.sqlite_master WHERE name = 'first_connection'",
+                ))
+                .await
+                .expect("query")
+                .expect("row")
+                .try_get_by_index::<i64>(0)
+                .expect("count");
+            if still_first == 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer connection was never replaced"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // 1 = NORMAL
+        assert_eq!(pragma(db, "synchronous").await, "1");
+        assert_eq!(pragma(db, "journal_mode").await, "wal");
+        assert_eq!(pragma(db, "foreign_keys").await, "1");
+        assert_eq!(pragma(persistence.reader(), "journal_mode").await, "wal");
+        assert!(
+            persistence
+                .reader()
+                .execute_unprepared("CREATE TABLE written_by_a_reader (x INTEGER)")
+                .await
+                .is_err(),
+            "readers are read-only"
+        );
     }
 }

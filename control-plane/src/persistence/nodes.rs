@@ -1,11 +1,11 @@
 //! Streaming hosts and their agent sessions.
 
 use sea_orm::prelude::*;
-use sea_orm::sea_query::Expr;
-use sea_orm::{ConnectionTrait, IntoActiveModel, QueryOrder, QuerySelect};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ConnectionTrait, FromQueryResult, IntoActiveModel, QueryOrder, QuerySelect};
 
-use super::entities::{media_service, node};
-use super::{Result, count_bigint};
+use super::Result;
+use super::entities::node;
 
 pub async fn insert_node(db: &impl ConnectionTrait, model: node::Model) -> Result<()> {
     node::Entity::insert(model.into_active_model())
@@ -40,13 +40,6 @@ pub async fn list_nodes(
     Ok(query.all(db).await?)
 }
 
-pub async fn all_nodes(db: &impl ConnectionTrait) -> Result<Vec<node::Model>> {
-    Ok(node::Entity::find()
-        .order_by_asc(node::Column::Id)
-        .all(db)
-        .await?)
-}
-
 pub async fn find_by_join_token(
     db: &impl ConnectionTrait,
     token_hash: &str,
@@ -55,16 +48,6 @@ pub async fn find_by_join_token(
         .filter(node::Column::JoinTokenHash.eq(token_hash))
         .lock_exclusive()
         .one(db)
-        .await?)
-}
-
-/// Locks these nodes' rows (PostgreSQL; SQLite's single writer needs none), in id order.
-pub async fn lock_nodes(db: &impl ConnectionTrait, ids: &[String]) -> Result<Vec<node::Model>> {
-    Ok(node::Entity::find()
-        .filter(node::Column::Id.is_in(ids.iter().map(String::as_str)))
-        .order_by_asc(node::Column::Id)
-        .lock_exclusive()
-        .all(db)
         .await?)
 }
 
@@ -84,10 +67,55 @@ pub async fn find_by_certificate(
         .await?)
 }
 
-pub async fn update_node(db: &impl ConnectionTrait, model: node::Model) -> Result<()> {
-    // Every column is written; the primary key in the model selects the row.
-    let active = model.into_active_model().reset_all();
-    node::Entity::update(active).exec(db).await?;
+/// A joined node's first certificate: the join token is used up.
+pub async fn record_join(
+    db: &impl ConnectionTrait,
+    node_id: &str,
+    fingerprint: &str,
+    cert_expire_time: i64,
+    now: i64,
+) -> Result<()> {
+    node::Entity::update_many()
+        .col_expr(
+            node::Column::JoinTokenHash,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            node::Column::JoinTokenExpireTime,
+            Expr::value(Option::<i64>::None),
+        )
+        .col_expr(node::Column::JoinTime, Expr::value(now))
+        .col_expr(
+            node::Column::PreviousCertFingerprint,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(node::Column::CertFingerprint, Expr::value(fingerprint))
+        .col_expr(node::Column::CertExpireTime, Expr::value(cert_expire_time))
+        .filter(node::Column::Id.eq(node_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// A renewed certificate; the one it replaces keeps working until the next renewal, so a
+/// stream opened with it is not cut off.
+pub async fn record_renewal(
+    db: &impl ConnectionTrait,
+    node_id: &str,
+    previous_fingerprint: Option<String>,
+    fingerprint: &str,
+    cert_expire_time: i64,
+) -> Result<()> {
+    node::Entity::update_many()
+        .col_expr(
+            node::Column::PreviousCertFingerprint,
+            Expr::value(previous_fingerprint),
+        )
+        .col_expr(node::Column::CertFingerprint, Expr::value(fingerprint))
+        .col_expr(node::Column::CertExpireTime, Expr::value(cert_expire_time))
+        .filter(node::Column::Id.eq(node_id))
+        .exec(db)
+        .await?;
     Ok(())
 }
 
@@ -107,93 +135,78 @@ pub async fn set_join_token(
     Ok(result.rows_affected == 1)
 }
 
-/// Live services per node.
-pub async fn service_counts(db: &impl ConnectionTrait) -> Result<Vec<(String, i64)>> {
-    Ok(media_service::Entity::find()
-        .select_only()
-        .column(media_service::Column::NodeId)
-        .column_as(count_bigint(), "n")
-        .filter(media_service::Column::DeleteTime.is_null())
-        .group_by(media_service::Column::NodeId)
-        .into_tuple()
-        .all(db)
-        .await?)
-}
-
-/// Allocated ports per node.
-pub async fn port_counts(db: &impl ConnectionTrait) -> Result<Vec<(String, i64)>> {
-    use super::entities::port_allocation;
-    Ok(port_allocation::Entity::find()
-        .select_only()
-        .column(port_allocation::Column::NodeId)
-        .column_as(count_bigint(), "n")
-        .group_by(port_allocation::Column::NodeId)
-        .into_tuple()
-        .all(db)
-        .await?)
-}
-
-/// Records the session as the node's current one. Returns false when the node is gone.
-pub async fn open_session(
+/// Nodes whose agent reported it can run `service_type` (and AutoDJ, if asked), least loaded
+/// first, skipping `exclude`. PostgreSQL locks what it returns; with `skip_locked` it passes
+/// over nodes another placement holds, so concurrent creates spread instead of queueing.
+pub async fn capable_candidates(
     db: &impl ConnectionTrait,
-    node_id: &str,
-    session_id: &str,
-    agent_version: &str,
-    capabilities_json: &str,
-    now: i64,
-) -> Result<bool> {
-    let result = node::Entity::update_many()
-        .col_expr(node::Column::Connected, Expr::value(true))
-        .col_expr(node::Column::SessionId, Expr::value(session_id))
-        .col_expr(node::Column::AgentVersion, Expr::value(agent_version))
-        .col_expr(node::Column::Capabilities, Expr::value(capabilities_json))
-        .col_expr(node::Column::LastHeartbeatTime, Expr::value(now))
-        .filter(node::Column::Id.eq(node_id))
-        .exec(db)
+    service_type: &str,
+    autodj: bool,
+    exclude: &[String],
+    limit: u64,
+    skip_locked: bool,
+) -> Result<Vec<node::Model>> {
+    use super::dispatch::sql;
+    let b = db.get_database_backend();
+    let mut values: Vec<sea_orm::Value> = vec![service_type.into(), autodj.into()];
+    let excluded = if exclude.is_empty() {
+        String::new()
+    } else {
+        let list = (0..exclude.len())
+            .map(|i| format!("${}", i + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        values.extend(exclude.iter().map(|id| id.clone().into()));
+        format!(" AND n.id NOT IN ({list})")
+    };
+    let lock = match (b, skip_locked) {
+        (sea_orm::DbBackend::Postgres, true) => " FOR UPDATE OF n SKIP LOCKED",
+        (sea_orm::DbBackend::Postgres, false) => " FOR UPDATE OF n",
+        _ => "",
+    };
+    let rows = db
+        .query_all_raw(sql(
+            b,
+            &format!(
+                "SELECT n.* FROM nodes n JOIN node_capabilities c ON c.node_id = n.id \
+                 WHERE c.service_type = $1 AND (c.autodj = TRUE OR $2 = FALSE){excluded} \
+                 ORDER BY n.service_count, n.id LIMIT {limit}{lock}"
+            ),
+            values,
+        ))
         .await?;
-    Ok(result.rows_affected == 1)
+    rows.iter()
+        .map(|row| node::Model::from_query_result(row, "").map_err(Into::into))
+        .collect()
 }
 
-/// Refreshes liveness, but only for the session that currently holds the node.
-pub async fn heartbeat(
+/// Whether the node's agent reported it can run the type (and AutoDJ, if asked).
+pub async fn supports(
     db: &impl ConnectionTrait,
     node_id: &str,
-    session_id: &str,
-    now: i64,
+    service_type: &str,
+    autodj: bool,
 ) -> Result<bool> {
-    let result = node::Entity::update_many()
-        .col_expr(node::Column::LastHeartbeatTime, Expr::value(now))
-        .col_expr(node::Column::Connected, Expr::value(true))
-        .filter(node::Column::Id.eq(node_id))
-        .filter(node::Column::SessionId.eq(session_id))
-        .exec(db)
+    use super::entities::node_capability;
+    let found = node_capability::Entity::find_by_id((node_id.to_owned(), service_type.to_owned()))
+        .one(db)
         .await?;
-    Ok(result.rows_affected == 1)
+    Ok(found.is_some_and(|c| c.autodj || !autodj))
 }
 
-/// Marks the node unreachable if `session_id` still holds it (a newer session may have taken
-/// over on another replica).
-pub async fn close_session(
-    db: &impl ConnectionTrait,
-    node_id: &str,
-    session_id: &str,
-) -> Result<()> {
+/// Counts a placed service and its ports on the node.
+pub async fn count_placement(db: &impl ConnectionTrait, node_id: &str, ports: i64) -> Result<()> {
     node::Entity::update_many()
-        .col_expr(node::Column::Connected, Expr::value(false))
+        .col_expr(
+            node::Column::ServiceCount,
+            Expr::col(node::Column::ServiceCount).add(1),
+        )
+        .col_expr(
+            node::Column::PortsUsed,
+            Expr::col(node::Column::PortsUsed).add(ports),
+        )
         .filter(node::Column::Id.eq(node_id))
-        .filter(node::Column::SessionId.eq(session_id))
         .exec(db)
         .await?;
     Ok(())
-}
-
-/// Marks unreachable every connected node whose last heartbeat is older than `stale_before`.
-pub async fn expire_stale_sessions(db: &impl ConnectionTrait, stale_before: i64) -> Result<u64> {
-    let result = node::Entity::update_many()
-        .col_expr(node::Column::Connected, Expr::value(false))
-        .filter(node::Column::Connected.eq(true))
-        .filter(node::Column::LastHeartbeatTime.lt(stale_before))
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected)
 }

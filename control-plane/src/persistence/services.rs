@@ -6,7 +6,9 @@ use sea_orm::prelude::*;
 use sea_orm::sea_query::Query;
 use sea_orm::{ConnectionTrait, IntoActiveModel, QueryOrder, QuerySelect};
 
-use super::entities::{media_service, ownership_change, port_allocation, reseller};
+use super::entities::{
+    media_service, observed_service, ownership_change, port_allocation, reseller,
+};
 use super::{Result, count_bigint, max_bigint, sum_bigint};
 use crate::domain::Usage;
 
@@ -48,34 +50,31 @@ pub async fn update_service(db: &impl ConnectionTrait, model: media_service::Mod
     Ok(())
 }
 
-/// Writes an agent's observation of a live service on `node_id`. False when no such service.
-pub async fn update_observed(
-    db: &impl ConnectionTrait,
-    node_id: &str,
-    service_id: &str,
-    state: &str,
-    message: &str,
-    stats_json: &str,
-    observe_time: i64,
-) -> Result<bool> {
+/// Marks the service as being deleted (a delete action is queued).
+pub async fn mark_deleting(db: &impl ConnectionTrait, service_id: &str) -> Result<()> {
     use sea_orm::sea_query::Expr;
-    let result = media_service::Entity::update_many()
-        .col_expr(media_service::Column::ObservedState, Expr::value(state))
-        .col_expr(media_service::Column::ObservedMessage, Expr::value(message))
-        .col_expr(
-            media_service::Column::ObservedStats,
-            Expr::value(stats_json),
-        )
-        .col_expr(
-            media_service::Column::ObserveTime,
-            Expr::value(observe_time),
-        )
+    media_service::Entity::update_many()
+        .col_expr(media_service::Column::Deleting, Expr::value(true))
         .filter(media_service::Column::Id.eq(service_id))
-        .filter(media_service::Column::NodeId.eq(node_id))
-        .filter(media_service::Column::DeleteTime.is_null())
         .exec(db)
         .await?;
-    Ok(result.rows_affected == 1)
+    Ok(())
+}
+
+/// What the agents last reported of these services.
+pub async fn observed_of(
+    db: &impl ConnectionTrait,
+    service_ids: &[String],
+) -> Result<Vec<observed_service::Model>> {
+    if service_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(observed_service::Entity::find()
+        .filter(
+            observed_service::Column::MediaServiceId.is_in(service_ids.iter().map(String::as_str)),
+        )
+        .all(db)
+        .await?)
 }
 
 /// Which customers' services a listing covers.
@@ -122,36 +121,6 @@ pub async fn list_live_services(
         query = query.filter(media_service::Column::Id.gt(after));
     }
     Ok(query.all(db).await?)
-}
-
-pub async fn live_services_on_node(
-    db: &impl ConnectionTrait,
-    node_id: &str,
-) -> Result<Vec<media_service::Model>> {
-    Ok(media_service::Entity::find()
-        .filter(media_service::Column::DeleteTime.is_null())
-        .filter(media_service::Column::NodeId.eq(node_id))
-        .order_by_asc(media_service::Column::Id)
-        .all(db)
-        .await?)
-}
-
-/// (id, generation) of the live services on a node, in id order: a cheap fingerprint of the
-/// node's desired state, read on every dispatch tick.
-pub async fn generations_on_node(
-    db: &impl ConnectionTrait,
-    node_id: &str,
-) -> Result<Vec<(String, i64)>> {
-    Ok(media_service::Entity::find()
-        .select_only()
-        .column(media_service::Column::Id)
-        .column(media_service::Column::Generation)
-        .filter(media_service::Column::DeleteTime.is_null())
-        .filter(media_service::Column::NodeId.eq(node_id))
-        .order_by_asc(media_service::Column::Id)
-        .into_tuple()
-        .all(db)
-        .await?)
 }
 
 /// What a reseller uses, summed over its live services; never stored, so it cannot drift.

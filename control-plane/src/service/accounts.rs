@@ -460,23 +460,30 @@ impl ControlPlane {
 
     /// Resolves a bearer token to its principal; `None` when it is not a valid token.
     pub async fn authenticate(&self, secret: &str) -> Result<Option<Principal>> {
-        let Some(token) = db::find_token_by_hash(self.db(), &ids::hash_secret(secret)).await?
-        else {
+        let hash = ids::hash_secret(secret);
+        if let Some(principal) = self.inner.tokens.get(&hash) {
+            return Ok(Some(principal));
+        }
+        let Some(token) = db::find_token_by_hash(self.reader(), &hash).await? else {
             return Ok(None);
         };
-        Ok(match token.principal_kind.as_str() {
+        let principal = match token.principal_kind.as_str() {
             "admin" => Some(Principal::Admin),
-            "reseller" => db::get_reseller(self.db(), &token.principal_id, false)
+            "reseller" => db::get_reseller(self.reader(), &token.principal_id, false)
                 .await?
                 .map(|r| Principal::Reseller { id: r.id }),
-            "customer" => db::get_customer(self.db(), &token.principal_id, false)
+            "customer" => db::get_customer(self.reader(), &token.principal_id, false)
                 .await?
                 .map(|c| Principal::Customer {
                     id: c.id,
                     reseller_id: c.reseller_id,
                 }),
             _ => None,
-        })
+        };
+        if let Some(principal) = &principal {
+            self.inner.tokens.insert(hash, principal.clone());
+        }
+        Ok(principal)
     }
 
     pub async fn describe_caller(&self, principal: &Principal) -> Result<CallerView> {

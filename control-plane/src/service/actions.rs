@@ -1,18 +1,18 @@
 //! Durable actions: queuing start / stop / restart / delete, reading and watching them.
 
-use std::time::Duration;
-
 use sea_orm::TransactionTrait;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::dispatch::hub::ActionDelta;
 use super::media::{DeletionPlan, being_deleted};
-use super::{ControlPlane, Result, can_see_service, page_size, paginate};
+use super::{Changes, ControlPlane, Result, can_see_service, page_size, paginate};
 use crate::clock::now_millis;
-use crate::domain::{ActionKind, ActionState, DesiredState, Principal, ServiceKind, ServiceType};
+use crate::domain::{ActionKind, ActionState, Principal, ServiceKind, ServiceType};
 use crate::error::ServiceError;
 use crate::ids;
 use crate::persistence::actions::ActionFilter;
+use crate::persistence::dispatch as dispatch_db;
 use crate::persistence::entities::{action, action_transition};
 use crate::persistence::{actions as db, services as service_db};
 
@@ -25,68 +25,94 @@ pub struct ActionRecord {
 
 impl ActionRecord {
     pub fn state(&self) -> ActionState {
-        self.action.state.parse().unwrap_or(ActionState::Queued)
+        self.action.state
     }
 }
 
-/// How often a watcher re-reads the database for changes made by other replicas.
-const WATCH_POLL: Duration = Duration::from_millis(500);
-
 impl ControlPlane {
     /// Queues an action and returns it at once. One service's actions get consecutive
-    /// sequence numbers under its row lock; the unique index backs the order up.
+    /// sequence numbers under its row lock; the unique index backs the order up. Only the
+    /// node's session is woken. The service's desired state changes when the action is
+    /// dispatched (and is put back if it fails), not here: an action that never reaches its
+    /// node changes nothing.
     pub async fn enqueue_action(
         &self,
         principal: &Principal,
         service_id: &str,
         kind: ActionKind,
+        trace_context: &str,
     ) -> Result<ActionRecord> {
         if kind == ActionKind::Delete {
             super::require_manager(principal, "delete media services")?;
         }
+        let not_found =
+            || ServiceError::NotFound(format!("media service {service_id:?} not found"));
         let txn = self.db().begin().await?;
-        let mut service = service_db::get_live_service(&txn, service_id, true)
+        // Refusals below drop the transaction, which rolls the sequence number back.
+        let service = dispatch_db::next_action_sequence(&txn, service_id)
             .await?
             .filter(|s| can_see_service(principal, s))
-            .ok_or_else(|| {
-                ServiceError::NotFound(format!("media service {service_id:?} not found"))
-            })?;
+            .ok_or_else(not_found)?;
         if service.deleting {
             return Err(being_deleted(&service));
         }
+        if kind == ActionKind::Delete {
+            service_db::mark_deleting(&txn, &service.id).await?;
+        }
         let now = now_millis();
+        let reachable = dispatch_db::node_reachable(&txn, &service.node_id).await?;
+        let expire_time = if reachable {
+            None
+        } else {
+            Some(now.saturating_add(self.dispatch_config().deadline_ms()))
+        };
         let model = action::Model {
             id: ids::new_id("act"),
             media_service_id: service.id.clone(),
             node_id: service.node_id.clone(),
-            kind: kind.as_str().to_owned(),
-            state: ActionState::Queued.as_str().to_owned(),
-            sequence: db::next_sequence(&txn, &service.id).await?,
+            kind,
+            state: ActionState::Queued,
+            sequence: service.action_sequence,
             requested_by: principal.audit_name(),
             error: String::new(),
-            deadline: now + self.config().action_deadline.as_millis() as i64,
-            dispatch_session: None,
             create_time: now,
             update_time: now,
+            dispatch_generation: None,
+            not_after: None,
+            expire_time,
+            previous_desired_state: None,
+            expired: false,
+            late_state: None,
+            late_message: String::new(),
+            trace_context: traceparent_or_empty(trace_context),
         };
-        db::insert_action(&txn, model.clone()).await?;
-        // The desired state is the latest intent, recorded as the action is queued: the agent
-        // reconciles towards it, so a desired-state sync racing an in-flight action can never
-        // undo what the action is doing.
-        match kind {
-            ActionKind::Start | ActionKind::Restart => {
-                service.desired_state = DesiredState::Running.as_str().to_owned()
-            }
-            ActionKind::Stop => service.desired_state = DesiredState::Stopped.as_str().to_owned(),
-            ActionKind::Delete => service.deleting = true,
+        let transition = action_transition::Model {
+            id: ids::new_id("atr"),
+            action_id: model.id.clone(),
+            state: ActionState::Queued,
+            time: now,
+            message: String::new(),
+        };
+        db::insert_action(&txn, model.clone(), transition.clone()).await?;
+        let mut changes = Changes::default();
+        changes.queued.insert(model.node_id.clone());
+        if kind == ActionKind::Delete {
+            // The node's session must see the service as being deleted.
+            dispatch_db::touch_services(
+                &txn,
+                &model.node_id,
+                std::slice::from_ref(&model.media_service_id),
+            )
+            .await?;
+            changes.nodes.insert(model.node_id.clone());
         }
-        service.generation += 1;
-        service.update_time = now;
-        service_db::update_service(&txn, service).await?;
-        txn.commit().await?;
-        self.notify_change();
+        self.commit(txn, changes).await?;
         tracing::info!(action_id = %model.id, media_service_id = %model.media_service_id, kind = %kind, "queued action");
-        self.action_record(model).await
+        let record = ActionRecord {
+            action: model,
+            transitions: vec![transition],
+        };
+        self.redacted(principal, record).await
     }
 
     /// Deletion: video services need explicit confirmation; a dry run only returns the plan.
@@ -96,6 +122,7 @@ impl ControlPlane {
         service_id: &str,
         confirm_permanent_deletion: bool,
         validate_only: bool,
+        trace_context: &str,
     ) -> Result<(DeletionPlan, Option<ActionRecord>)> {
         super::require_manager(principal, "delete media services")?;
         let service = self.visible_service(principal, service_id).await?;
@@ -125,13 +152,13 @@ impl ControlPlane {
             ));
         }
         let record = self
-            .enqueue_action(principal, service_id, crate::domain::ActionKind::Delete)
+            .enqueue_action(principal, service_id, ActionKind::Delete, trace_context)
             .await?;
         Ok((plan, Some(record)))
     }
 
     async fn action_record(&self, action: action::Model) -> Result<ActionRecord> {
-        let transitions = db::transitions(self.db(), std::slice::from_ref(&action.id)).await?;
+        let transitions = db::transitions(self.reader(), std::slice::from_ref(&action.id)).await?;
         Ok(ActionRecord {
             action,
             transitions,
@@ -140,8 +167,10 @@ impl ControlPlane {
 
     pub async fn get_action(&self, principal: &Principal, id: &str) -> Result<ActionRecord> {
         let not_found = || ServiceError::NotFound(format!("action {id:?} not found"));
-        let action = db::get_action(self.db(), id).await?.ok_or_else(not_found)?;
-        let service = service_db::get_any_service(self.db(), &action.media_service_id).await?;
+        let action = db::get_action(self.reader(), id)
+            .await?
+            .ok_or_else(not_found)?;
+        let service = service_db::get_any_service(self.reader(), &action.media_service_id).await?;
         if !service.is_some_and(|s| can_see_service(principal, &s)) {
             return Err(not_found());
         }
@@ -178,7 +207,7 @@ impl ControlPlane {
             ..Default::default()
         };
         if let Some(service_id) = media_service_id {
-            let visible = service_db::get_any_service(self.db(), service_id)
+            let visible = service_db::get_any_service(self.reader(), service_id)
                 .await?
                 .is_some_and(|s| can_see_service(principal, &s));
             if !visible {
@@ -192,11 +221,13 @@ impl ControlPlane {
             Principal::Reseller { id } => filter.reseller_id = Some(id.clone()),
             Principal::Customer { id, .. } => filter.customer_id = Some(id.clone()),
         }
-        let rows = db::list_actions(self.db(), &filter, after.as_deref(), size + 1).await?;
+        let rows = db::list_actions(self.reader(), &filter, after.as_deref(), size + 1).await?;
         let (rows, token) = paginate(rows, size, |a| &a.id);
         let ids: Vec<String> = rows.iter().map(|a| a.id.clone()).collect();
         let mut transitions =
-            super::group_by_parent(db::transitions(self.db(), &ids).await?, |t| &t.action_id);
+            super::group_by_parent(db::transitions(self.reader(), &ids).await?, |t| {
+                &t.action_id
+            });
         let mut records = Vec::with_capacity(rows.len());
         for action in rows {
             let record = ActionRecord {
@@ -208,49 +239,147 @@ impl ControlPlane {
         Ok((records, token))
     }
 
-    /// The action now, then again on every change, until it has succeeded or failed.
+    /// The action now, then again on every change, until it has succeeded or failed. Every
+    /// watcher of one action on this replica shares one fan-out (see `dispatch::hub`); only
+    /// the first answer is read from the database.
     pub async fn watch_action(
         &self,
         principal: &Principal,
         id: &str,
     ) -> Result<ReceiverStream<Result<ActionRecord>>> {
+        // Subscribed before the read, so no change between the two is missed.
+        let subscription = self.hub().subscribe(id);
         let first = self.get_action(principal, id).await?;
+        let service = service_db::get_any_service(self.reader(), &first.action.media_service_id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("action {id:?} not found")))?;
+        let requested_by = first.action.requested_by.clone();
+        let mut seen_epoch = self.owner_epoch();
+        subscription.offer(ActionRecord {
+            action: action::Model {
+                requested_by: String::new(),
+                ..first.action.clone()
+            },
+            transitions: first.transitions.clone(),
+        });
         let (tx, rx) = mpsc::channel(16);
-        let control_plane = self.clone();
-        let mut changes = self.subscribe_changes();
         let shutdown = self.shutdown_token().clone();
         let principal = principal.clone();
+        let control_plane = self.clone();
         tokio::spawn(async move {
+            let mut rx_records = subscription.rx.clone();
             let mut last = first;
             if tx.send(Ok(last.clone())).await.is_err() || last.state().is_terminal() {
                 return;
             }
+            let mut owner = (service.reseller_id.clone(), service.customer_id.clone());
             loop {
                 tokio::select! {
-                    _ = changes.changed() => {}
-                    _ = tokio::time::sleep(WATCH_POLL) => {}
-                    _ = tx.closed() => return,
-                    _ = shutdown.cancelled() => return,
+                    changed = rx_records.changed() => if changed.is_err() { return },
+                    () = tx.closed() => return,
+                    () = shutdown.cancelled() => return,
                 }
-                // Through the same checks as a GetAction: a service that has moved out of the
-                // caller's tenancy stops being visible mid-watch too.
-                let current = control_plane.get_action(&principal, &last.action.id).await;
-                match current {
-                    Ok(record) if record != last => {
-                        let done = record.state().is_terminal();
-                        last = record.clone();
-                        if tx.send(Ok(record)).await.is_err() || done {
+                let Some(current) = rx_records.borrow_and_update().clone() else {
+                    continue;
+                };
+                let mut record = (*current).clone();
+                record.action.requested_by = requested_by.clone();
+                if record == last {
+                    continue;
+                }
+                // A service that has moved out of the caller's tenancy stops being visible
+                // mid-watch too. Owners change rarely: the service is re-read only after one did.
+                let epoch = control_plane.owner_epoch();
+                if epoch != seen_epoch {
+                    seen_epoch = epoch;
+                    match service_db::get_any_service(
+                        control_plane.reader(),
+                        &record.action.media_service_id,
+                    )
+                    .await
+                    {
+                        Ok(Some(s)) => owner = (s.reseller_id.clone(), s.customer_id.clone()),
+                        Ok(None) => {}
+                        Err(err) => {
+                            let _ = tx.send(Err(err.into())).await;
                             return;
                         }
                     }
-                    Ok(_) => {}
-                    Err(err) => {
-                        let _ = tx.send(Err(err)).await;
-                        return;
-                    }
+                }
+                if !super::can_see_owner(&principal, &owner.0, &owner.1) {
+                    let _ = tx
+                        .send(Err(ServiceError::NotFound(format!(
+                            "action {:?} not found",
+                            record.action.id
+                        ))))
+                        .await;
+                    return;
+                }
+                let done = record.state().is_terminal();
+                last = record.clone();
+                if tx.send(Ok(record)).await.is_err() || done {
+                    return;
                 }
             }
         });
         Ok(ReceiverStream::new(rx))
+    }
+
+    /// Re-reads actions another replica changed, for the watchers here.
+    pub(crate) async fn refresh_actions(&self, ids: &[String]) {
+        if ids.is_empty() {
+            return;
+        }
+        let loaded = async {
+            let actions = dispatch_db::actions_by_id(self.reader(), ids).await?;
+            let action_ids: Vec<String> = actions.iter().map(|a| a.id.clone()).collect();
+            let mut transitions =
+                super::group_by_parent(db::transitions(self.reader(), &action_ids).await?, |t| {
+                    &t.action_id
+                });
+            Ok::<_, ServiceError>(
+                actions
+                    .into_iter()
+                    .map(|action| ActionRecord {
+                        transitions: transitions.remove(&action.id).unwrap_or_default(),
+                        action: action::Model {
+                            requested_by: String::new(),
+                            ..action
+                        },
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        };
+        match loaded.await {
+            Ok(records) => self.hub().refresh(records),
+            Err(err) => {
+                tracing::warn!(error = %err, "could not re-read actions for their watchers")
+            }
+        }
+    }
+}
+
+/// The change of an action made outside the dispatcher (the sweep), for watchers here.
+pub(crate) fn delta(action: action::Model, transition: action_transition::Model) -> ActionDelta {
+    ActionDelta {
+        action,
+        transitions: vec![transition],
+    }
+}
+
+/// A W3C `traceparent` (version 00) as given, or nothing: it is stored and sent on, so
+/// nothing else is kept.
+fn traceparent_or_empty(value: &str) -> String {
+    let parts: Vec<&str> = value.split('-').collect();
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let valid = parts.len() == 4
+        && hex(parts[0], 2)
+        && hex(parts[1], 32)
+        && hex(parts[2], 16)
+        && hex(parts[3], 2);
+    if valid {
+        value.to_ascii_lowercase()
+    } else {
+        String::new()
     }
 }

@@ -9,12 +9,14 @@ use super::{
 };
 use crate::clock::now_millis;
 use crate::domain::{
-    Demand, DesiredState, Limits, ObservedState, Principal, Resource, ServiceKind, ServiceType,
-    Usage,
+    Demand, DesiredState, Limits, Principal, Resource, ServiceKind, ServiceType, Usage,
 };
 use crate::error::ServiceError;
 use crate::ids;
-use crate::persistence::entities::{media_service, ownership_change, port_allocation, reseller};
+use crate::persistence::dispatch as dispatch_db;
+use crate::persistence::entities::{
+    media_service, observed_service, ownership_change, port_allocation, reseller,
+};
 use crate::persistence::services::ServiceFilter;
 use crate::persistence::{accounts as account_db, nodes as node_db, services as db};
 
@@ -54,6 +56,8 @@ pub enum ServiceScope {
 pub struct MediaServiceView {
     pub service: media_service::Model,
     pub ports: Vec<port_allocation::Model>,
+    /// What its node last reported; `None` before the first report.
+    pub observed: Option<observed_service::Model>,
 }
 
 /// What a deletion keeps and what it destroys.
@@ -170,9 +174,11 @@ impl ControlPlane {
             let txn = self.db().begin().await?;
             match self.create_media_service_in(&txn, principal, &new).await {
                 Ok(view) => {
-                    txn.commit()
+                    let mut changes = super::Changes::default();
+                    changes.nodes.insert(view.service.node_id.clone());
+                    self.commit(txn, changes)
                         .await
-                        .map_err(|e| name_conflict(e.into(), &new.name))?;
+                        .map_err(|e| name_conflict(e, &new.name))?;
                     tracing::info!(media_service_id = %view.service.id, node_id = %view.service.node_id, "created media service");
                     return Ok(view);
                 }
@@ -248,22 +254,27 @@ impl ControlPlane {
             bandwidth_gb_per_month: new.bandwidth_gb_per_month as i64,
             autodj: new.autodj,
             node_id: placement.node.id.clone(),
-            desired_state: DesiredState::Stopped.as_str().to_owned(),
+            desired_state: DesiredState::Stopped,
             deleting: false,
             delete_time: None,
             source_password: ids::new_secret(18),
             admin_password: ids::new_secret(18),
             relay_password: ids::new_secret(18),
             generation: 1,
-            observed_state: ObservedState::Unknown.as_str().to_owned(),
-            observed_message: String::new(),
-            observed_stats: "{}".to_owned(),
-            observe_time: None,
             create_time: now,
             update_time: now,
+            node_version: 0,
+            action_sequence: 0,
         };
         db::insert_service(txn, model.clone()).await?;
         db::insert_ports(txn, placement.ports.clone()).await?;
+        let node_version =
+            dispatch_db::touch_services(txn, &placement.node.id, std::slice::from_ref(&model.id))
+                .await?;
+        let model = media_service::Model {
+            node_version,
+            ..model
+        };
         if new.remember_type_as_default {
             reseller.default_type = Some(new.service_type.as_str().to_owned());
             reseller.update_time = now;
@@ -272,6 +283,7 @@ impl ControlPlane {
         Ok(MediaServiceView {
             service: model,
             ports: placement.ports,
+            observed: None,
         })
     }
 
@@ -280,7 +292,7 @@ impl ControlPlane {
         principal: &Principal,
         id: &str,
     ) -> Result<media_service::Model> {
-        match db::get_live_service(self.db(), id, false).await? {
+        match db::get_live_service(self.reader(), id, false).await? {
             Some(s) if can_see_service(principal, &s) => Ok(s),
             _ => Err(ServiceError::NotFound(format!(
                 "media service {id:?} not found"
@@ -294,8 +306,18 @@ impl ControlPlane {
         id: &str,
     ) -> Result<MediaServiceView> {
         let service = self.visible_service(principal, id).await?;
-        let ports = db::ports_of_services(self.db(), std::slice::from_ref(&service.id)).await?;
-        Ok(MediaServiceView { service, ports })
+        self.view_of(service).await
+    }
+
+    async fn view_of(&self, service: media_service::Model) -> Result<MediaServiceView> {
+        let ids = std::slice::from_ref(&service.id);
+        let ports = db::ports_of_services(self.reader(), ids).await?;
+        let observed = db::observed_of(self.reader(), ids).await?.pop();
+        Ok(MediaServiceView {
+            service,
+            ports,
+            observed,
+        })
     }
 
     pub async fn list_media_services(
@@ -329,17 +351,25 @@ impl ControlPlane {
             (_, ServiceScope::MyServices) => Some(true),
             (_, ServiceScope::CustomerServices) => Some(false),
         };
-        let rows = db::list_live_services(self.db(), &filter, after.as_deref(), size + 1).await?;
+        let rows =
+            db::list_live_services(self.reader(), &filter, after.as_deref(), size + 1).await?;
         let (rows, token) = paginate(rows, size, |s| &s.id);
         let ids: Vec<String> = rows.iter().map(|s| s.id.clone()).collect();
         let mut ports =
-            super::group_by_parent(db::ports_of_services(self.db(), &ids).await?, |p| {
+            super::group_by_parent(db::ports_of_services(self.reader(), &ids).await?, |p| {
                 &p.media_service_id
             });
+        let mut observed: std::collections::HashMap<String, observed_service::Model> =
+            db::observed_of(self.reader(), &ids)
+                .await?
+                .into_iter()
+                .map(|o| (o.media_service_id.clone(), o))
+                .collect();
         let views = rows
             .into_iter()
             .map(|service| MediaServiceView {
                 ports: ports.remove(&service.id).unwrap_or_default(),
+                observed: observed.remove(&service.id),
                 service,
             })
             .collect();
@@ -426,16 +456,18 @@ impl ControlPlane {
         service.generation += 1;
         service.update_time = now_millis();
         db::update_service(&txn, service.clone()).await?;
-        txn.commit().await?;
-        self.notify_change();
-        let ports = db::ports_of_services(self.db(), std::slice::from_ref(&service.id)).await?;
-        Ok(MediaServiceView { service, ports })
+        dispatch_db::touch_services(&txn, &service.node_id, std::slice::from_ref(&service.id))
+            .await?;
+        let mut changes = super::Changes::default();
+        changes.nodes.insert(service.node_id.clone());
+        self.commit(txn, changes).await?;
+        self.view_of(service).await
     }
 
     pub async fn connection_info(&self, principal: &Principal, id: &str) -> Result<ConnectionView> {
         let service = self.visible_service(principal, id).await?;
-        let ports = db::ports_of_services(self.db(), std::slice::from_ref(&service.id)).await?;
-        let node = node_db::get_node(self.db(), &service.node_id, false)
+        let ports = db::ports_of_services(self.reader(), std::slice::from_ref(&service.id)).await?;
+        let node = node_db::get_node(self.reader(), &service.node_id, false)
             .await?
             .ok_or_else(|| ServiceError::Internal(format!("service {id} has no node")))?;
         let port = |purpose: &str| {
@@ -586,13 +618,16 @@ impl ControlPlane {
             },
         )
         .await?;
-        txn.commit()
+        dispatch_db::touch_services(&txn, &service.node_id, std::slice::from_ref(&service.id))
+            .await?;
+        let mut changes = super::Changes::default();
+        changes.nodes.insert(service.node_id.clone());
+        changes.owners.push(service.id.clone());
+        self.commit(txn, changes)
             .await
-            .map_err(|e| name_conflict(e.into(), &service.name))?;
-        self.notify_change();
+            .map_err(|e| name_conflict(e, &service.name))?;
         tracing::info!(media_service_id = %service.id, to_customer = %target.id, by = %principal.audit_name(), "changed media service owner");
-        let ports = db::ports_of_services(self.db(), std::slice::from_ref(&service.id)).await?;
-        Ok(MediaServiceView { service, ports })
+        self.view_of(service).await
     }
 
     pub async fn list_ownership_changes(
@@ -601,7 +636,7 @@ impl ControlPlane {
         id: &str,
     ) -> Result<Vec<ownership_change::Model>> {
         let service = self.visible_service(principal, id).await?;
-        let mut changes = db::list_ownership_changes(self.db(), &service.id).await?;
+        let mut changes = db::list_ownership_changes(self.reader(), &service.id).await?;
         for change in &mut changes {
             super::redact_ownership_change(principal, change);
         }

@@ -4,19 +4,23 @@
 mod accounts;
 mod actions;
 pub mod agents;
+pub mod dispatch;
 mod media;
 mod nodes;
+mod tokens;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use sea_orm::DatabaseTransaction;
 use tokio_util::sync::CancellationToken;
 
 pub use accounts::{
     CustomerPatch, NewCustomer, NewReseller, ResellerPatch, decode_types, limits_of,
 };
 pub use actions::ActionRecord;
+pub use dispatch::{DispatchConfig, Hello};
 pub use media::{DeletionPlan, MediaServicePatch, MediaServiceView, NewMediaService, ServiceScope};
 pub use nodes::{Capability, NewNode, NodeCapabilities, NodeView};
 
@@ -24,30 +28,28 @@ use crate::domain::Principal;
 use crate::error::ServiceError;
 use crate::persistence::Persistence;
 use crate::persistence::entities::{customer, media_service};
+use crate::persistence::notify::{self, NoticeKind, Received};
 use crate::pki::CertificateAuthority;
+use dispatch::Dispatcher;
+use dispatch::hub::{ActionDelta, ActionHub};
+use tokens::TokenCache;
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
 #[derive(Clone, Debug)]
 pub struct ServiceConfig {
-    /// An unfinished action whose node is unreachable past this fails.
-    pub action_deadline: Duration,
     pub join_token_ttl: Duration,
     pub agent_certificate_validity: Duration,
-    /// A connected node that has not sent a heartbeat for this long is marked unreachable.
-    pub heartbeat_timeout: Duration,
-    /// How often agents send heartbeats (sent to them at connect).
-    pub heartbeat_interval: Duration,
+    /// Sessions, heart-beats, deadlines and leases.
+    pub dispatch: DispatchConfig,
 }
 
 impl Default for ServiceConfig {
     fn default() -> Self {
         ServiceConfig {
-            action_deadline: Duration::from_secs(600),
             join_token_ttl: Duration::from_secs(3600),
             agent_certificate_validity: Duration::from_secs(30 * 24 * 3600),
-            heartbeat_timeout: Duration::from_secs(15),
-            heartbeat_interval: Duration::from_secs(5),
+            dispatch: DispatchConfig::default(),
         }
     }
 }
@@ -64,9 +66,26 @@ struct Inner {
     ca: CertificateAuthority,
     /// Cancelled when the server shuts down; long-lived streams end on it.
     shutdown: CancellationToken,
-    /// Bumped whenever this replica changes an action or a node's desired state, so local
-    /// watchers and dispatchers wake at once; other replicas' changes are picked up by polling.
-    changes: watch::Sender<u64>,
+    dispatcher: Dispatcher,
+    hub: ActionHub,
+    tokens: TokenCache,
+    owner_epoch: std::sync::atomic::AtomicU64,
+}
+
+/// What a transaction changed that someone may be waiting on: published to this replica once
+/// it commits, and to the others through the database (see `persistence::notify`).
+#[derive(Default)]
+pub(crate) struct Changes {
+    /// Nodes that have new actions queued.
+    pub queued: BTreeSet<String>,
+    /// Nodes whose services changed (their version was bumped).
+    pub nodes: BTreeSet<String>,
+    /// Actions changed here, as written.
+    pub actions: Vec<ActionDelta>,
+    /// API tokens revoked, or principals removed.
+    pub tokens: bool,
+    /// Services that changed hands.
+    pub owners: Vec<String>,
 }
 
 impl ControlPlane {
@@ -76,14 +95,17 @@ impl ControlPlane {
         ca: CertificateAuthority,
         shutdown: CancellationToken,
     ) -> Self {
-        let (changes, _) = watch::channel(0);
+        let dispatcher = Dispatcher::new(crate::ids::new_id("rep"), config.dispatch.clone());
         ControlPlane {
             inner: Arc::new(Inner {
                 persistence,
                 config,
                 ca,
                 shutdown,
-                changes,
+                dispatcher,
+                hub: ActionHub::default(),
+                tokens: TokenCache::default(),
+                owner_epoch: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -100,20 +122,132 @@ impl ControlPlane {
         self.inner.persistence.db()
     }
 
+    /// For reads outside a transaction.
+    fn reader(&self) -> &sea_orm::DatabaseConnection {
+        self.inner.persistence.reader()
+    }
+
     pub fn config(&self) -> &ServiceConfig {
         &self.inner.config
+    }
+
+    pub(crate) fn dispatch_config(&self) -> &DispatchConfig {
+        &self.inner.config.dispatch
     }
 
     pub fn ca(&self) -> &CertificateAuthority {
         &self.inner.ca
     }
 
-    pub(crate) fn notify_change(&self) {
-        self.inner.changes.send_modify(|n| *n = n.wrapping_add(1));
+    pub(crate) fn dispatcher(&self) -> &Dispatcher {
+        &self.inner.dispatcher
     }
 
-    pub(crate) fn subscribe_changes(&self) -> watch::Receiver<u64> {
-        self.inner.changes.subscribe()
+    pub(crate) fn hub(&self) -> &ActionHub {
+        &self.inner.hub
+    }
+
+    pub(crate) fn replica_id(&self) -> &str {
+        self.inner.dispatcher.replica_id()
+    }
+
+    /// Adds `changes` to `txn` as notices for other replicas, commits, and publishes them here.
+    pub(crate) async fn commit(&self, txn: DatabaseTransaction, changes: Changes) -> Result<()> {
+        let origin = self.replica_id();
+        let queued: Vec<String> = changes.queued.iter().cloned().collect();
+        let nodes: Vec<String> = changes.nodes.iter().cloned().collect();
+        let actions: Vec<String> = changes
+            .actions
+            .iter()
+            .map(|d| d.action.id.clone())
+            .collect();
+        if !queued.is_empty() {
+            notify::send(&txn, origin, NoticeKind::ActionsQueued, &queued).await?;
+        }
+        if !nodes.is_empty() {
+            notify::send(&txn, origin, NoticeKind::NodesChanged, &nodes).await?;
+        }
+        if !actions.is_empty() {
+            notify::send(&txn, origin, NoticeKind::ActionsChanged, &actions).await?;
+        }
+        if changes.tokens {
+            notify::send(&txn, origin, NoticeKind::TokensChanged, &[]).await?;
+        }
+        if !changes.owners.is_empty() {
+            notify::send(&txn, origin, NoticeKind::OwnersChanged, &changes.owners).await?;
+        }
+        txn.commit().await?;
+        self.publish(changes);
+        Ok(())
+    }
+
+    fn publish(&self, changes: Changes) {
+        let dispatcher = self.dispatcher();
+        for node in &changes.queued {
+            dispatcher.wake(node, dispatch::ACTIONS_QUEUED);
+        }
+        for node in &changes.nodes {
+            dispatcher.wake(node, dispatch::SPECS_CHANGED);
+        }
+        self.hub().apply(&changes.actions);
+        if changes.tokens {
+            self.inner.tokens.clear();
+        }
+        if !changes.owners.is_empty() {
+            self.owners_changed();
+        }
+    }
+
+    /// Waits until the dispatcher's sessions and background work have ended (after shutdown).
+    pub async fn dispatcher_drained(&self) {
+        self.dispatcher().drained().await;
+    }
+
+    /// Bumped whenever a service changes hands, here or on another replica.
+    pub(crate) fn owner_epoch(&self) -> u64 {
+        self.inner
+            .owner_epoch
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn owners_changed(&self) {
+        self.inner
+            .owner_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Applies what another replica changed.
+    async fn received(&self, received: Received) {
+        let dispatcher = self.dispatcher();
+        let notice = match received {
+            Received::Notice(notice) => notice,
+            Received::Resync => {
+                dispatcher.wake_all();
+                self.inner.tokens.clear();
+                self.owners_changed();
+                let watched = self.hub().all_watched();
+                self.refresh_actions(&watched).await;
+                return;
+            }
+        };
+        match notice.kind {
+            NoticeKind::ActionsQueued => {
+                for node in &notice.ids {
+                    dispatcher.wake(node, dispatch::ACTIONS_QUEUED);
+                }
+            }
+            NoticeKind::NodesChanged => {
+                for node in &notice.ids {
+                    dispatcher.wake(node, dispatch::SPECS_CHANGED);
+                }
+            }
+            NoticeKind::ActionsChanged => {
+                let watched = self.hub().watched(&notice.ids);
+                self.refresh_actions(&watched).await;
+            }
+            NoticeKind::TokensChanged => self.inner.tokens.clear(),
+            NoticeKind::OwnersChanged => self.owners_changed(),
+        }
     }
 }
 
@@ -187,10 +321,15 @@ fn can_see_customer(principal: &Principal, customer: &customer::Model) -> bool {
 }
 
 fn can_see_service(principal: &Principal, service: &media_service::Model) -> bool {
+    can_see_owner(principal, &service.reseller_id, &service.customer_id)
+}
+
+/// Whether the caller may see what belongs to this reseller's customer.
+fn can_see_owner(principal: &Principal, reseller_id: &str, customer_id: &str) -> bool {
     match principal {
         Principal::Admin => true,
-        Principal::Reseller { id } => service.reseller_id == *id,
-        Principal::Customer { id, .. } => service.customer_id == *id,
+        Principal::Reseller { id } => reseller_id == id,
+        Principal::Customer { id, .. } => customer_id == id,
     }
 }
 

@@ -11,7 +11,7 @@ use crate::domain::{Principal, ServiceType};
 use crate::error::ServiceError;
 use crate::ids;
 use crate::persistence::entities::{node, port_allocation};
-use crate::persistence::{nodes as db, services as service_db};
+use crate::persistence::{dispatch as dispatch_db, nodes as db, services as service_db};
 
 pub struct NewNode {
     pub name: String,
@@ -29,6 +29,8 @@ pub struct NodeView {
     pub service_count: u32,
     pub ports_used: u32,
     pub capabilities: NodeCapabilities,
+    /// A session holds it on a replica whose lease is current.
+    pub online: bool,
 }
 
 /// A join token as handed to the operator: `cpjoin.<secret>.<sha256 of the CA certificate>`.
@@ -76,9 +78,12 @@ pub(crate) struct Placement {
 
 /// Picks a node for a new service and takes its ports, inside the creating transaction.
 ///
-/// Candidates are the nodes whose agent reported it can run the type (and AutoDJ when asked);
-/// the least loaded one with room wins. The node row is locked while its ports are chosen, and
-/// the `port_allocations` primary key refuses any duplicate regardless.
+/// Candidates are the nodes whose agent reported it can run the type (and AutoDJ when asked),
+/// least loaded first (`nodes.service_count`, kept by placement and deletion). One candidate
+/// at a time is locked — on PostgreSQL with `SKIP LOCKED`, so concurrent creates on other
+/// replicas take other nodes instead of queueing behind one — and given the first run of
+/// consecutive free ports its type needs (SHOUTcast DNAS 2 serves on a port and takes sources
+/// on the next). The `port_allocations` primary key refuses any duplicate regardless.
 pub(crate) async fn place_service(
     txn: &DatabaseTransaction,
     service_type: ServiceType,
@@ -86,109 +91,147 @@ pub(crate) async fn place_service(
     requested_node: Option<&str>,
     service_id: &str,
 ) -> Result<Placement> {
-    let nodes = match requested_node {
-        Some(id) => vec![
-            db::get_node(txn, id, false)
-                .await?
-                .ok_or_else(|| ServiceError::NotFound(format!("node {id:?} not found")))?,
-        ],
-        None => db::all_nodes(txn).await?,
-    };
-    let capable_ids: Vec<String> = nodes
-        .into_iter()
-        .filter(|n| NodeCapabilities::parse(&n.capabilities).supports(service_type, autodj))
-        .map(|n| n.id)
-        .collect();
-    if capable_ids.is_empty() {
-        let needs = service_type.info().requires.join(" and ");
-        let what = if autodj {
-            format!("{service_type} with AutoDJ")
-        } else {
-            service_type.to_string()
-        };
-        let (subject, message) = match requested_node {
-            Some(id) => (
-                format!("node:{id}"),
-                format!(
-                    "node {id} cannot run {what}: its agent has not reported {needs}{}",
-                    if autodj { " and liquidsoap" } else { "" }
-                ),
-            ),
-            None => (
-                "nodes".to_owned(),
-                format!(
-                    "no node can run {what}: no agent has reported {needs}{}",
-                    if autodj { " and liquidsoap" } else { "" }
-                ),
-            ),
-        };
-        return Err(ServiceError::precondition(
-            "NODE_CAPABILITY",
-            subject,
-            message,
-        ));
-    }
-    // Every candidate is locked, in id order, before anything is counted: concurrent
-    // placements (on any replica) then see each other's services and ports, and cannot lock
-    // the same nodes in opposite orders.
-    let locked = db::lock_nodes(txn, &capable_ids).await?;
-    let counts: std::collections::HashMap<String, i64> =
-        db::service_counts(txn).await?.into_iter().collect();
-    let mut capable: Vec<(i64, node::Model)> = locked
-        .into_iter()
-        .map(|n| (counts.get(&n.id).copied().unwrap_or(0), n))
-        .collect();
-    capable.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
     let purposes = service_type.port_purposes();
     let mut reasons = Vec::new();
-    for (count, candidate) in capable {
-        if candidate.capacity > 0 && count >= candidate.capacity {
-            reasons.push(format!(
-                "node {} is at capacity ({} services)",
-                candidate.name, candidate.capacity
-            ));
-            continue;
+    if let Some(id) = requested_node {
+        let node = db::get_node(txn, id, true)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("node {id:?} not found")))?;
+        if !db::supports(txn, &node.id, service_type.as_str(), autodj).await? {
+            return Err(incapable(service_type, autodj, Some(id)));
         }
-        let node = candidate;
-        let used = service_db::used_ports(txn, &node.id).await?;
-        let free: Vec<u16> = (node.port_first..=node.port_last)
-            .filter_map(|p| u16::try_from(p).ok())
-            .filter(|p| !used.contains(p))
-            .take(purposes.len())
-            .collect();
-        if free.len() < purposes.len() {
-            reasons.push(format!(
-                "node {} has no free ports: range {}-{} has {} free, {} needed",
-                node.name,
-                node.port_first,
-                node.port_last,
-                free.len(),
-                purposes.len()
-            ));
-            continue;
+        if let Some(placement) = try_node(txn, node, purposes, service_id, &mut reasons).await? {
+            return Ok(placement);
         }
-        let ports = purposes
-            .iter()
-            .zip(free)
-            .map(|(purpose, port)| port_allocation::Model {
-                node_id: node.id.clone(),
-                port: port as i64,
-                media_service_id: service_id.to_owned(),
-                purpose: (*purpose).to_owned(),
-            })
-            .collect();
-        return Ok(Placement { node, ports });
+        return Err(no_room(service_type, requested_node, &reasons));
     }
-    Err(ServiceError::QuotaExceeded {
+    let mut tried: Vec<String> = Vec::new();
+    let mut skip_locked = true;
+    loop {
+        let candidate =
+            db::capable_candidates(txn, service_type.as_str(), autodj, &tried, 1, skip_locked)
+                .await?
+                .pop();
+        let Some(node) = candidate else {
+            if skip_locked {
+                // Every remaining candidate is locked by a concurrent placement (or there is
+                // none): wait for the best one instead.
+                skip_locked = false;
+                continue;
+            }
+            if tried.is_empty() {
+                return Err(incapable(service_type, autodj, None));
+            }
+            return Err(no_room(service_type, None, &reasons));
+        };
+        tried.push(node.id.clone());
+        if let Some(placement) = try_node(txn, node, purposes, service_id, &mut reasons).await? {
+            return Ok(placement);
+        }
+        skip_locked = true;
+    }
+}
+
+/// The node's first run of free ports for `purposes`, taken; `None` (with the reason) when it
+/// is full.
+async fn try_node(
+    txn: &DatabaseTransaction,
+    node: node::Model,
+    purposes: &[&str],
+    service_id: &str,
+    reasons: &mut Vec<String>,
+) -> Result<Option<Placement>> {
+    if node.capacity > 0 && node.service_count >= node.capacity {
+        reasons.push(format!(
+            "node {} is at capacity ({} services)",
+            node.name, node.capacity
+        ));
+        return Ok(None);
+    }
+    let used = service_db::used_ports(txn, &node.id).await?;
+    let Some(first) = first_free_run(node.port_first, node.port_last, purposes.len(), &used) else {
+        let range = node.port_last - node.port_first + 1;
+        reasons.push(format!(
+            "node {} has no free ports: range {}-{} has {} free, {} consecutive needed",
+            node.name,
+            node.port_first,
+            node.port_last,
+            range - used.len() as i64,
+            purposes.len()
+        ));
+        return Ok(None);
+    };
+    let ports: Vec<port_allocation::Model> = purposes
+        .iter()
+        .zip(first..)
+        .map(|(purpose, port)| port_allocation::Model {
+            node_id: node.id.clone(),
+            port: i64::from(port),
+            media_service_id: service_id.to_owned(),
+            purpose: (*purpose).to_owned(),
+        })
+        .collect();
+    db::count_placement(txn, &node.id, ports.len() as i64).await?;
+    Ok(Some(Placement { node, ports }))
+}
+
+/// The lowest port starting `count` consecutive ports in `first..=last` none of which is used.
+fn first_free_run(
+    first: i64,
+    last: i64,
+    count: usize,
+    used: &std::collections::BTreeSet<u16>,
+) -> Option<u16> {
+    let first = u16::try_from(first.max(1)).ok()?;
+    let last = u16::try_from(last.min(i64::from(u16::MAX))).ok()?;
+    let mut run_start = first;
+    let mut run = 0usize;
+    for port in first..=last {
+        if used.contains(&port) {
+            run = 0;
+            run_start = port.saturating_add(1);
+            continue;
+        }
+        run += 1;
+        if run == count {
+            return Some(run_start);
+        }
+    }
+    None
+}
+
+fn incapable(service_type: ServiceType, autodj: bool, node: Option<&str>) -> ServiceError {
+    let needs = service_type.info().requires.join(" and ");
+    let what = if autodj {
+        format!("{service_type} with AutoDJ")
+    } else {
+        service_type.to_string()
+    };
+    let liquidsoap = if autodj { " and liquidsoap" } else { "" };
+    let (subject, message) = match node {
+        Some(id) => (
+            format!("node:{id}"),
+            format!("node {id} cannot run {what}: its agent has not reported {needs}{liquidsoap}"),
+        ),
+        None => (
+            "nodes".to_owned(),
+            format!("no node can run {what}: no agent has reported {needs}{liquidsoap}"),
+        ),
+    };
+    ServiceError::precondition("NODE_CAPABILITY", subject, message)
+}
+
+fn no_room(service_type: ServiceType, node: Option<&str>, reasons: &[String]) -> ServiceError {
+    ServiceError::QuotaExceeded {
         message: format!(
             "no room for a {service_type} service: {}",
             reasons.join("; ")
         ),
         resource: crate::domain::Resource::Services,
-        subject: requested_node
+        subject: node
             .map(|n| format!("node:{n}"))
             .unwrap_or_else(|| "nodes".to_owned()),
-    })
+    }
 }
 
 impl ControlPlane {
@@ -227,6 +270,12 @@ impl ControlPlane {
             previous_cert_fingerprint: None,
             cert_expire_time: None,
             create_time: now,
+            version: 0,
+            session_generation: 0,
+            session_replica: None,
+            unreachable_since: Some(now),
+            service_count: 0,
+            ports_used: 0,
         };
         db::insert_node(self.db(), model.clone())
             .await
@@ -242,6 +291,7 @@ impl ControlPlane {
             service_count: 0,
             ports_used: 0,
             capabilities: NodeCapabilities::default(),
+            online: false,
         };
         Ok((view, JoinToken { token, expire_time }))
     }
@@ -275,7 +325,7 @@ impl ControlPlane {
 
     pub async fn get_node(&self, principal: &Principal, id: &str) -> Result<NodeView> {
         require_admin(principal, "view nodes")?;
-        let node = db::get_node(self.db(), id, false)
+        let node = db::get_node(self.reader(), id, false)
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("node {id:?} not found")))?;
         let mut views = self.node_views(vec![node]).await?;
@@ -293,24 +343,47 @@ impl ControlPlane {
         require_admin(principal, "list nodes")?;
         let size = page_size(requested_size)?;
         let after = super::decode_page_token(page_token)?;
-        let rows = db::list_nodes(self.db(), after.as_deref(), size + 1).await?;
+        let rows = db::list_nodes(self.reader(), after.as_deref(), size + 1).await?;
         let (rows, token) = paginate(rows, size, |n| &n.id);
         Ok((self.node_views(rows).await?, token))
     }
 
     async fn node_views(&self, nodes: Vec<node::Model>) -> Result<Vec<NodeView>> {
-        let services: std::collections::HashMap<String, i64> =
-            db::service_counts(self.db()).await?.into_iter().collect();
-        let ports: std::collections::HashMap<String, i64> =
-            db::port_counts(self.db()).await?.into_iter().collect();
+        let (now, leases) = dispatch_db::replica_leases(self.reader()).await?;
         Ok(nodes
             .into_iter()
-            .map(|node| NodeView {
-                service_count: services.get(&node.id).copied().unwrap_or(0) as u32,
-                ports_used: ports.get(&node.id).copied().unwrap_or(0) as u32,
-                capabilities: NodeCapabilities::parse(&node.capabilities),
-                node,
+            .map(|node| {
+                let online = node.connected
+                    && node
+                        .session_replica
+                        .as_ref()
+                        .and_then(|r| leases.get(r))
+                        .is_some_and(|lease| *lease >= now);
+                NodeView {
+                    service_count: u32::try_from(node.service_count).unwrap_or_default(),
+                    ports_used: u32::try_from(node.ports_used).unwrap_or_default(),
+                    capabilities: NodeCapabilities::parse(&node.capabilities),
+                    online,
+                    node,
+                }
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_free_run;
+
+    #[test]
+    fn consecutive_ports_skip_gaps_too_small() {
+        let used = [8000u16, 8002, 8003].into_iter().collect();
+        assert_eq!(first_free_run(8000, 8010, 1, &used), Some(8001));
+        assert_eq!(first_free_run(8000, 8010, 2, &used), Some(8004));
+        assert_eq!(first_free_run(8000, 8005, 3, &used), None);
+        assert_eq!(
+            first_free_run(8000, 8000, 1, &Default::default()),
+            Some(8000)
+        );
     }
 }

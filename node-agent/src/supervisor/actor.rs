@@ -41,6 +41,8 @@ pub struct Shared {
     pub pid: Option<u32>,
     pub sibling_pid: Option<u32>,
     pub observe_time: SystemTime,
+    /// The spec generation the actor has applied (converged on, or acted on).
+    pub generation: u64,
 }
 
 impl Shared {
@@ -57,6 +59,7 @@ impl Shared {
             pid,
             sibling_pid,
             observe_time: SystemTime::now(),
+            generation: 0,
         }
     }
 
@@ -69,6 +72,7 @@ impl Shared {
                 stats: self.stats.clone(),
                 observe_time: Some(self.observe_time.into()),
             }),
+            generation: self.generation,
         }
     }
 }
@@ -106,6 +110,8 @@ pub struct Actor {
     pub sibling_failed_generation: Option<u64>,
     /// Why AutoDJ is not running although wanted: the status message while the server runs.
     pub sibling_trouble: Option<String>,
+    /// The spec as last written to the service directory.
+    pub persisted: Option<ServiceSpec>,
 }
 
 enum Flow {
@@ -164,13 +170,41 @@ impl Actor {
     }
 
     async fn handle(&mut self, cmd: Command) -> Flow {
+        let flow = self.handle_command(cmd).await;
+        self.mark_applied();
+        flow
+    }
+
+    /// Publishes the generation now applied, when it moved.
+    fn mark_applied(&mut self) {
+        let generation = self.generation();
+        let observed = {
+            let Ok(mut shared) = self.shared.lock() else {
+                return;
+            };
+            if shared.generation == generation {
+                return;
+            }
+            shared.generation = generation;
+            shared.to_observed(&self.ctx.id)
+        };
+        let _ = self.events.send(observed);
+    }
+
+    async fn handle_command(&mut self, cmd: Command) -> Flow {
         match cmd {
             Command::Ensure(spec) => {
-                self.set_spec(*spec, None);
+                // Desired states are applied apart from actions: one sent before an action
+                // may arrive after it, and must not undo it.
+                if spec.generation < self.generation() {
+                    tracing::debug!(media_service_id = %self.ctx.id, generation = spec.generation, "ignoring an older desired state");
+                    return Flow::Continue;
+                }
+                self.set_spec(*spec, None).await;
                 self.converge().await;
             }
             Command::Start(spec, reply) => {
-                self.set_spec(*spec, Some(true));
+                self.set_spec(*spec, Some(true)).await;
                 self.clear_crash_state();
                 let result = match &self.server.proc {
                     Some(_) => self.apply_newer_spec().await,
@@ -179,7 +213,7 @@ impl Actor {
                 let _ = reply.send(result);
             }
             Command::Restart(spec, reply) => {
-                self.set_spec(*spec, Some(true));
+                self.set_spec(*spec, Some(true)).await;
                 self.clear_crash_state();
                 let result = match self.stop_processes().await {
                     Ok(()) => self.start_now().await,
@@ -189,7 +223,7 @@ impl Actor {
             }
             Command::Stop(reply) => {
                 self.desired_running = false;
-                self.persist_spec();
+                self.persist_spec().await;
                 let _ = reply.send(self.stop_to_stopped().await);
             }
             Command::Delete(reply) => {
@@ -232,22 +266,36 @@ impl Actor {
     }
 
     /// `desired`: the running/stopped wish of an action, which overrides the spec's field.
-    fn set_spec(&mut self, mut spec: ServiceSpec, desired: Option<bool>) {
+    async fn set_spec(&mut self, mut spec: ServiceSpec, desired: Option<bool>) {
         self.desired_running = desired.unwrap_or(spec.desired_running);
         spec.desired_running = self.desired_running;
         self.spec = Some(spec);
-        self.persist_spec();
+        self.persist_spec().await;
     }
 
-    fn persist_spec(&mut self) {
+    /// Writes the spec for the next agent, off the runtime (it is fsynced), and only when it
+    /// differs from what was last written.
+    async fn persist_spec(&mut self) {
         let Some(spec) = self.spec.as_mut() else {
             return;
         };
         spec.desired_running = self.desired_running;
-        if let Err(e) = std::fs::create_dir_all(&self.ctx.dir)
-            .and_then(|()| files::save_spec(&self.ctx.dir, spec))
-        {
-            tracing::warn!(media_service_id = %self.ctx.id, error = %e, "cannot persist service spec");
+        if self.persisted.as_ref() == Some(spec) {
+            return;
+        }
+        let dir = self.ctx.dir.clone();
+        let to_write = spec.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir).and_then(|()| files::save_spec(&dir, &to_write))
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
+        match written {
+            Ok(()) => self.persisted = Some(spec.clone()),
+            Err(e) => {
+                tracing::warn!(media_service_id = %self.ctx.id, error = %e, "cannot persist service spec")
+            }
         }
     }
 

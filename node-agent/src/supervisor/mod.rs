@@ -42,6 +42,7 @@ use castplane_proto::v1::{ObservedState, PluginCapability};
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::plugins::{self, Plugins};
 use actor::{Actor, Command, Reply, Shared};
@@ -94,7 +95,13 @@ struct Inner {
     services: Mutex<HashMap<String, Arc<Handle>>>,
     events: broadcast::Sender<ObservedService>,
     cancel: CancellationToken,
+    /// Background deletions of services no longer assigned here.
+    tasks: TaskTracker,
+    /// The last capability probe, and the programs it saw.
+    capabilities: Mutex<Option<(CapabilityFingerprint, Vec<PluginCapability>)>>,
 }
+
+type CapabilityFingerprint = Vec<(PathBuf, u64, Option<std::time::SystemTime>)>;
 
 struct Handle {
     tx: mpsc::UnboundedSender<Command>,
@@ -112,6 +119,21 @@ struct Initial {
     sibling: Option<(Proc, u64)>,
 }
 
+/// Why a supervisor command did not succeed. Callers tell an agent that is going away (the
+/// command may be retried by the next one) from a command that failed on its merits.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SupervisorError {
+    #[error("the agent is shutting down")]
+    ShuttingDown,
+    #[error("service {0} is busy; try again")]
+    Busy(String),
+    #[error("invalid service id {0:?}")]
+    InvalidId(String),
+    /// The operation ran and failed; the text says why (as the service's status does).
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// Ids become directory names, so only a safe alphabet is accepted (no `/`, no `..`).
 pub fn valid_service_id(id: &str) -> bool {
     !id.is_empty()
@@ -121,11 +143,11 @@ pub fn valid_service_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-fn check_id(id: &str) -> Result<(), String> {
+fn check_id(id: &str) -> Result<(), SupervisorError> {
     if valid_service_id(id) {
         Ok(())
     } else {
-        Err(format!("invalid service id {id:?}"))
+        Err(SupervisorError::InvalidId(id.to_owned()))
     }
 }
 
@@ -155,13 +177,38 @@ impl Supervisor {
                 services: Mutex::new(HashMap::new()),
                 events: broadcast::channel(EVENT_CAPACITY).0,
                 cancel: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+                capabilities: Mutex::new(None),
             }),
         }
     }
 
     /// Which plugins this host can run; see [`plugins::detect_capabilities`].
+    /// Probed once, and again only when one of the programs changed (installed, upgraded,
+    /// removed).
     pub async fn capabilities(&self) -> Vec<PluginCapability> {
-        plugins::detect_capabilities().await
+        let fingerprint = tokio::task::spawn_blocking(plugins::capability_fingerprint)
+            .await
+            .unwrap_or_default();
+        {
+            let cached = self
+                .inner
+                .capabilities
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some((known, capabilities)) = cached.as_ref()
+                && *known == fingerprint
+            {
+                return capabilities.clone();
+            }
+        }
+        let capabilities = plugins::detect_capabilities().await;
+        *self
+            .inner
+            .capabilities
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some((fingerprint, capabilities.clone()));
+        capabilities
     }
 
     fn service_dir(&self, id: &str) -> PathBuf {
@@ -186,15 +233,17 @@ impl Supervisor {
         &self,
         id: &str,
         initial: impl FnOnce() -> Initial,
-    ) -> Result<Arc<Handle>, String> {
+    ) -> Result<Arc<Handle>, SupervisorError> {
         let mut services = self.services();
         if let Some(h) = services.get(id) {
             return Ok(h.clone());
         }
         if self.inner.cancel.is_cancelled() {
-            return Err("the agent is shutting down".to_owned());
+            return Err(SupervisorError::ShuttingDown);
         }
         let initial = initial();
+        // A spec loaded from the service directory is what the directory holds.
+        let initial_persisted = initial.spec.clone();
         let (state, message, pid) = match &initial.proc {
             Some(p) => (
                 ObservedState::Running,
@@ -204,7 +253,9 @@ impl Supervisor {
             None => (ObservedState::Stopped, "stopped".to_owned(), None),
         };
         let sibling_pid = initial.sibling.as_ref().map(|(p, _)| p.pid());
-        let shared = Arc::new(Mutex::new(Shared::new(state, message, pid, sibling_pid)));
+        let mut shared = Shared::new(state, message, pid, sibling_pid);
+        shared.generation = initial.spec.as_ref().map_or(0, |s| s.generation);
+        let shared = Arc::new(Mutex::new(shared));
         let ctx = Ctx {
             id: id.to_owned(),
             dir: self.service_dir(id),
@@ -253,6 +304,7 @@ impl Supervisor {
             failed_generation: None,
             sibling_failed_generation: None,
             sibling_trouble: None,
+            persisted: initial_persisted,
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(actor.run(rx));
@@ -273,22 +325,31 @@ impl Supervisor {
     }
 
     /// Sends a command to the service's actor and waits for its answer.
-    async fn call(&self, id: &str, make: impl Fn(Reply) -> Command) -> Result<(), String> {
+    async fn call(&self, id: &str, make: impl Fn(Reply) -> Command) -> Result<(), SupervisorError> {
         for _ in 0..COMMAND_ATTEMPTS {
             let handle = self.handle_or_spawn(id, Initial::default)?;
             let (tx, rx) = oneshot::channel();
             if handle.tx.send(make(tx)).is_ok()
                 && let Ok(result) = rx.await
             {
-                return result;
+                return result.map_err(|reason| self.failure(reason));
             }
             if self.inner.cancel.is_cancelled() {
-                return Err("the agent is shutting down".to_owned());
+                return Err(SupervisorError::ShuttingDown);
             }
             // The actor ended (deleted) before answering; a fresh one takes the command.
             self.forget(id, &handle);
         }
-        Err(format!("service {id} is busy; try again"))
+        Err(SupervisorError::Busy(id.to_owned()))
+    }
+
+    /// A command's failure; one cut short by the agent's shutdown says so.
+    fn failure(&self, reason: String) -> SupervisorError {
+        if self.inner.cancel.is_cancelled() {
+            SupervisorError::ShuttingDown
+        } else {
+            SupervisorError::Failed(reason)
+        }
     }
 
     /// At agent start: loads every service directory's spec and re-adopts servers still
@@ -399,13 +460,31 @@ impl Supervisor {
         if let Err(e) = self.adopt_existing().await {
             tracing::warn!(error = %e, "cannot scan the services directory before reconciling");
         }
-        let mut wanted = HashSet::new();
-        for spec in desired {
+        let wanted: HashSet<String> = desired.iter().map(|s| s.id.clone()).collect();
+        self.ensure(desired);
+        let unwanted: Vec<String> = self
+            .services()
+            .keys()
+            .filter(|id| !wanted.contains(*id))
+            .cloned()
+            .collect();
+        self.remove(unwanted);
+    }
+
+    /// Converges on changes of the desired state: `changed` services (whole specs) and
+    /// `removed` ones, leaving every other service alone.
+    pub async fn apply_changes(&self, changed: Vec<ServiceSpec>, removed: Vec<String>) {
+        self.ensure(changed);
+        self.remove(removed);
+    }
+
+    /// Hands each spec to its service's actor, without waiting for the outcome.
+    fn ensure(&self, specs: Vec<ServiceSpec>) {
+        for spec in specs {
             if let Err(e) = check_id(&spec.id) {
                 tracing::warn!(error = %e, "ignoring desired service");
                 continue;
             }
-            wanted.insert(spec.id.clone());
             let id = spec.id.clone();
             let mut spec = Some(spec);
             for _ in 0..COMMAND_ATTEMPTS {
@@ -428,15 +507,16 @@ impl Supervisor {
                 }
             }
         }
-        let unwanted: Vec<String> = self
-            .services()
-            .keys()
-            .filter(|id| !wanted.contains(*id))
-            .cloned()
-            .collect();
-        for id in unwanted {
+    }
+
+    /// Deletes services the node must no longer have, in the background.
+    fn remove(&self, ids: Vec<String>) {
+        for id in ids {
+            if !valid_service_id(&id) {
+                continue;
+            }
             let this = self.clone();
-            tokio::spawn(async move {
+            self.inner.tasks.spawn(async move {
                 tracing::info!(media_service_id = %id, "service is no longer assigned to this node; deleting");
                 if let Err(e) = this.delete(&id).await {
                     tracing::warn!(media_service_id = %id, error = %e, "cannot delete unassigned service");
@@ -450,7 +530,7 @@ impl Supervisor {
     /// or restart). Clears a crash loop. If the server starts but AutoDJ does not, the server
     /// keeps running (RUNNING, the message says why AutoDJ is down, and AutoDJ is retried with
     /// backoff) and the start fails with AutoDJ's reason.
-    pub async fn start(&self, spec: &ServiceSpec) -> Result<(), String> {
+    pub async fn start(&self, spec: &ServiceSpec) -> Result<(), SupervisorError> {
         check_id(&spec.id)?;
         self.call(&spec.id, |reply| {
             Command::Start(Box::new(spec.clone()), reply)
@@ -459,7 +539,7 @@ impl Supervisor {
     }
 
     /// Stops the service (desired: stopped). Stopped or unknown → `Ok`.
-    pub async fn stop(&self, service_id: &str) -> Result<(), String> {
+    pub async fn stop(&self, service_id: &str) -> Result<(), SupervisorError> {
         if !valid_service_id(service_id) {
             return Ok(());
         }
@@ -482,7 +562,7 @@ impl Supervisor {
     }
 
     /// Stop + start: always a new process. Clears a crash loop.
-    pub async fn restart(&self, spec: &ServiceSpec) -> Result<(), String> {
+    pub async fn restart(&self, spec: &ServiceSpec) -> Result<(), SupervisorError> {
         check_id(&spec.id)?;
         self.call(&spec.id, |reply| {
             Command::Restart(Box::new(spec.clone()), reply)
@@ -491,7 +571,7 @@ impl Supervisor {
     }
 
     /// Stops the service and removes its whole directory. Unknown → `Ok`.
-    pub async fn delete(&self, service_id: &str) -> Result<(), String> {
+    pub async fn delete(&self, service_id: &str) -> Result<(), SupervisorError> {
         check_id(service_id)?;
         self.load_if_on_disk(service_id).await;
         if let Some(handle) = self.handle(service_id) {
@@ -499,9 +579,9 @@ impl Supervisor {
             if handle.tx.send(Command::Delete(tx)).is_ok() {
                 match rx.await {
                     Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Err(e),
+                    Ok(Err(e)) => return Err(self.failure(e)),
                     Err(_) if self.inner.cancel.is_cancelled() => {
-                        return Err("the agent is shutting down".to_owned());
+                        return Err(SupervisorError::ShuttingDown);
                     }
                     // The actor was already gone (deleted concurrently): fall through.
                     Err(_) => {}
@@ -515,13 +595,13 @@ impl Supervisor {
         // Also covers a directory this supervisor never loaded.
         let dir = self.service_dir(service_id);
         tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(format!("cannot remove {}: {e}", dir.display()))
-            }
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(SupervisorError::Failed(
+                format!("cannot remove {}: {e}", dir.display()),
+            )),
             _ => Ok(()),
         })
         .await
-        .map_err(|e| format!("removing the service directory: {e}"))?
+        .map_err(|e| SupervisorError::Failed(format!("removing the service directory: {e}")))?
     }
 
     pub async fn pid(&self, service_id: &str) -> Option<u32> {
@@ -539,6 +619,8 @@ impl Supervisor {
     /// adopt. Afterwards commands fail with "the agent is shutting down".
     pub async fn detach(&self) {
         self.inner.cancel.cancel();
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
         let tasks: Vec<JoinHandle<()>> = self
             .services()
             .values()

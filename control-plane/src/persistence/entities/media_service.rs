@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::domain::DesiredState;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "media_services")]
 pub struct Model {
@@ -18,20 +20,19 @@ pub struct Model {
     pub bandwidth_gb_per_month: i64,
     pub autodj: bool,
     pub node_id: String,
-    pub desired_state: String,
+    pub desired_state: DesiredState,
     pub deleting: bool,
     pub delete_time: Option<i64>,
     pub source_password: String,
     pub admin_password: String,
     pub relay_password: String,
     pub generation: i64,
-    pub observed_state: String,
-    pub observed_message: String,
-    /// JSON-encoded `ServiceStats`.
-    pub observed_stats: String,
-    pub observe_time: Option<i64>,
     pub create_time: i64,
     pub update_time: i64,
+    /// The node version of the service's last change: a session reads what moved past its own.
+    pub node_version: i64,
+    /// The last action sequence number handed out for the service.
+    pub action_sequence: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

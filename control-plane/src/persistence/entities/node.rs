@@ -15,8 +15,8 @@ pub struct Model {
     /// JSON list of the plugin capabilities the agent last reported.
     pub capabilities: String,
     pub agent_version: String,
+    /// A session holds the node (live while `session_replica`'s lease is).
     pub connected: bool,
-    /// The stream session currently holding the node; a stale session cannot mark it offline.
     pub session_id: Option<String>,
     pub last_heartbeat_time: Option<i64>,
     pub join_time: Option<i64>,
@@ -26,6 +26,17 @@ pub struct Model {
     pub previous_cert_fingerprint: Option<String>,
     pub cert_expire_time: Option<i64>,
     pub create_time: i64,
+    /// Bumped by every change of what the node must run.
+    pub version: i64,
+    /// The fence: bumped by every new session; a session's writes require its own value.
+    pub session_generation: i64,
+    /// The replica holding the current session.
+    pub session_replica: Option<String>,
+    /// Database time the node's last session ended; None while connected.
+    pub unreachable_since: Option<i64>,
+    /// Live services placed on the node and ports allocated on it, kept by placement.
+    pub service_count: i64,
+    pub ports_used: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
