@@ -30,9 +30,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out_dir.join("castplane_descriptor.bin"),
         fds.encode_to_vec(),
     )?;
+    // Type names let generic code find each message's descriptor (`crate::reflect`).
+    let mut config = tonic_prost_build::Config::new();
+    config.enable_type_names();
     tonic_prost_build::configure()
         .skip_debug(SECRET_MESSAGES.iter().copied())
-        .compile_fds(fds)?;
+        .codec_path("crate::codec::CastplaneCodec")
+        .compile_fds_with_config(fds, config)?;
     for proto in PROTOS {
         println!("cargo:rerun-if-changed={proto}");
     }

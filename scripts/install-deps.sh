@@ -27,3 +27,9 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is missing: install Rust (https://rustup.rs), version 1.94 or newer" >&2
   exit 1
 fi
+
+# The test runner (scripts/test.sh); built from crates.io when the machine lacks it.
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "installing cargo-nextest" >&2
+  cargo install --locked cargo-nextest
+fi

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, the Kubernetes manifests and the
-# Dockerfile (rendered and validated, scripts/check-k8s.sh), then every test (unit, the
-# SQLite + PostgreSQL conformance suite, and the end-to-end agent tests with real icecast2).
+# Dockerfile (rendered and validated, scripts/check-k8s.sh), then every test under cargo
+# nextest (unit, the SQLite + PostgreSQL conformance suite, the fuzz test of the public API,
+# and the end-to-end agent tests with real icecast2, liquidsoap and nginx-rtmp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,8 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 ./scripts/check-k8s.sh
-# Tests mostly wait on real servers (icecast2 takes ~3 s to stop), so run more of them at once
-# than there are cores.
-cargo test --workspace --locked -- --test-threads "${CASTPLANE_TEST_THREADS:-4}"
+# nextest runs every test in its own process, with one throwaway PostgreSQL for the whole run
+# (see .config/nextest.toml); CASTPLANE_TEST_THREADS overrides how many run at once.
+# CI reports every failure, not only the first.
+cargo nextest run --workspace --locked ${CI:+--no-fail-fast} \
+  ${CASTPLANE_TEST_THREADS:+--test-threads "$CASTPLANE_TEST_THREADS"}

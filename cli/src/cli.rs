@@ -68,6 +68,7 @@ impl std::fmt::Debug for GlobalArgs {
 pub enum OutputFormat {
     Table,
     Json,
+    Yaml,
 }
 
 #[derive(Debug, Subcommand)]
@@ -425,6 +426,10 @@ pub enum NodeCommand {
         /// Hostname listeners and broadcasters use
         #[arg(long, value_name = "HOST")]
         public_host: String,
+        /// IP address its streaming servers listen on (0.0.0.0: every interface) [default:
+        /// what the public host resolves to on the node]
+        #[arg(long, value_name = "IP")]
+        bind_address: Option<String>,
         /// Ports services on this node may take, FIRST-LAST
         #[arg(long, value_name = "FIRST-LAST", value_parser = parse_port_range)]
         ports: PortRangeArg,

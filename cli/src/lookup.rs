@@ -130,6 +130,57 @@ pub async fn list_actions(
     .await
 }
 
+/// Display names for the ids a listing shows, so tables name customers, resellers and nodes
+/// instead of only identifying them. What the caller may not read stays an id.
+#[derive(Default)]
+pub struct Names {
+    names: std::collections::HashMap<String, String>,
+}
+
+impl Names {
+    /// `name (id)`, or the id alone when its name is unknown.
+    pub fn of(&self, id: &str) -> String {
+        match self.names.get(id) {
+            Some(name) => format!("{name} ({id})"),
+            None if id.is_empty() => "-".to_owned(),
+            None => id.to_owned(),
+        }
+    }
+
+    /// Customers by id, one lookup per distinct id.
+    pub async fn customers(mut self, api: &Api, ids: impl IntoIterator<Item = &str>) -> Self {
+        let mut client = api.accounts.clone();
+        let unique: std::collections::BTreeSet<&str> = ids.into_iter().collect();
+        for id in unique {
+            if let Ok(c) = client
+                .get_customer(pb::GetCustomerRequest { id: id.to_owned() })
+                .await
+            {
+                self.names
+                    .insert(id.to_owned(), c.into_inner().display_name);
+            }
+        }
+        self
+    }
+
+    /// Every reseller, when the caller may list them (the admin).
+    pub async fn resellers(mut self, api: &Api) -> Self {
+        if let Ok(resellers) = list_resellers(api).await {
+            self.names
+                .extend(resellers.into_iter().map(|r| (r.id, r.display_name)));
+        }
+        self
+    }
+
+    /// Every node, when the caller may list them (the admin).
+    pub async fn nodes(mut self, api: &Api) -> Self {
+        if let Ok(nodes) = list_nodes(api).await {
+            self.names.extend(nodes.into_iter().map(|n| (n.id, n.name)));
+        }
+        self
+    }
+}
+
 /// A service's id from its name or id. Ids start with `svc_`, which no name can (names have no
 /// underscore), so an id is used as is and the server answers if it does not exist.
 pub async fn service_id(api: &Api, name_or_id: &str) -> Result<String> {

@@ -23,12 +23,19 @@ impl Output {
                     .map_err(|err| CliError::failed(format!("encoding JSON: {err}")))?;
                 write_stdout(&text)
             }
+            // The same document as `-o json`, in YAML.
+            OutputFormat::Yaml => {
+                let text = yaml_serde::to_string(&json())
+                    .map_err(|err| CliError::failed(format!("encoding YAML: {err}")))?;
+                write_stdout(&text)
+            }
             OutputFormat::Table => write_stdout(&human()),
         }
     }
 
+    /// Whether the output is a document for programs (JSON or YAML) rather than text.
     pub fn is_json(&self) -> bool {
-        self.format == OutputFormat::Json
+        matches!(self.format, OutputFormat::Json | OutputFormat::Yaml)
     }
 }
 
@@ -80,7 +87,7 @@ pub fn render(table: &Table) -> String {
         .join("\n")
 }
 
-/// A proto enum as JSON (its full name) and for people (a short lowercase name).
+/// A proto enum for people: a short lowercase name.
 pub trait ProtoEnum: TryFrom<i32> {
     /// What every value's name starts with, e.g. `SERVICE_TYPE_`.
     const PREFIX: &'static str;
@@ -110,14 +117,6 @@ proto_enums! {
     pb::ActionKind => "ACTION_KIND_",
     pb::ActionState => "ACTION_STATE_",
     pb::NodeStatus => "NODE_STATUS_",
-}
-
-/// JSON: the enum's proto name; a value this build does not know stays a number.
-pub fn enum_json<E: ProtoEnum>(value: i32) -> Value {
-    match E::try_from(value) {
-        Ok(e) => Value::from(e.full_name()),
-        Err(_) => Value::from(value),
-    }
 }
 
 /// For people: `SERVICE_TYPE_ICECAST` → `icecast`, `NODE_STATUS_PENDING_JOIN` → `pending-join`.
@@ -174,11 +173,6 @@ mod tests {
         assert_eq!(enum_text::<pb::ServiceType>(1), "icecast");
         assert_eq!(enum_text::<pb::NodeStatus>(1), "pending-join");
         assert_eq!(enum_text::<pb::ServiceType>(99), "unknown(99)");
-        assert_eq!(
-            enum_json::<pb::ActionState>(4),
-            Value::from("ACTION_STATE_SUCCEEDED")
-        );
-        assert_eq!(enum_json::<pb::ActionState>(42), Value::from(42));
     }
 
     #[test]

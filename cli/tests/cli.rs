@@ -503,11 +503,40 @@ async fn usage_shows_used_limit_available() -> Result<()> {
     assert_eq!(customers["limit"]["max"], 3);
     assert_eq!(customers["available"], 2);
 
-    // The admin must say which reseller; the server's message comes through.
-    let run = server.admin(&["usage"]).await;
-    assert_eq!(run.code, Some(1));
-    assert!(run.stderr.contains("reseller_id"), "{}", run.stderr);
-    assert!(run.stderr.contains("INVALID_ARGUMENT"), "{}", run.stderr);
+    // Lists name the accounts they refer to.
+    let run = server
+        .admin(&["customer", "list", "--reseller", rid])
+        .await
+        .ok();
+    let first = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("first"))
+        .unwrap_or_default();
+    assert!(
+        first.contains(&format!("Usage Co ({rid})")),
+        "{}",
+        run.stdout
+    );
+
+    // The admin without --reseller sees every reseller, by name.
+    server.reseller(&["--name", "Second Co"]).await;
+    let run = server.admin(&["usage"]).await.ok();
+    assert!(
+        run.stdout.contains(&format!("Reseller Usage Co ({rid})")),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("Reseller Second Co"), "{}", run.stdout);
+    let json = server.admin(&["usage", "-o", "json"]).await.ok().json();
+    assert_eq!(json["resellers"].as_array().expect("resellers").len(), 2);
+    let yaml = server.admin(&["usage", "-o", "yaml"]).await.ok();
+    assert!(yaml.stdout.contains("resellers:"), "{}", yaml.stdout);
+    assert!(
+        yaml.stdout.contains("RESOURCE_CUSTOMERS"),
+        "{}",
+        yaml.stdout
+    );
     Ok(())
 }
 
@@ -577,7 +606,9 @@ async fn server_errors_print_the_message_and_fail() -> Result<()> {
     );
     assert!(run.stdout.is_empty(), "{}", run.stdout);
 
-    let run = server.admin(&["service", "get", "svc_doesnotexist"]).await;
+    let run = server
+        .admin(&["service", "get", "svc_00000000000000000000000000"])
+        .await;
     assert_eq!(run.code, Some(1));
     assert!(run.stderr.contains("not found"), "{}", run.stderr);
     assert!(run.stderr.contains("NOT_FOUND"), "{}", run.stderr);
@@ -981,14 +1012,32 @@ impl Terminal {
             let text = self.text();
             if let Some(at) = text.get(self.seen..).and_then(|rest| rest.find(needle)) {
                 self.seen += at + needle.len();
-                // Give the prompt a moment to switch the terminal to raw mode.
-                std::thread::sleep(Duration::from_millis(150));
-                return Ok(());
+                return self.await_raw_mode();
             }
             if Instant::now() > deadline {
                 bail!("{needle:?} did not appear; the screen:\n{text}");
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the prompt has switched the terminal to raw mode (canonical input off):
+    /// keys typed before that would be flushed by the switch.
+    fn await_raw_mode(&self) -> Result<()> {
+        use nix::sys::termios::{LocalFlags, tcgetattr};
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let attrs = tcgetattr(&self.master)?;
+            if !attrs.local_flags.contains(LocalFlags::ICANON) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the prompt never read the keyboard; the screen:\n{}",
+                    self.text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
@@ -1067,8 +1116,6 @@ async fn wizard_asks_only_for_what_is_missing() -> Result<()> {
         &rid,
         "--name",
         "wiz-radio",
-        "--max-listeners",
-        "10",
         "--max-bitrate-kbps",
         "64",
         "--disk-mb",
@@ -1085,8 +1132,13 @@ async fn wizard_asks_only_for_what_is_missing() -> Result<()> {
         "--name was given:\n{screen}"
     );
     assert!(
-        !screen.contains("Max listeners"),
-        "--max-listeners was given:\n{screen}"
+        !screen.contains("Disk quota"),
+        "--disk-mb was given:\n{screen}"
+    );
+    // 600 listeners with 300 available was refused as it was typed, and asked again.
+    assert!(
+        screen.contains("only 300 listener slots are available"),
+        "{screen}"
     );
     let usage_row = screen
         .lines()
@@ -1127,9 +1179,17 @@ fn answer_wizard(mut term: Terminal) -> Result<(Option<i32>, String)> {
     term.expect("listener slots")?;
     term.expect("Display name")?;
     term.keys("\r")?;
+    term.expect("Max listeners (listener slots available: 300)")?;
+    term.keys("600\r")?;
+    term.expect("only 300 listener slots are available")?;
+    term.await_raw_mode()?;
+    term.keys("10\r")?;
     term.expect("Enable AutoDJ")?;
     term.keys("n")?;
-    term.expect("Create icecast service \"wiz-radio\"")?;
+    // The confirmation names the customer, not its id.
+    term.expect(
+        "Create icecast service \"wiz-radio\" for Mango Media (the reseller's primary account)?",
+    )?;
     term.keys("y")?;
     term.finish()
 }

@@ -62,6 +62,33 @@ fn pick<T>(flag: Option<T>, file: Option<T>) -> Option<T> {
     flag.or(file)
 }
 
+/// Bounds of the durations, in seconds. Every one is far from where the times computed from it
+/// (deadlines, expiries, certificate end dates) could overflow, and each says why in its name.
+const ACTION_DEADLINE_RANGE: (u64, u64) = (1, 30 * 24 * 3600);
+/// Up to five years: node certificates must end well before the internal CA does (ten).
+const CERTIFICATE_VALIDITY_RANGE: (u64, u64) = (60, 5 * 365 * 24 * 3600);
+const HEARTBEAT_TIMEOUT_MAX: u64 = 3600;
+
+/// A duration setting within `(min, max)` seconds; out of range is an error naming both.
+fn seconds(
+    errors: &mut Vec<String>,
+    name: &str,
+    value: Option<u64>,
+    (min, max): (u64, u64),
+    default: Duration,
+) -> Duration {
+    match value {
+        None => default,
+        Some(n) if (min..=max).contains(&n) => Duration::from_secs(n),
+        Some(n) => {
+            errors.push(format!(
+                "{name}: {n} is out of range; it must be between {min} and {max} seconds"
+            ));
+            default
+        }
+    }
+}
+
 /// Merges flags (`overrides`) over the file and checks the result, collecting every error.
 pub fn resolve(file: FileConfig, overrides: FileConfig) -> Result<Resolved, Vec<String>> {
     let mut errors = Vec::new();
@@ -141,79 +168,72 @@ pub fn resolve(file: FileConfig, overrides: FileConfig) -> Result<Resolved, Vec<
         ],
         &mut errors,
     );
-    let health_interval = bounded(
+    let health_interval = seconds(
+        &mut errors,
         "health_check_interval_seconds",
         pick(
             overrides.health_check_interval_seconds,
             file.health_check_interval_seconds,
         ),
         (1, 300),
-        HealthConfig::default().check_interval.as_secs(),
-        &mut errors,
+        HealthConfig::default().check_interval,
     );
-    let drain_seconds = bounded(
+    let drain_delay = seconds(
+        &mut errors,
         "shutdown_drain_seconds",
         pick(
             overrides.shutdown_drain_seconds,
             file.shutdown_drain_seconds,
         ),
         (0, 300),
-        0,
-        &mut errors,
+        Duration::ZERO,
     );
     let defaults = ServiceConfig::default();
-    let seconds =
-        |name: &str, value: Option<u64>, default: Duration, errors: &mut Vec<String>| match value {
-            Some(0) => {
-                errors.push(format!("{name}: must be positive"));
-                default
-            }
-            Some(n) => Duration::from_secs(n),
-            None => default,
-        };
     let dispatch_defaults = crate::service::DispatchConfig::default();
     let action_deadline = seconds(
+        &mut errors,
         "action_deadline_seconds",
         pick(
             overrides.action_deadline_seconds,
             file.action_deadline_seconds,
         ),
+        ACTION_DEADLINE_RANGE,
         dispatch_defaults.action_deadline,
-        &mut errors,
     );
+    // Longer than the agents' heartbeat interval, or every node would flap.
     let heartbeat_timeout = seconds(
+        &mut errors,
         "heartbeat_timeout_seconds",
         pick(
             overrides.heartbeat_timeout_seconds,
             file.heartbeat_timeout_seconds,
         ),
+        (
+            dispatch_defaults.heartbeat_interval.as_secs() + 1,
+            HEARTBEAT_TIMEOUT_MAX,
+        ),
         dispatch_defaults.heartbeat_timeout,
-        &mut errors,
     );
-    if heartbeat_timeout <= dispatch_defaults.heartbeat_interval {
-        errors.push(format!(
-            "heartbeat_timeout_seconds: must exceed the agents' heartbeat interval ({} s)",
-            dispatch_defaults.heartbeat_interval.as_secs()
-        ));
-    }
     let service = ServiceConfig {
         join_token_ttl: seconds(
+            &mut errors,
             "join_token_ttl_seconds",
             pick(
                 overrides.join_token_ttl_seconds,
                 file.join_token_ttl_seconds,
             ),
+            (1, crate::service::MAX_JOIN_TOKEN_TTL.as_secs()),
             defaults.join_token_ttl,
-            &mut errors,
         ),
         agent_certificate_validity: seconds(
+            &mut errors,
             "agent_certificate_validity_seconds",
             pick(
                 overrides.agent_certificate_validity_seconds,
                 file.agent_certificate_validity_seconds,
             ),
+            CERTIFICATE_VALIDITY_RANGE,
             defaults.agent_certificate_validity,
-            &mut errors,
         ),
         dispatch: crate::service::DispatchConfig {
             action_deadline,
@@ -230,9 +250,9 @@ pub fn resolve(file: FileConfig, overrides: FileConfig) -> Result<Resolved, Vec<
                 service,
                 limits,
                 health: HealthConfig {
-                    check_interval: Duration::from_secs(health_interval),
+                    check_interval: health_interval,
                 },
-                drain_delay: Duration::from_secs(drain_seconds),
+                drain_delay,
                 bootstrap_admin_token,
             },
             listen,
@@ -330,6 +350,30 @@ mod tests {
         };
         let errors = resolve(file, FileConfig::default()).unwrap_err();
         assert_eq!(errors.len(), 4, "{errors:?}");
+    }
+
+    #[test]
+    fn durations_are_bounded_so_nothing_computed_from_them_overflows() {
+        for (key, value) in [
+            ("action_deadline_seconds", i64::MAX as u64),
+            ("agent_certificate_validity_seconds", 1u64 << 62),
+            ("join_token_ttl_seconds", 31 * 24 * 3600),
+            ("heartbeat_timeout_seconds", 5),
+            ("heartbeat_timeout_seconds", 0),
+        ] {
+            let file: FileConfig = toml::from_str(&format!("{key} = {value}")).expect("parses");
+            let errors = resolve(file, FileConfig::default()).unwrap_err();
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(
+                errors[0].starts_with(key) && errors[0].contains("must be between"),
+                "{errors:?}"
+            );
+        }
+        let file: FileConfig = toml::from_str(
+            "action_deadline_seconds = 2592000\nagent_certificate_validity_seconds = 157680000",
+        )
+        .expect("parses");
+        assert!(resolve(file, FileConfig::default()).is_ok());
     }
 
     #[test]

@@ -345,6 +345,31 @@ impl From<Resource> for pb::Resource {
     }
 }
 
+/// What one service may ask for at most: bounds that keep a typo from reserving a
+/// continent's worth of capacity.
+pub const MAX_LISTENERS: u32 = 1_000_000;
+pub const MAX_BITRATE_KBPS: u32 = 100_000;
+/// 1 PB, and 1 EB a month: far beyond any real service, far below where sums could overflow.
+pub const MAX_DISK_MB: u64 = 1_000_000_000;
+pub const MAX_BANDWIDTH_GB: u64 = 1_000_000_000;
+/// The most customers or services a reseller may be allowed.
+pub const MAX_ACCOUNTS: u64 = 1_000_000;
+
+impl Resource {
+    /// The highest limit a reseller may be given: what `MAX_ACCOUNTS` services at their largest
+    /// could use. Beyond it only "unlimited" is left, so every stored limit and every sum of
+    /// usage stays far inside a signed 64-bit column.
+    pub fn max_limit(self) -> u64 {
+        match self {
+            Resource::Customers | Resource::Services => MAX_ACCOUNTS,
+            Resource::ListenerSlots => MAX_ACCOUNTS * MAX_LISTENERS as u64,
+            Resource::MaxBitrateKbps => MAX_BITRATE_KBPS as u64,
+            Resource::DiskMb => MAX_ACCOUNTS * MAX_DISK_MB,
+            Resource::BandwidthGbPerMonth => MAX_ACCOUNTS * MAX_BANDWIDTH_GB,
+        }
+    }
+}
+
 /// A reseller's limits; `None` is unlimited.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Limits {

@@ -28,6 +28,13 @@ pub enum ServiceError {
         resource: Resource,
         subject: String,
     },
+    /// A fixed per-account limit that is not a reseller quota (e.g. API tokens per principal).
+    #[error("{message}")]
+    LimitReached {
+        message: String,
+        subject: String,
+        limit: &'static str,
+    },
     #[error("{message}")]
     FailedPrecondition {
         message: String,
@@ -97,7 +104,9 @@ impl From<PersistenceError> for ServiceError {
                 tracing::debug!(%detail, "unique constraint refused a write");
                 ServiceError::AlreadyExists("an object with that name already exists".to_owned())
             }
-            PersistenceError::Busy(what) => ServiceError::Unavailable(what),
+            PersistenceError::Busy(what) | PersistenceError::Unavailable(what) => {
+                ServiceError::Unavailable(what)
+            }
             PersistenceError::Aborted(what) => {
                 tracing::debug!(%what, "transaction aborted");
                 ServiceError::Aborted(
@@ -168,6 +177,15 @@ impl From<ServiceError> for tonic::Status {
                     format!("{subject}/{}", resource.name()),
                     message.clone(),
                 );
+                tonic::Status::with_error_details(Code::ResourceExhausted, message, details)
+            }
+            ServiceError::LimitReached {
+                message,
+                subject,
+                limit,
+            } => {
+                let mut details = ErrorDetails::new();
+                details.add_quota_failure_violation(format!("{subject}/{limit}"), message.clone());
                 tonic::Status::with_error_details(Code::ResourceExhausted, message, details)
             }
             ServiceError::FailedPrecondition {

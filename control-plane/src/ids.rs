@@ -25,6 +25,22 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{encoded}")
 }
 
+/// What a malformed id is told: the shape [`new_id`] gives every id.
+pub const ID_SHAPE: &str =
+    "is not a valid id (a lowercase prefix, '_', then 26 letters and digits)";
+
+/// Whether `id` has the shape of an id this server issues: `prefix_` (2–8 lowercase letters)
+/// then 26 Crockford base32 characters. Anything else cannot name an object.
+pub fn is_valid_id(id: &str) -> bool {
+    let Some((prefix, body)) = id.split_once('_') else {
+        return false;
+    };
+    (2..=8).contains(&prefix.len())
+        && prefix.bytes().all(|b| b.is_ascii_lowercase())
+        && body.len() == 26
+        && body.bytes().all(|b| CROCKFORD.contains(&b))
+}
+
 /// A random secret of `bytes` bytes from the OS CSPRNG, URL-safe base64 without padding.
 pub fn new_secret(bytes: usize) -> String {
     use base64::Engine;
@@ -62,6 +78,24 @@ mod tests {
         assert!(a.starts_with("svc_") && a.len() == 30, "{a}");
         assert_ne!(a, b);
         assert!(a < b, "{a} !< {b}");
+    }
+
+    #[test]
+    fn only_ids_of_the_issued_shape_are_valid() {
+        assert!(is_valid_id(&new_id("rsl")));
+        assert!(is_valid_id(&new_id("node")));
+        for bad in [
+            "",
+            "rsl_",
+            "rsl_nope",
+            "RSL_01arz3ndektsv4rrffq69g5fav",
+            "rsl_01arz3ndektsv4rrffq69g5fau",
+            "rsl_01arz3ndektsv4rrffq69g5fa\0",
+            "r_01arz3ndektsv4rrffq69g5fav0",
+            "rsl-01arz3ndektsv4rrffq69g5fav",
+        ] {
+            assert!(!is_valid_id(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -80,6 +80,10 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // Everything written from here on is private, whatever the caller's umask: the database
+    // and the admin token are secrets (the files that matter also get explicit modes).
+    // SAFETY: umask has no preconditions; no other thread creates files yet.
+    unsafe { libc::umask(0o077) };
     let args = Args::parse();
     castplane_telemetry::init_logging(args.log_format, "info,sqlx=warn,sea_orm=warn");
     let file = match args.config.as_deref().map(load_file).transpose() {

@@ -29,6 +29,8 @@ pub enum PkiError {
     InvalidCsr(String),
     #[error("certificate generation failed: {0}")]
     Generation(#[from] rcgen::Error),
+    #[error("a certificate valid for {0:?} would end past the year 9999")]
+    ValidityTooLong(Duration),
     #[error("stored CA is unreadable: {0}")]
     CorruptCa(String),
     #[error(transparent)]
@@ -137,7 +139,7 @@ impl CertificateAuthority {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.use_authority_key_identifier_extension = true;
-        let (not_before, not_after) = validity_window(validity);
+        let (not_before, not_after) = validity_window(validity)?;
         params.not_before = not_before;
         params.not_after = not_after;
         let cert = params.signed_by(&csr.public_key, &self.issuer)?;
@@ -158,7 +160,7 @@ impl CertificateAuthority {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.use_authority_key_identifier_extension = true;
-        let (not_before, not_after) = validity_window(Duration::from_secs(365 * 24 * 3600));
+        let (not_before, not_after) = validity_window(Duration::from_secs(365 * 24 * 3600))?;
         params.not_before = not_before;
         params.not_after = not_after;
         let cert = params.signed_by(&key, &self.issuer)?;
@@ -191,7 +193,7 @@ fn generate_ca() -> Result<StoredCa, PkiError> {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    let (not_before, not_after) = validity_window(Duration::from_secs(10 * 365 * 24 * 3600));
+    let (not_before, not_after) = validity_window(Duration::from_secs(10 * 365 * 24 * 3600))?;
     params.not_before = not_before;
     params.not_after = not_after;
     let cert = params.self_signed(&key)?;
@@ -202,9 +204,13 @@ fn generate_ca() -> Result<StoredCa, PkiError> {
 }
 
 /// Backdated a little, so a peer whose clock runs slightly behind still accepts it.
-fn validity_window(validity: Duration) -> (OffsetDateTime, OffsetDateTime) {
+fn validity_window(validity: Duration) -> Result<(OffsetDateTime, OffsetDateTime), PkiError> {
     let now = OffsetDateTime::now_utc();
-    (now - time::Duration::minutes(5), now + validity)
+    let not_after = time::Duration::try_from(validity)
+        .ok()
+        .and_then(|v| now.checked_add(v))
+        .ok_or(PkiError::ValidityTooLong(validity))?;
+    Ok((now - time::Duration::minutes(5), not_after))
 }
 
 pub fn fingerprint_der(der: &[u8]) -> String {

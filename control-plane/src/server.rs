@@ -32,6 +32,7 @@ use crate::limits::{ApiLimits, admission_layer, rpc_metrics_layer, stream_limit_
 use crate::metrics::Metrics;
 use crate::persistence::Persistence;
 use crate::pki::CertificateAuthority;
+use crate::service::page_tokens::PageTokens;
 use crate::service::{ControlPlane, ServiceConfig};
 
 /// How long in-flight calls get to finish once shutdown starts.
@@ -113,13 +114,17 @@ pub async fn run(
         );
     }
     create_private_dir(&config.data_dir)?;
+    let database_url = config.database_url();
+    if let Some(database) = sqlite_path(&database_url) {
+        prepare_sqlite_files(&database)?;
+    }
 
     // Everything started below stops when `drain` is cancelled: after health has turned
     // NOT_SERVING and the drain delay has passed, or when this function returns early.
     let drain = CancellationToken::new();
     let _drain_on_return = drain.clone().drop_guard();
     let metrics = Metrics::new();
-    let mut persistence = Persistence::connect(&config.database_url())
+    let mut persistence = Persistence::connect(&database_url)
         .await
         .context("opening the database")?;
     {
@@ -132,10 +137,14 @@ pub async fn run(
         .await
         .context("loading the internal CA")?;
     let agent_identity = ca.issue_server_identity()?;
+    let page_tokens = PageTokens::load_or_create(&persistence)
+        .await
+        .context("loading the page-token key")?;
     let control_plane = ControlPlane::new(
         persistence.clone(),
         config.service.clone(),
         ca,
+        page_tokens,
         drain.clone(),
     );
 
@@ -197,14 +206,8 @@ pub async fn run(
         tracing::info!(metrics_addr = %server.local_addr()?, "serving /metrics");
         tokio::spawn(server.run(drain.clone()));
     }
-    // Both reflection versions: older grpcurl and IDEs only speak v1alpha.
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(castplane_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-    };
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let reflection_v1 = reflection(PUBLIC_SERVICES).build_v1()?;
+    let reflection_v1alpha = reflection(PUBLIC_SERVICES).build_v1alpha()?;
 
     let mut public = Server::builder();
     if let Some(tls) = &config.public_tls {
@@ -257,11 +260,15 @@ pub async fn run(
         ))
         .client_ca_root(Certificate::from_pem(control_plane.ca().cert_pem()))
         .client_auth_optional(true);
+    let agent_reflection_v1 = reflection(AGENT_SERVICES).build_v1()?;
+    let agent_reflection_v1alpha = reflection(AGENT_SERVICES).build_v1alpha()?;
     let agent = Server::builder()
         .tls_config(agent_tls)?
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .layer(rpc_metrics_layer(metrics.rpc.clone()))
+        .add_service(agent_reflection_v1)
+        .add_service(agent_reflection_v1alpha)
         .add_service(AgentServiceServer::new(AgentApi {
             control_plane: cp(),
         }))
@@ -320,6 +327,36 @@ async fn drain_after_shutdown(
     drain.cancel();
 }
 
+/// What the public listener serves, as its reflection lists it.
+const PUBLIC_SERVICES: &[&str] = &[
+    "castplane.v1.AccountService",
+    "castplane.v1.CatalogService",
+    "castplane.v1.MediaServiceService",
+    "castplane.v1.ActionService",
+    "castplane.v1.NodeService",
+    "grpc.health.v1.Health",
+];
+/// What the agent listener serves.
+const AGENT_SERVICES: &[&str] = &["castplane.agent.v1.AgentService"];
+
+/// Server reflection advertising exactly `services` and reflection itself: each listener
+/// lists what it serves, no more. Built once per version (older grpcurl and IDEs only speak
+/// v1alpha).
+fn reflection(services: &[&str]) -> tonic_reflection::server::Builder<'static> {
+    let mut builder = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(castplane_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    for service in services.iter().chain(REFLECTION_SERVICES) {
+        builder = builder.with_service_name(*service);
+    }
+    builder
+}
+
+const REFLECTION_SERVICES: &[&str] = &[
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
 /// Accepted connections with Nagle's algorithm off. tonic sets `TCP_NODELAY` only on sockets
 /// it accepts itself; with our own listener each gRPC reply would otherwise wait for the
 /// peer's delayed ACK (about 40 ms per call). A socket the option cannot be set on is served
@@ -360,13 +397,76 @@ pub async fn bind_extra(what: &str, addr: SocketAddr) -> anyhow::Result<TcpListe
         .with_context(|| format!("binding the {what} listener to {addr}"))
 }
 
+/// Creates the data directory 0700, or makes an existing one private: it holds the SQLite
+/// database (the CA key, every service password) and the admin token. One owned by another
+/// user cannot be made private by us, so it is refused with the reason.
 pub fn create_private_dir(path: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(path)
-        .with_context(|| format!("creating {}", path.display()))
+        .with_context(|| format!("creating {}", path.display()))?;
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    let euid = nix_euid();
+    if meta.uid() != euid {
+        bail!(
+            "{} is mode {mode:o} and owned by uid {}, not by this process (uid {euid}): other users could read the database and the admin token there; make it private (chmod 700) or choose another --data-dir",
+            path.display(),
+            meta.uid()
+        );
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))
+        .with_context(|| format!("making {} private", path.display()))?;
+    tracing::warn!(dir = %path.display(), was = %format!("{mode:o}"), "made the data directory private (0700): it holds the database and the admin token");
+    Ok(())
+}
+
+fn nix_euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Makes the SQLite database and its `-wal` / `-shm` companions private (0600) before SQLite
+/// opens them. SQLite creates the companions with the database file's mode, so a database file
+/// created here 0600 keeps all three private whatever the umask.
+pub fn prepare_sqlite_files(database: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(database)
+        .with_context(|| format!("creating {}", database.display()))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = database.as_os_str().to_owned();
+        name.push(suffix);
+        let file = PathBuf::from(name);
+        match std::fs::metadata(&file) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                    .with_context(|| format!("making {} private", file.display()))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+        }
+    }
+    Ok(())
+}
+
+/// The file a `sqlite:` URL names, if it names one (not `:memory:`).
+pub fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
 }
 
 /// Writes a secret file readable by its owner only (0600), atomically.

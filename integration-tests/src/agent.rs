@@ -103,17 +103,23 @@ pub struct AgentProcess {
 }
 
 impl AgentProcess {
-    pub fn spawn(data_dir: &Path) -> std::io::Result<Self> {
-        Self::spawn_with(data_dir, &[])
+    /// `binary`: the tests' `env!("CARGO_BIN_EXE_castplane-test-agent")`, the agent built with
+    /// them from this tree (never a stale `target/debug/castplane-agent`).
+    pub fn spawn(binary: &Path, data_dir: &Path) -> std::io::Result<Self> {
+        Self::spawn_with(binary, data_dir, &[])
     }
 
     /// With extra environment, e.g. `CASTPLANE_AGENT_FAILPOINTS` to crash it at a chosen point.
-    pub fn spawn_with(data_dir: &Path, env: &[(&str, &str)]) -> std::io::Result<Self> {
+    pub fn spawn_with(
+        binary: &Path,
+        data_dir: &Path,
+        env: &[(&str, &str)],
+    ) -> std::io::Result<Self> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(data_dir.with_extension("log"))?;
-        let child = Command::new(agent_binary())
+        let child = Command::new(binary)
             .args(["run", "--data-dir"])
             .arg(data_dir)
             .env("RUST_LOG", "info")
@@ -162,11 +168,6 @@ impl Drop for AgentProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// `target/<profile>/castplane-agent`, next to the test binary's `deps/` directory.
-pub fn agent_binary() -> PathBuf {
-    workspace_binary("castplane-agent")
 }
 
 /// A binary of the workspace, `target/<profile>/NAME`, next to the test binary's `deps/`.

@@ -180,29 +180,6 @@ impl Client {
         .await
     }
 
-    /// The services server reflection lists (no token needed).
-    pub async fn reflected_services(&self) -> Vec<String> {
-        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-        use tonic_reflection::pb::v1::{
-            ServerReflectionRequest, server_reflection_request::MessageRequest,
-            server_reflection_response::MessageResponse,
-        };
-        let request = ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
-        };
-        let mut replies = ServerReflectionClient::new(self.channel())
-            .server_reflection_info(futures::stream::iter(vec![request]))
-            .await
-            .expect("reflection")
-            .into_inner();
-        let reply = replies.message().await.expect("reply").expect("a reply");
-        let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else {
-            panic!("unexpected reply {reply:?}")
-        };
-        list.service.into_iter().map(|s| s.name).collect()
-    }
-
     /// Waits until the node reports that it can run `service_type`, and returns it.
     pub async fn node_that_runs(
         &self,
@@ -272,4 +249,28 @@ pub fn icecast_request(
         }),
         remember_type_as_default: false,
     }
+}
+
+/// The services the server at `channel` lists through reflection, sorted.
+pub async fn reflected_services(channel: tonic::transport::Channel) -> Vec<String> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut replies = ServerReflectionClient::new(channel)
+        .server_reflection_info(futures::stream::iter(vec![request]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let reply = replies.message().await.expect("reply").expect("a reply");
+    let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else {
+        panic!("unexpected reply {reply:?}")
+    };
+    let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    names.sort();
+    names
 }

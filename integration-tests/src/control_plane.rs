@@ -54,11 +54,6 @@ impl ControlPlaneHandle {
         configure: Option<Configure>,
         metrics: bool,
     ) -> Self {
-        crate::init_tracing();
-        let data_dir = tempfile::Builder::new()
-            .prefix("castplane-cp-")
-            .tempdir()
-            .expect("temp dir");
         let database_url = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => Some(
@@ -67,6 +62,25 @@ impl ControlPlaneHandle {
                     .expect("a PostgreSQL database for the test"),
             ),
         };
+        Self::start_on_configured(database_url, service_config, configure, metrics).await
+    }
+
+    /// On the database at `database_url` (`None`: SQLite in its data directory).
+    pub async fn start_on(database_url: Option<String>, service_config: ServiceConfig) -> Self {
+        Self::start_on_configured(database_url, service_config, None, false).await
+    }
+
+    async fn start_on_configured(
+        database_url: Option<String>,
+        service_config: ServiceConfig,
+        configure: Option<Configure>,
+        metrics: bool,
+    ) -> Self {
+        crate::init_tracing();
+        let data_dir = tempfile::Builder::new()
+            .prefix("castplane-cp-")
+            .tempdir()
+            .expect("temp dir");
         let cert = rcgen::generate_simple_self_signed(vec![
             "localhost".to_owned(),
             "127.0.0.1".to_owned(),

@@ -21,7 +21,7 @@ fn server_url() -> anyhow::Result<String> {
     SERVER
         .get_or_init(|| match std::env::var("CASTPLANE_TEST_DATABASE_URL") {
             Ok(url) if !url.is_empty() => Ok(url),
-            _ => start_cluster().map_err(|e| format!("{e:#}")),
+            _ => start_cluster(std::process::id()).map_err(|e| format!("{e:#}")),
         })
         .clone()
         .map_err(|e| anyhow::anyhow!("no PostgreSQL for tests: {e}"))
@@ -29,7 +29,12 @@ fn server_url() -> anyhow::Result<String> {
 
 /// Creates a fresh database and returns its URL.
 pub async fn fresh_database() -> anyhow::Result<String> {
-    let server = server_url()?;
+    fresh_database_on(&server_url()?).await
+}
+
+/// Creates a fresh database on the server at `server` (an admin URL) and returns its URL.
+pub async fn fresh_database_on(server: &str) -> anyhow::Result<String> {
+    let server = server.to_owned();
     let name = format!("castplane_test_{:016x}", rand::random::<u64>());
     let admin = Database::connect(server.as_str())
         .await
@@ -65,7 +70,9 @@ fn bin_dir() -> anyhow::Result<PathBuf> {
         .context("no PostgreSQL server binaries under /usr/lib/postgresql (install postgresql, or set CASTPLANE_TEST_DATABASE_URL)")
 }
 
-fn start_cluster() -> anyhow::Result<String> {
+/// Starts a cluster that stops (and removes its files) once process `watched` is gone, and
+/// returns its admin URL.
+pub fn start_cluster(watched: u32) -> anyhow::Result<String> {
     let bin = bin_dir()?;
     let root = tempfile::Builder::new()
         .prefix("castplane-pg-")
@@ -112,7 +119,6 @@ fn start_cluster() -> anyhow::Result<String> {
         bail!("initdb failed: {}", String::from_utf8_lossy(&output.stderr));
     }
     let port = crate::free_port();
-    let watched = std::process::id();
     // The watchdog outlives nothing: it stops the server as soon as this process is gone.
     let script = format!(
         "{postgres} -D {data} -p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off \

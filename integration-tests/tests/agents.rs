@@ -21,6 +21,9 @@ use castplane_proto::agent::v1::agent_service_client::AgentServiceClient;
 use castplane_proto::v1 as pb;
 use tonic::Code;
 
+/// Built with these tests from this tree (see `src/bin/castplane-test-agent.rs`).
+const AGENT_BINARY: &str = env!("CARGO_BIN_EXE_castplane-test-agent");
+
 async fn source_password(client: &Client, id: &str) -> String {
     client
         .media()
@@ -361,7 +364,8 @@ async fn an_agent_killed_mid_action_completes_it_exactly_once_without_restarting
     let (s, token) = setup(Backend::Sqlite, ServiceConfig::default(), 4).await;
     let agent = AgentHandle::join(&s.cp, &token).await.expect("join");
     let data_dir = agent.data_dir().to_owned();
-    let process = AgentProcess::spawn(&data_dir).expect("spawn the agent binary");
+    let process =
+        AgentProcess::spawn(AGENT_BINARY.as_ref(), &data_dir).expect("spawn the agent binary");
     wait_online(&s.admin, &s.node.id).await;
     let steady = create(&s.admin, &s.owner, "steady-fm").await;
     succeeded(&s.admin, &start(&s.admin, &steady.id).await.id).await;
@@ -387,7 +391,7 @@ async fn an_agent_killed_mid_action_completes_it_exactly_once_without_restarting
         "services outlive the agent"
     );
 
-    let _process = AgentProcess::spawn(&data_dir).expect("respawn");
+    let _process = AgentProcess::spawn(AGENT_BINARY.as_ref(), &data_dir).expect("respawn");
     let done = succeeded(&s.admin, &action.id).await;
     let successes = done
         .transitions
@@ -412,6 +416,24 @@ async fn an_agent_killed_mid_action_completes_it_exactly_once_without_restarting
         (1, 1),
         "executed and recorded once: {lines:?}"
     );
+    // What the agent binary writes is its own: the key, certificates, identity and action log.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for file in [
+            "node.key",
+            "node.crt",
+            "ca.crt",
+            "node.json",
+            "actions.jsonl",
+        ] {
+            let mode = std::fs::metadata(data_dir.join(file))
+                .unwrap_or_else(|e| panic!("{file}: {e}"))
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(mode, 0o600, "{file} is {mode:o}");
+        }
+    }
     drop(_process);
     agent.stop_services().await;
 }

@@ -50,6 +50,10 @@ conformance!(
     authentication_is_required_except_for_health,
     listings_page_stably,
     deletion_frees_ports_and_quota,
+    the_boundary_refuses_what_no_field_may_carry,
+    page_tokens_are_tamper_evident_and_bound_to_their_listing,
+    reseller_limits_are_bounded,
+    api_tokens_are_bounded_and_capped_per_principal,
 );
 
 const ALL_TYPES: &[pb::ServiceType] = &[
@@ -59,12 +63,57 @@ const ALL_TYPES: &[pb::ServiceType] = &[
 ];
 const UNLIMITED: fn() -> pb::ResellerLimits = || limits(None, None, None, None, None, None);
 
-/// A control plane with one joined, connected agent whose node can run icecast and video.
-struct Fixture {
+/// A control plane and its admin: all that rules about accounts, quotas of accounts, tokens
+/// and listings need.
+struct Accounts {
     cp: ControlPlaneHandle,
     admin: Client,
+}
+
+impl Accounts {
+    async fn new(backend: Backend) -> Self {
+        let cp = ControlPlaneHandle::start(backend).await;
+        let admin = cp.admin().await;
+        Accounts { cp, admin }
+    }
+
+    async fn reseller(
+        &self,
+        name: &str,
+        limits: pb::ResellerLimits,
+        types: &[pb::ServiceType],
+    ) -> (pb::Reseller, Client) {
+        let reseller = self.admin.create_reseller(name, limits, types).await;
+        let token = self
+            .admin
+            .token_for(pb::PrincipalKind::Reseller, &reseller.id)
+            .await;
+        (reseller, self.cp.client(&token).await)
+    }
+
+    async fn finish(self) {}
+}
+
+/// Accounts plus one joined, connected agent whose node can run icecast and video: what rules
+/// that place services need, since only an agent reports what a node can run.
+struct Fixture {
+    accounts: Accounts,
     agent: AgentHandle,
     node: pb::Node,
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = Accounts;
+
+    fn deref(&self) -> &Accounts {
+        &self.accounts
+    }
+}
+
+impl std::ops::DerefMut for Fixture {
+    fn deref_mut(&mut self) -> &mut Accounts {
+        &mut self.accounts
+    }
 }
 
 impl Fixture {
@@ -76,12 +125,12 @@ impl Fixture {
     /// real servers on them while other tests run.
     async fn with_ports(backend: Backend, count: u32) -> Self {
         let (first, last) = free_port_range(count);
-        let cp = ControlPlaneHandle::start(backend).await;
-        let admin = cp.admin().await;
+        let accounts = Accounts::new(backend).await;
+        let (cp, admin) = (&accounts.cp, &accounts.admin);
         let (node, token) = admin
             .create_node(&format!("node-{first}"), first, last)
             .await;
-        let agent = AgentHandle::join_and_start(&cp, &token).await;
+        let agent = AgentHandle::join_and_start(cp, &token).await;
         let node = wait_for(
             "the node to come online with capabilities",
             Duration::from_secs(30),
@@ -100,25 +149,10 @@ impl Fixture {
         )
         .await;
         Fixture {
-            cp,
-            admin,
+            accounts,
             agent,
             node,
         }
-    }
-
-    async fn reseller(
-        &self,
-        name: &str,
-        limits: pb::ResellerLimits,
-        types: &[pb::ServiceType],
-    ) -> (pb::Reseller, Client) {
-        let reseller = self.admin.create_reseller(name, limits, types).await;
-        let token = self
-            .admin
-            .token_for(pb::PrincipalKind::Reseller, &reseller.id)
-            .await;
-        (reseller, self.cp.client(&token).await)
     }
 
     async fn finish(self) {
@@ -187,6 +221,21 @@ fn assert_code<T: std::fmt::Debug>(
         Err(status) if status.code() == code => status,
         other => panic!("{what}: expected {code:?}, got {other:?}"),
     }
+}
+
+/// A type the reseller may not provision: FAILED_PRECONDITION with a `PreconditionFailure`
+/// naming the reseller, wherever it is refused.
+fn assert_type_not_allowed(status: &tonic::Status, reseller_id: &str) {
+    let details = status.get_error_details();
+    let failure = details
+        .precondition_failure()
+        .expect("a PreconditionFailure detail");
+    assert_eq!(failure.violations.len(), 1, "{failure:?}");
+    assert_eq!(failure.violations[0].r#type, "SERVICE_TYPE_NOT_ALLOWED");
+    assert_eq!(
+        failure.violations[0].subject,
+        format!("reseller:{reseller_id}")
+    );
 }
 
 /// Out-of-tenancy calls answer NOT_FOUND, never revealing that the object exists.
@@ -478,7 +527,7 @@ async fn list_scopes_split_my_services_from_customer_services(backend: Backend) 
 }
 
 async fn customer_choices_are_sorted_and_marked(backend: Backend) {
-    let f = Fixture::new(backend).await;
+    let f = Accounts::new(backend).await;
     let (reseller, client) = f.reseller("Mango Radio", UNLIMITED(), ALL_TYPES).await;
     for name in ["beta", "Alpha", "charlie", "alpha two", "Zulu"] {
         client.create_customer("", name).await;
@@ -548,12 +597,14 @@ async fn disallowed_types_are_refused_and_the_default_type_is_remembered(backend
         .await;
     let mut video = icecast_request(&reseller.primary_customer_id, "tv", 10);
     video.media_service.as_mut().expect("service").r#type = pb::ServiceType::Video as i32;
+    // The same rule, code and detail as on a change of owner to such a reseller.
     let status = assert_code(
         create(&client, video).await,
-        Code::PermissionDenied,
+        Code::FailedPrecondition,
         "video not allowed",
     );
     assert!(status.message().contains("video"), "{}", status.message());
+    assert_type_not_allowed(&status, &reseller.id);
     assert!(list_all(&client, pb::ServiceScope::All).await.is_empty());
 
     let options = |c: Client| async move {
@@ -862,7 +913,7 @@ async fn quota_edges_on_create_and_update(backend: Backend) {
 }
 
 async fn customer_quota_and_unlimited_limits(backend: Backend) {
-    let f = Fixture::new(backend).await;
+    let f = Accounts::new(backend).await;
     let (limited, client) = f
         .reseller(
             "Two Customers",
@@ -1038,6 +1089,7 @@ async fn ownership_changes_move_usage_and_are_recorded(backend: Backend) {
         "type not allowed",
     );
     assert!(status.message().contains("icecast"), "{}", status.message());
+    assert_type_not_allowed(&status, &r3.id);
     let status = assert_code(
         f.admin
             .media()
@@ -1428,23 +1480,46 @@ async fn invalid_input_is_refused_precisely_and_changes_nothing(backend: Backend
             })
             .await,
         Code::InvalidArgument,
-        "control character and bad email",
+        "control character",
+    );
+    let violations = status
+        .get_error_details()
+        .bad_request()
+        .expect("BadRequest")
+        .field_violations
+        .clone();
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert_eq!(violations[0].field, "customer.display_name");
+    assert!(violations[0].description.contains("control characters"));
+    let status = assert_code(
+        client
+            .accounts()
+            .create_customer(pb::CreateCustomerRequest {
+                customer: Some(pb::Customer {
+                    display_name: "<b>&amp;".into(),
+                    email: "not-an-email".into(),
+                    ..Default::default()
+                }),
+            })
+            .await,
+        Code::InvalidArgument,
+        "bad email",
     );
     assert_eq!(
         status
             .get_error_details()
             .bad_request()
             .expect("BadRequest")
-            .field_violations
-            .len(),
-        2
+            .field_violations[0]
+            .field,
+        "customer.email"
     );
     assert_code(
         client
             .media()
             .update_media_service(pb::UpdateMediaServiceRequest {
                 media_service: Some(pb::MediaService {
-                    id: "svc_x".into(),
+                    id: castplane_control::ids::new_id("svc"),
                     ..Default::default()
                 }),
                 update_mask: Some(prost_types::FieldMask {
@@ -1545,9 +1620,14 @@ async fn authentication_is_required_except_for_health(backend: Backend) {
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
     // Reflection too, so grpcurl works without credentials.
-    let names = anonymous.reflected_services().await;
+    let names = castplane_integration_tests::client::reflected_services(anonymous.channel()).await;
     assert!(
         names.contains(&"castplane.v1.MediaServiceService".to_owned()),
+        "{names:?}"
+    );
+    // Only what this listener serves: the agent protocol is served on the agent listener.
+    assert!(
+        !names.iter().any(|n| n.starts_with("castplane.agent.")),
         "{names:?}"
     );
     let no_header =
@@ -1577,7 +1657,7 @@ async fn authentication_is_required_except_for_health(backend: Backend) {
 }
 
 async fn listings_page_stably(backend: Backend) {
-    let f = Fixture::new(backend).await;
+    let f = Accounts::new(backend).await;
     let (_, client) = f.reseller("Paging Radio", UNLIMITED(), ALL_TYPES).await;
     for i in 0..7 {
         client.create_customer("", &format!("customer {i}")).await;
@@ -1710,6 +1790,408 @@ async fn deletion_frees_ports_and_quota(backend: Backend) {
     assert_eq!(
         client.action(&action.id).await.state,
         pb::ActionState::Succeeded as i32
+    );
+    f.finish().await;
+}
+
+fn violation_fields(status: &tonic::Status) -> Vec<String> {
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// NUL bytes, control characters and malformed ids, in every kind of field and reachable with
+/// a customer's token, answer INVALID_ARGUMENT naming the field, the same on both databases
+/// (PostgreSQL used to answer INTERNAL for NUL bytes), and change nothing.
+async fn the_boundary_refuses_what_no_field_may_carry(backend: Backend) {
+    let f = Accounts::new(backend).await;
+    let (reseller, reseller_client) = f.reseller("Bytes Radio", UNLIMITED(), ALL_TYPES).await;
+    let customer = reseller_client
+        .create_customer("", "Careful Customer")
+        .await;
+    let token = f
+        .admin
+        .token_for(pb::PrincipalKind::Customer, &customer.id)
+        .await;
+    let c = f.cp.client(&token).await;
+    let nul = |s: &str| format!("{s}\0tail");
+    let expect = |result: Result<(), tonic::Status>, field: &str| {
+        let status = assert_code(result, Code::InvalidArgument, field);
+        assert!(
+            violation_fields(&status).iter().any(|f| f == field),
+            "{field} not named in {status:?}"
+        );
+    };
+    expect(
+        c.accounts()
+            .get_customer(pb::GetCustomerRequest {
+                id: nul(&customer.id),
+            })
+            .await
+            .map(|_| ()),
+        "id",
+    );
+    expect(
+        c.accounts()
+            .get_reseller(pb::GetResellerRequest {
+                id: "rsl_nope".into(),
+            })
+            .await
+            .map(|_| ()),
+        "id",
+    );
+    expect(
+        c.accounts()
+            .list_customers(pb::ListCustomersRequest {
+                reseller_id: nul(&reseller.id),
+                ..Default::default()
+            })
+            .await
+            .map(|_| ()),
+        "reseller_id",
+    );
+    expect(
+        c.accounts()
+            .update_customer(pb::UpdateCustomerRequest {
+                customer: Some(pb::Customer {
+                    id: customer.id.clone(),
+                    email: nul("a@example.com"),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["email".into()],
+                }),
+            })
+            .await
+            .map(|_| ()),
+        "customer.email",
+    );
+    expect(
+        c.accounts()
+            .create_api_token(pb::CreateApiTokenRequest {
+                principal_kind: pb::PrincipalKind::Customer as i32,
+                principal_id: customer.id.clone(),
+                description: nul("script"),
+            })
+            .await
+            .map(|_| ()),
+        "description",
+    );
+    expect(
+        c.media()
+            .list_media_services(pb::ListMediaServicesRequest {
+                customer_id: nul(&customer.id),
+                node_id: "node_\u{1b}[2J".into(),
+                page_token: nul("AAAA"),
+                ..Default::default()
+            })
+            .await
+            .map(|_| ()),
+        "page_token",
+    );
+    expect(
+        c.media()
+            .get_media_service(pb::GetMediaServiceRequest { id: nul("svc_") })
+            .await
+            .map(|_| ()),
+        "id",
+    );
+    expect(
+        c.actions()
+            .list_actions(pb::ListActionsRequest {
+                media_service_id: nul("svc_"),
+                ..Default::default()
+            })
+            .await
+            .map(|_| ()),
+        "media_service_id",
+    );
+    expect(
+        c.actions()
+            .get_action(pb::GetActionRequest { id: nul("act_") })
+            .await
+            .map(|_| ()),
+        "id",
+    );
+    expect(
+        reseller_client
+            .accounts()
+            .create_customer(pb::CreateCustomerRequest {
+                customer: Some(pb::Customer {
+                    display_name: nul("Evil"),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map(|_| ()),
+        "customer.display_name",
+    );
+    expect(
+        reseller_client
+            .media()
+            .create_media_service(pb::CreateMediaServiceRequest {
+                media_service: Some(pb::MediaService {
+                    customer_id: customer.id.clone(),
+                    name: nul("radio"),
+                    ..Default::default()
+                }),
+                remember_type_as_default: false,
+            })
+            .await
+            .map(|_| ()),
+        "media_service.name",
+    );
+    // A well-formed id that names nothing is still NOT_FOUND, as outside the tenancy.
+    nf(
+        c.accounts()
+            .get_reseller(pb::GetResellerRequest {
+                id: castplane_control::ids::new_id("rsl"),
+            })
+            .await,
+        "well-formed unknown id",
+    );
+    // Nothing was written.
+    let customers = reseller_client
+        .accounts()
+        .list_customers(pb::ListCustomersRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .customers;
+    assert_eq!(customers.len(), 2, "primary account and one sub-account");
+    assert!(customers.iter().all(|c| c.email.is_empty()));
+    f.finish().await;
+}
+
+/// Page tokens cannot be forged or altered, and a token continues only the listing (with the
+/// same caller and filters) that issued it.
+async fn page_tokens_are_tamper_evident_and_bound_to_their_listing(backend: Backend) {
+    use base64::Engine;
+    let f = Accounts::new(backend).await;
+    let (r1, c1) = f.reseller("Token Radio One", UNLIMITED(), ALL_TYPES).await;
+    let (_, c2) = f.reseller("Token Radio Two", UNLIMITED(), ALL_TYPES).await;
+    for i in 0..3 {
+        c1.create_customer("", &format!("one {i}")).await;
+        c2.create_customer("", &format!("two {i}")).await;
+    }
+    let resellers = |token: String| {
+        let admin = f.admin.clone();
+        async move {
+            admin
+                .accounts()
+                .list_resellers(pb::ListResellersRequest {
+                    page_size: 1,
+                    page_token: token,
+                })
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    let first = resellers(String::new()).await.expect("first page");
+    assert!(!first.next_page_token.is_empty());
+    let second = resellers(first.next_page_token.clone())
+        .await
+        .expect("the issued token continues its listing");
+    assert_ne!(first.resellers[0].id, second.resellers[0].id);
+
+    // What the old tokens were (any base64url string) no longer works.
+    let forged = [
+        "AAAA".to_owned(),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&first.resellers[0].id),
+    ];
+    for token in forged {
+        let status = assert_code(resellers(token).await, Code::InvalidArgument, "forged");
+        assert_eq!(violation_fields(&status), vec!["page_token"]);
+    }
+    // Altered: one character of a real token changed.
+    let mut altered = first.next_page_token.clone().into_bytes();
+    let last = altered.len() - 1;
+    altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
+    assert_code(
+        resellers(String::from_utf8(altered).expect("ascii")).await,
+        Code::InvalidArgument,
+        "altered",
+    );
+    // From another listing.
+    assert_code(
+        f.admin
+            .accounts()
+            .list_customers(pb::ListCustomersRequest {
+                page_size: 1,
+                page_token: first.next_page_token.clone(),
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "a resellers token for customers",
+    );
+    // The same listing with other filters, or another caller's.
+    let customers_of = |client: Client, reseller_id: String, token: String| async move {
+        client
+            .accounts()
+            .list_customers(pb::ListCustomersRequest {
+                reseller_id,
+                page_size: 1,
+                page_token: token,
+            })
+            .await
+            .map(|r| r.into_inner())
+    };
+    let page = customers_of(f.admin.clone(), r1.id.clone(), String::new())
+        .await
+        .expect("page");
+    customers_of(f.admin.clone(), r1.id.clone(), page.next_page_token.clone())
+        .await
+        .expect("same filters");
+    assert_code(
+        customers_of(f.admin.clone(), String::new(), page.next_page_token.clone()).await,
+        Code::InvalidArgument,
+        "other filters",
+    );
+    let own = customers_of(c1.clone(), String::new(), String::new())
+        .await
+        .expect("page");
+    assert_code(
+        customers_of(c2.clone(), String::new(), own.next_page_token).await,
+        Code::InvalidArgument,
+        "another caller's token",
+    );
+    f.finish().await;
+}
+
+/// Limits beyond what a million services could use are refused naming the bound (leaving `max`
+/// out is "unlimited"), on create and update, and nothing is stored.
+async fn reseller_limits_are_bounded(backend: Backend) {
+    let f = Accounts::new(backend).await;
+    let huge = limits(Some(u64::MAX), None, None, Some(u64::MAX), None, None);
+    let status = assert_code(
+        f.admin
+            .accounts()
+            .create_reseller(pb::CreateResellerRequest {
+                reseller: Some(pb::Reseller {
+                    display_name: "Greedy".into(),
+                    limits: Some(huge),
+                    ..Default::default()
+                }),
+            })
+            .await,
+        Code::InvalidArgument,
+        "2^64-1 services",
+    );
+    assert_eq!(
+        violation_fields(&status),
+        vec![
+            "reseller.limits.customers.max",
+            "reseller.limits.max_bitrate_kbps.max"
+        ]
+    );
+    assert!(
+        status.message().contains("at most 1000000"),
+        "{}",
+        status.message()
+    );
+    let listed = f
+        .admin
+        .accounts()
+        .list_resellers(pb::ListResellersRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .resellers;
+    assert!(listed.is_empty(), "stored: {listed:?}");
+
+    // The bound itself is accepted, and so is unlimited.
+    let (reseller, _) = f
+        .reseller(
+            "Generous",
+            limits(Some(1_000_000), None, None, Some(100_000), None, None),
+            ALL_TYPES,
+        )
+        .await;
+    let status = assert_code(
+        f.admin
+            .accounts()
+            .update_reseller(pb::UpdateResellerRequest {
+                reseller: Some(pb::Reseller {
+                    id: reseller.id.clone(),
+                    limits: Some(huge),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["limits.customers".into()],
+                }),
+            })
+            .await,
+        Code::InvalidArgument,
+        "update beyond the bound",
+    );
+    assert!(violation_fields(&status).contains(&"reseller.limits.customers.max".to_owned()));
+    let stored = f
+        .admin
+        .accounts()
+        .get_reseller(pb::GetResellerRequest {
+            id: reseller.id.clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    let stored_limits = stored.limits.expect("limits");
+    assert_eq!(stored_limits.customers.and_then(|l| l.max), Some(1_000_000));
+    assert_eq!(stored_limits.services.and_then(|l| l.max), None);
+    f.finish().await;
+}
+
+/// Token descriptions are bounded, and one account holds at most 100 tokens.
+async fn api_tokens_are_bounded_and_capped_per_principal(backend: Backend) {
+    let f = Accounts::new(backend).await;
+    let (_, reseller_client) = f.reseller("Token Minter", UNLIMITED(), ALL_TYPES).await;
+    let customer = reseller_client.create_customer("", "Minter").await;
+    let token = f
+        .admin
+        .token_for(pb::PrincipalKind::Customer, &customer.id)
+        .await;
+    let c = f.cp.client(&token).await;
+    let mint = |description: String| {
+        let c = c.clone();
+        let id = customer.id.clone();
+        async move {
+            c.accounts()
+                .create_api_token(pb::CreateApiTokenRequest {
+                    principal_kind: pb::PrincipalKind::Customer as i32,
+                    principal_id: id,
+                    description,
+                })
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    let status = assert_code(
+        mint("x".repeat(100_000)).await,
+        Code::InvalidArgument,
+        "a 100 kB description",
+    );
+    assert_eq!(violation_fields(&status), vec!["description"]);
+    // One token is held already (the test's own); 99 more fit.
+    for i in 1..100 {
+        mint(format!("script {i}")).await.expect("under the cap");
+    }
+    let status = assert_code(
+        mint("one too many".into()).await,
+        Code::ResourceExhausted,
+        "the 101st token",
+    );
+    assert!(
+        status.message().contains("100 API tokens"),
+        "{}",
+        status.message()
+    );
+    let details = status.get_error_details();
+    let quota = details.quota_failure().expect("QuotaFailure");
+    assert_eq!(
+        quota.violations[0].subject,
+        format!("customer:{}/api_tokens", customer.id)
     );
     f.finish().await;
 }

@@ -28,6 +28,9 @@ use castplane_proto::agent::v1 as apb;
 use castplane_proto::agent::v1::agent_service_client::AgentServiceClient;
 use castplane_proto::v1 as pb;
 
+/// Built with these tests from this tree (see `src/bin/castplane-test-agent.rs`).
+const AGENT_BINARY: &str = env!("CARGO_BIN_EXE_castplane-test-agent");
+
 /// Deadlines short enough for a test: silent agents are cut off after 2 s, and actions fail
 /// after 3 s of their node being unreachable.
 fn short_deadlines() -> ServiceConfig {
@@ -49,7 +52,8 @@ async fn running_service(
 ) -> (Setup, AgentHandle, AgentProcess, pb::MediaService, u32) {
     let (s, token) = setup(Backend::Sqlite, config, 4).await;
     let agent = AgentHandle::join(&s.cp, &token).await.expect("join");
-    let process = AgentProcess::spawn(agent.data_dir()).expect("spawn the agent binary");
+    let process = AgentProcess::spawn(AGENT_BINARY.as_ref(), agent.data_dir())
+        .expect("spawn the agent binary");
     wait_online(&s.admin, &s.node.id).await;
     let service = create(&s.admin, &s.owner, "steady-fm").await;
     succeeded(&s.admin, &start(&s.admin, &service.id).await.id).await;
@@ -218,6 +222,7 @@ async fn an_agent_crash_around_a_restart_restarts_the_service_exactly_once() {
     // Killed after the restart ran, before its result was logged: the next agent finds the
     // server already replaced and does not replace it again.
     let crashing = AgentProcess::spawn_with(
+        AGENT_BINARY.as_ref(),
         &data_dir,
         &[("CASTPLANE_AGENT_FAILPOINTS", "action-after-execute")],
     )
@@ -226,7 +231,7 @@ async fn an_agent_crash_around_a_restart_restarts_the_service_exactly_once() {
     crashing.exited(LONG).await;
     let second_pid = icecast_pid(&data_dir, &service.id).expect("restarted server");
     assert_ne!(second_pid, first_pid, "the restart ran before the crash");
-    let process = AgentProcess::spawn(&data_dir).expect("respawn");
+    let process = AgentProcess::spawn(AGENT_BINARY.as_ref(), &data_dir).expect("respawn");
     let done = succeeded(&s.admin, &action.id).await;
     assert_eq!(
         icecast_pid(&data_dir, &service.id),
@@ -243,6 +248,7 @@ async fn an_agent_crash_around_a_restart_restarts_the_service_exactly_once() {
 
     // Killed after the restart was logged as started, before it ran: the next agent runs it.
     let crashing = AgentProcess::spawn_with(
+        AGENT_BINARY.as_ref(),
         &data_dir,
         &[("CASTPLANE_AGENT_FAILPOINTS", "action-before-execute")],
     )
@@ -254,7 +260,7 @@ async fn an_agent_crash_around_a_restart_restarts_the_service_exactly_once() {
         Some(second_pid),
         "nothing ran before the crash"
     );
-    let process = AgentProcess::spawn(&data_dir).expect("respawn");
+    let process = AgentProcess::spawn(AGENT_BINARY.as_ref(), &data_dir).expect("respawn");
     succeeded(&s.admin, &action.id).await;
     let third_pid = icecast_pid(&data_dir, &service.id).expect("restarted server");
     assert_ne!(third_pid, second_pid, "the resumed restart ran");

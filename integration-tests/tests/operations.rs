@@ -31,12 +31,12 @@ fn unlimited() -> pb::ResellerLimits {
 
 /// Every `castplane.v1` service, as reflection lists them (so a new service is covered too).
 async fn public_services(client: &Client) -> Vec<String> {
-    let services: Vec<String> = client
-        .reflected_services()
-        .await
-        .into_iter()
-        .filter(|name| name.starts_with("castplane.v1."))
-        .collect();
+    let services: Vec<String> =
+        castplane_integration_tests::client::reflected_services(client.channel())
+            .await
+            .into_iter()
+            .filter(|name| name.starts_with("castplane.v1."))
+            .collect();
     assert!(services.len() >= 5, "{services:?}");
     services
 }

@@ -77,6 +77,23 @@ async fn replicas_share_ports_quotas_and_the_action_queue() {
         "exactly the services quota, across replicas"
     );
 
+    // Page tokens are keyed by a secret both replicas share: A's token continues on B.
+    let page = |client: castplane_integration_tests::Client, token: String| async move {
+        client
+            .media()
+            .list_media_services(pb::ListMediaServicesRequest {
+                page_size: 1,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner())
+    };
+    let first_page = page(admin_a.clone(), String::new()).await.expect("page");
+    page(admin_b.clone(), first_page.next_page_token)
+        .await
+        .expect("replica B continues replica A's listing");
+
     // An action queued through A is dispatched by B, which holds the agent's stream.
     let service = &created[0];
     let action = admin_a

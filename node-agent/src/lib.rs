@@ -3,6 +3,7 @@
 
 pub mod action_log;
 pub mod agent;
+pub mod cli;
 pub mod failpoints;
 pub mod join;
 pub mod metrics;

@@ -81,7 +81,26 @@ impl DataDir {
             .recursive(true)
             .mode(0o700)
             .create(&self.root)
-            .with_context(|| format!("creating {}", self.root.display()))
+            .with_context(|| format!("creating {}", self.root.display()))?;
+        self.make_private()
+    }
+
+    /// Takes read and write access away from group and others: the directory holds the node's
+    /// private key. The execute bit stays, since service accounts traverse it to reach their
+    /// directories under `services/` (see the supervisor's `prepare_root_dir`).
+    pub fn make_private(&self) -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&self.root)
+            .with_context(|| format!("reading {}", self.root.display()))?
+            .permissions()
+            .mode()
+            & 0o7777;
+        if mode & 0o066 != 0 {
+            std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(mode & !0o066))
+                .with_context(|| format!("making {} private", self.root.display()))?;
+            tracing::warn!(dir = %self.root.display(), was = %format!("{mode:o}"), "made the agent's data directory private: it holds the node's key");
+        }
+        Ok(())
     }
 
     pub fn is_joined(&self) -> bool {
@@ -164,6 +183,18 @@ fn staged(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_open_data_dir_is_made_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("agent");
+        std::fs::create_dir(&root).expect("mkdir");
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        DataDir::new(&root).create().expect("create");
+        let mode = std::fs::metadata(&root).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o711);
+    }
 
     #[test]
     fn an_interrupted_credential_swap_completes_as_a_pair() {

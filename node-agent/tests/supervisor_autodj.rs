@@ -45,6 +45,8 @@ fn spec(id: &str, port: u16, owner: &str) -> ServiceSpec {
         admin_password: format!("adm-{id}-secret"),
         relay_password: format!("rel-{id}-secret"),
         public_host: "radio.test".to_owned(),
+        // The test hosts do not resolve; their servers listen on loopback.
+        bind_address: "127.0.0.1".to_owned(),
         desired_running: true,
         generation: 1,
     }

@@ -35,6 +35,8 @@ fn spec(id: &str, port: u16) -> ServiceSpec {
         admin_password: format!("adm-{id}-secret"),
         relay_password: format!("rel-{id}-secret"),
         public_host: "radio.test".to_owned(),
+        // The test hosts do not resolve; their servers listen on loopback.
+        bind_address: "127.0.0.1".to_owned(),
         desired_running: true,
         generation: 1,
         ..Default::default()
@@ -694,4 +696,123 @@ async fn capabilities_describe_this_host() {
     // Video has its own checks in supervisor_video.rs.
     let video = of(ServiceType::Video);
     assert!(video.detail.contains("nginx"), "{video:?}");
+}
+
+/// Whether something accepts TCP on `ip:port`.
+async fn accepts_on(ip: std::net::Ipv4Addr, port: u16) -> bool {
+    tokio::net::TcpStream::connect((ip, port)).await.is_ok()
+}
+
+#[tokio::test]
+async fn servers_listen_only_on_the_nodes_bind_address() {
+    let fx = Fixture::new();
+    // 127.0.0.2 plays the node's public address; all of 127.0.0.0/8 is this host's, so an
+    // address icecast2 was not given (127.0.0.3 here) shows whether it listens on every
+    // interface without any traffic leaving loopback.
+    let port = free_port();
+    let s = ServiceSpec {
+        bind_address: "127.0.0.2".to_owned(),
+        ..spec("bound", port)
+    };
+    fx.sup.start(&s).await.expect("start");
+    let config =
+        std::fs::read_to_string(fx.services_dir.join("bound").join("icecast.xml")).expect("config");
+    assert!(
+        config.contains("<bind-address>127.0.0.2</bind-address>"),
+        "{config}"
+    );
+    assert!(
+        accepts_on([127, 0, 0, 2].into(), port).await,
+        "bind address"
+    );
+    // The agent's own probes and AutoDJ use loopback.
+    assert!(accepts_on([127, 0, 0, 1].into(), port).await, "loopback");
+    assert!(
+        !accepts_on([127, 0, 0, 3].into(), port).await,
+        "icecast2 listens on an address it was not given"
+    );
+
+    // Without a bind address the public host decides: here it resolves to loopback only.
+    let port = free_port();
+    let resolved = ServiceSpec {
+        bind_address: String::new(),
+        public_host: "localhost".to_owned(),
+        ..spec("resolved", port)
+    };
+    fx.sup.start(&resolved).await.expect("start");
+    assert!(accepts_on([127, 0, 0, 1].into(), port).await);
+    assert!(!accepts_on([127, 0, 0, 3].into(), port).await);
+
+    // A public host that is not this host's address cannot be bound: refused with what to do.
+    let elsewhere = ServiceSpec {
+        bind_address: String::new(),
+        public_host: "192.0.2.1".to_owned(),
+        ..spec("elsewhere", free_port())
+    };
+    let err = fx
+        .sup
+        .start(&elsewhere)
+        .await
+        .expect_err("not this host")
+        .to_string();
+    assert!(err.contains("set the node's bind address"), "{err}");
+    fx.finish().await;
+}
+
+#[tokio::test]
+async fn a_restart_that_cannot_start_leaves_the_server_running() {
+    let fx = Fixture::new();
+    let port = free_port();
+    let s = spec("steady", port);
+    fx.sup.start(&s).await.expect("start");
+    let pid = fx.sup.pid("steady").await.expect("pid");
+    let dir = fx.services_dir.join("steady");
+
+    // The config cannot be written (its path is taken by a directory, which no write can
+    // replace, as root or not): the restart fails before anything is stopped.
+    std::fs::remove_file(dir.join("icecast.xml")).expect("remove config");
+    std::fs::create_dir(dir.join("icecast.xml")).expect("block the config path");
+    let err = fx
+        .sup
+        .restart(&s)
+        .await
+        .expect_err("cannot render")
+        .to_string();
+    assert!(
+        err.contains("icecast.xml") && err.contains("left as it was"),
+        "{err}"
+    );
+    assert_eq!(
+        fx.sup.pid("steady").await,
+        Some(pid),
+        "the server was stopped"
+    );
+    assert!(process_exists(pid));
+    assert!(
+        status_json(port).await.is_some(),
+        "the server stopped serving"
+    );
+    std::fs::remove_dir(dir.join("icecast.xml")).expect("unblock");
+
+    // A new port that another program holds: refused before stopping, too.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("hold a port");
+    let taken = holder.local_addr().expect("addr").port();
+    let mut moved = spec("steady", taken);
+    moved.generation = 2;
+    let err = fx
+        .sup
+        .restart(&moved)
+        .await
+        .expect_err("port taken")
+        .to_string();
+    assert!(err.contains(&format!("port {taken} is in use")), "{err}");
+    assert_eq!(fx.sup.pid("steady").await, Some(pid));
+    assert!(status_json(port).await.is_some());
+
+    // And a restart that can start still replaces the server.
+    drop(holder);
+    fx.sup.restart(&moved).await.expect("restart");
+    assert_ne!(fx.sup.pid("steady").await, Some(pid));
+    assert!(status_json(taken).await.is_some());
+    fx.finish().await;
 }

@@ -13,6 +13,7 @@ pub mod agent {
     }
 }
 
+pub mod codec;
 pub mod join_token;
 
 /// The canonical gRPC code names, as gRPC documentation and other tools spell them.
@@ -38,6 +39,7 @@ pub fn grpc_code_name(code: tonic::Code) -> &'static str {
     }
 }
 mod redact;
+pub mod reflect;
 
 /// The encoded descriptor set of every castplane proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

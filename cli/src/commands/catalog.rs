@@ -6,6 +6,7 @@ use super::Ctx;
 use crate::cli::{CatalogCommand, ResellerFilter};
 use crate::error::Result;
 use crate::json::{self, ToJson};
+use crate::lookup;
 use crate::output::{enum_text, limit_text, render, table};
 
 pub async fn run(ctx: &Ctx, command: CatalogCommand) -> Result<()> {
@@ -82,11 +83,45 @@ pub async fn run(ctx: &Ctx, command: CatalogCommand) -> Result<()> {
     }
 }
 
+/// One reseller's usage; as the admin without `--reseller`, every reseller's.
 pub async fn usage(ctx: &Ctx, filter: ResellerFilter) -> Result<()> {
-    let usage = fetch_usage(ctx, filter.reseller.unwrap_or_default()).await?;
+    if let Some(reseller) = filter.reseller {
+        let usage = fetch_usage(ctx, reseller).await?;
+        return ctx.out.emit(
+            || usage.to_json(),
+            || format!("Reseller {}\n{}", usage.reseller_id, usage_table(&usage)),
+        );
+    }
+    let mut accounts = ctx.api.accounts.clone();
+    let caller = accounts
+        .get_caller(pb::GetCallerRequest {})
+        .await?
+        .into_inner();
+    if caller.principal_kind != pb::PrincipalKind::Admin as i32 {
+        let usage = fetch_usage(ctx, String::new()).await?;
+        return ctx.out.emit(
+            || usage.to_json(),
+            || format!("Reseller {}\n{}", caller.display_name, usage_table(&usage)),
+        );
+    }
+    let resellers = lookup::list_resellers(&ctx.api).await?;
+    let mut usages = Vec::with_capacity(resellers.len());
+    for reseller in &resellers {
+        usages.push(fetch_usage(ctx, reseller.id.clone()).await?);
+    }
     ctx.out.emit(
-        || usage.to_json(),
-        || format!("Reseller {}\n{}", usage.reseller_id, usage_table(&usage)),
+        || json::list("resellers", &usages),
+        || {
+            if resellers.is_empty() {
+                return "No resellers yet.".to_owned();
+            }
+            resellers
+                .iter()
+                .zip(&usages)
+                .map(|(r, u)| format!("Reseller {} ({})\n{}", r.display_name, r.id, usage_table(u)))
+                .collect::<Vec<_>>()
+                .join("\n\n")
+        },
     )
 }
 

@@ -35,6 +35,11 @@ pub async fn run(ctx: &Ctx, command: CustomerCommand) -> Result<()> {
         CustomerCommand::List(filter) => {
             let customers =
                 lookup::list_customers(&ctx.api, filter.reseller.unwrap_or_default()).await?;
+            let names = if ctx.out.is_json() {
+                lookup::Names::default()
+            } else {
+                lookup::Names::default().resellers(&ctx.api).await
+            };
             ctx.out.emit(
                 || json::list("customers", &customers),
                 || {
@@ -45,7 +50,7 @@ pub async fn run(ctx: &Ctx, command: CustomerCommand) -> Result<()> {
                             c.display_name.clone(),
                             or_dash(&c.email),
                             enum_text::<pb::CustomerKind>(c.kind),
-                            c.reseller_id.clone(),
+                            names.of(&c.reseller_id),
                         ]);
                     }
                     render(&t)

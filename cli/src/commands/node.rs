@@ -15,6 +15,7 @@ pub async fn run(ctx: &Ctx, command: NodeCommand) -> Result<()> {
         NodeCommand::Add {
             name,
             public_host,
+            bind_address,
             ports,
             capacity,
             token_ttl,
@@ -22,6 +23,7 @@ pub async fn run(ctx: &Ctx, command: NodeCommand) -> Result<()> {
             let node = pb::Node {
                 name,
                 public_host,
+                bind_address: bind_address.unwrap_or_default(),
                 port_range: Some(pb::PortRange {
                     first: ports.first.into(),
                     last: ports.last.into(),
@@ -126,6 +128,14 @@ fn node_detail(node: &pb::Node) -> String {
         ("Id", node.id.clone()),
         ("Name", node.name.clone()),
         ("Public host", node.public_host.clone()),
+        (
+            "Bind address",
+            if node.bind_address.is_empty() {
+                "(what the public host resolves to on the node)".to_owned()
+            } else {
+                node.bind_address.clone()
+            },
+        ),
         ("Status", enum_text::<pb::NodeStatus>(node.status)),
         ("Ports used", ports_text(node)),
         ("Services", services_text(node)),

@@ -48,9 +48,19 @@ pub async fn run(ctx: &Ctx, command: ServiceCommand) -> Result<()> {
                 ..Default::default()
             };
             let services = lookup::list_services(&ctx.api, request).await?;
+            if ctx.out.is_json() {
+                return ctx
+                    .out
+                    .emit(|| json::list("media_services", &services), String::new);
+            }
+            let names = lookup::Names::default()
+                .customers(&ctx.api, services.iter().map(|s| s.customer_id.as_str()))
+                .await
+                .nodes(&ctx.api)
+                .await;
             ctx.out.emit(
                 || json::list("media_services", &services),
-                || list_table(&services),
+                || list_table(&services, &names),
             )
         }
         ServiceCommand::Get(target) => {
@@ -360,7 +370,7 @@ pub fn service_detail(s: &pb::MediaService) -> String {
     ]))
 }
 
-fn list_table(services: &[pb::MediaService]) -> String {
+fn list_table(services: &[pb::MediaService], names: &lookup::Names) -> String {
     let mut t = table([
         "NAME",
         "ID",
@@ -382,8 +392,8 @@ fn list_table(services: &[pb::MediaService]) -> String {
             s.name.clone(),
             s.id.clone(),
             enum_text::<pb::ServiceType>(s.r#type),
-            s.customer_id.clone(),
-            or_dash(&s.node_id),
+            names.of(&s.customer_id),
+            names.of(&s.node_id),
             enum_text::<pb::DesiredState>(s.desired_state),
             state,
             format!(

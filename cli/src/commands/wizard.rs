@@ -152,13 +152,13 @@ async fn wizard(ctx: &Ctx, args: CreateServiceArgs) -> Result<Collected> {
     };
     // Steps 2 and 3 are about the customer's reseller, which the customer record names.
     let mut accounts = ctx.api.accounts.clone();
-    let reseller_id = accounts
+    let customer = accounts
         .get_customer(pb::GetCustomerRequest {
             id: customer_id.clone(),
         })
         .await?
-        .into_inner()
-        .reseller_id;
+        .into_inner();
+    let reseller_id = customer.reseller_id.clone();
 
     // Step 2: the service type.
     let mut catalog = ctx.api.catalog.clone();
@@ -181,14 +181,14 @@ async fn wizard(ctx: &Ctx, args: CreateServiceArgs) -> Result<Collected> {
     let usage = fetch_usage(ctx, reseller_id.clone()).await?;
     eprintln!("\nStep 3 of 3: configuration. Reseller {reseller_id}:");
     eprintln!("{}\n", usage_table(&usage));
-    let available = |resource: pb::Resource| {
-        let amount = usage
+    let amount = |resource: pb::Resource| {
+        usage
             .resources
             .iter()
             .find(|r| r.resource == resource as i32)
-            .and_then(|r| r.available);
-        available_text(amount)
+            .and_then(|r| r.available)
     };
+    let available = |resource: pb::Resource| available_text(amount(resource));
     let name = match args.name {
         Some(name) => name,
         None => Input::<String>::with_theme(&theme)
@@ -209,6 +209,10 @@ async fn wizard(ctx: &Ctx, args: CreateServiceArgs) -> Result<Collected> {
                 "Max listeners (listener slots available: {})",
                 available(pb::Resource::ListenerSlots)
             ))
+            .validate_with(within(
+                amount(pb::Resource::ListenerSlots),
+                "listener slots are available",
+            ))
             .interact_text()?,
     };
     let max_bitrate_kbps = match args.max_bitrate_kbps {
@@ -217,6 +221,10 @@ async fn wizard(ctx: &Ctx, args: CreateServiceArgs) -> Result<Collected> {
             .with_prompt(format!(
                 "Max bitrate in kbps (at most: {})",
                 available(pb::Resource::MaxBitrateKbps)
+            ))
+            .validate_with(within(
+                amount(pb::Resource::MaxBitrateKbps),
+                "kbps is the reseller's cap per service",
             ))
             .interact_text()?,
     };
@@ -227,6 +235,7 @@ async fn wizard(ctx: &Ctx, args: CreateServiceArgs) -> Result<Collected> {
                 "Disk quota in MB (available: {})",
                 available(pb::Resource::DiskMb)
             ))
+            .validate_with(within(amount(pb::Resource::DiskMb), "MB are available"))
             .interact_text()?,
     };
     let bandwidth_gb = match args.bandwidth_gb {
@@ -235,6 +244,10 @@ async fn wizard(ctx: &Ctx, args: CreateServiceArgs) -> Result<Collected> {
             .with_prompt(format!(
                 "Bandwidth in GB per month (available: {})",
                 available(pb::Resource::BandwidthGbPerMonth)
+            ))
+            .validate_with(within(
+                amount(pb::Resource::BandwidthGbPerMonth),
+                "GB per month are available",
             ))
             .interact_text()?,
     };
@@ -248,8 +261,10 @@ async fn wizard(ctx: &Ctx, args: CreateServiceArgs) -> Result<Collected> {
     };
     let go = Confirm::with_theme(&theme)
         .with_prompt(format!(
-            "Create {} service {name:?} for {customer_id}?",
-            enum_text::<pb::ServiceType>(service_type as i32)
+            "Create {} service {name:?} for {} ({})?",
+            enum_text::<pb::ServiceType>(service_type as i32),
+            customer.display_name,
+            customer_kind_text(&customer)
         ))
         .default(true)
         .interact()?;
@@ -268,6 +283,26 @@ async fn wizard(ctx: &Ctx, args: CreateServiceArgs) -> Result<Collected> {
         bandwidth_gb,
         autodj,
     })
+}
+
+/// Checks an amount as it is typed against what the reseller still has (`None`: unlimited),
+/// so the wizard asks again instead of failing once everything has been entered.
+fn within<T: Copy + Into<u64>>(
+    available: Option<u64>,
+    what: &'static str,
+) -> impl FnMut(&T) -> std::result::Result<(), String> {
+    move |value: &T| match available {
+        Some(available) if (*value).into() > available => Err(format!("only {available} {what}")),
+        _ => Ok(()),
+    }
+}
+
+fn customer_kind_text(customer: &pb::Customer) -> &'static str {
+    if customer.kind == pb::CustomerKind::PrimaryAccount as i32 {
+        "the reseller's primary account"
+    } else {
+        "sub-account"
+    }
 }
 
 async fn pick_customer(
@@ -387,6 +422,18 @@ mod tests {
             ]
         );
         assert!(from_flags(&args).is_none());
+    }
+
+    #[test]
+    fn amounts_are_checked_against_what_is_available() {
+        let mut slots = within::<u32>(Some(500), "listener slots are available");
+        assert!(slots(&500).is_ok());
+        assert_eq!(
+            slots(&600).unwrap_err(),
+            "only 500 listener slots are available"
+        );
+        let mut unlimited = within::<u64>(None, "MB are available");
+        assert!(unlimited(&u64::MAX).is_ok());
     }
 
     #[test]

@@ -45,10 +45,11 @@ impl TryFrom<pb::CreateResellerRequest> for NewReseller {
                 parsed
             }
         };
+        let limits = limits_from_wire(&mut violations, "reseller.limits", reseller.limits.as_ref());
         violations.into_result()?;
         Ok(NewReseller {
             display_name: reseller.display_name.trim().to_owned(),
-            limits: limits_from_wire(reseller.limits.as_ref()),
+            limits,
             allowed_types,
             default_type,
         })
@@ -78,7 +79,18 @@ fn reseller_patch(
         violations.add("reseller.id", "required");
     }
     let mut patch = ResellerPatch::default();
-    let limits = limits_from_wire(reseller.limits.as_ref());
+    // Limits the mask leaves alone are not checked either: they are not being set.
+    let mut ignored = Violations::default();
+    let limit_violations = if paths.iter().any(|p| p.starts_with("limits")) {
+        &mut violations
+    } else {
+        &mut ignored
+    };
+    let limits = limits_from_wire(
+        limit_violations,
+        "reseller.limits",
+        reseller.limits.as_ref(),
+    );
     for path in &paths {
         match path.as_str() {
             "display_name" => {

@@ -54,19 +54,41 @@ pub fn check_service_name(violations: &mut Violations, field: &str, value: &str)
     );
 }
 
-pub fn limits_from_wire(limits: Option<&pb::ResellerLimits>) -> Limits {
+/// A reseller's limits from the wire; an absent `Limit` or `max` is unlimited. Each number must
+/// be within [`Resource::max_limit`]: past it, "unlimited" is the only way.
+pub fn limits_from_wire(
+    violations: &mut Violations,
+    field: &str,
+    limits: Option<&pb::ResellerLimits>,
+) -> Limits {
     let Some(l) = limits else {
         return Limits::default();
     };
-    let get = |limit: &Option<pb::Limit>| limit.as_ref().and_then(|l| l.max);
-    Limits {
-        customers: get(&l.customers),
-        services: get(&l.services),
-        listener_slots: get(&l.listener_slots),
-        max_bitrate_kbps: get(&l.max_bitrate_kbps),
-        disk_mb: get(&l.disk_mb),
-        bandwidth_gb_per_month: get(&l.bandwidth_gb_per_month),
+    let mut out = Limits::default();
+    for resource in Resource::ALL {
+        let wire = match resource {
+            Resource::Customers => &l.customers,
+            Resource::Services => &l.services,
+            Resource::ListenerSlots => &l.listener_slots,
+            Resource::MaxBitrateKbps => &l.max_bitrate_kbps,
+            Resource::DiskMb => &l.disk_mb,
+            Resource::BandwidthGbPerMonth => &l.bandwidth_gb_per_month,
+        };
+        let value = wire.as_ref().and_then(|l| l.max);
+        if let Some(max) = value
+            && max > resource.max_limit()
+        {
+            violations.add(
+                &format!("{field}.{}.max", wire_limit_name(resource)),
+                format!(
+                    "must be at most {}; leave `max` out for unlimited",
+                    resource.max_limit()
+                ),
+            );
+        }
+        out.set(resource, value);
     }
+    out
 }
 
 pub fn limit_to_wire(value: Option<u64>) -> Option<pb::Limit> {
@@ -340,6 +362,7 @@ pub fn node_to_wire(view: &NodeView) -> pb::Node {
         join_time: n.join_time.map(to_timestamp),
         certificate_expire_time: n.cert_expire_time.map(to_timestamp),
         create_time: Some(to_timestamp(n.create_time)),
+        bind_address: n.bind_address.clone(),
     }
 }
 

@@ -9,17 +9,13 @@ use super::convert::{
     media_service_to_wire, ownership_change_to_wire,
 };
 use super::{optional, principal, required, traceparent};
-use crate::domain::{ActionKind, service_type_from_wire};
+use crate::domain::{
+    ActionKind, MAX_BANDWIDTH_GB, MAX_BITRATE_KBPS, MAX_DISK_MB, MAX_LISTENERS,
+    service_type_from_wire,
+};
 use crate::error::{ServiceError, Violations};
 use crate::persistence::services::ServiceFilter;
 use crate::service::{ControlPlane, MediaServicePatch, NewMediaService, ServiceScope};
-
-/// Bounds that keep a typo from reserving a continent's worth of capacity.
-const MAX_LISTENERS: u32 = 1_000_000;
-const MAX_BITRATE_KBPS: u32 = 100_000;
-/// 1 PB and 1 EB a month: far beyond any real service, far below where sums could overflow.
-const MAX_DISK_MB: u64 = 1_000_000_000;
-const MAX_BANDWIDTH_GB: u64 = 1_000_000_000;
 
 pub struct MediaServiceApi {
     pub control_plane: ControlPlane,
@@ -168,7 +164,7 @@ fn scope_from_wire(value: i32) -> Result<ServiceScope, ServiceError> {
 
 impl MediaServiceApi {
     /// Start, stop and restart differ only in the kind of action they queue.
-    async fn enqueue<T>(
+    async fn enqueue<T: prost::Message + prost::Name>(
         &self,
         request: &Request<T>,
         id: &str,

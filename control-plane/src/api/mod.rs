@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod actions;
 pub mod agent;
+pub mod boundary;
 pub mod catalog;
 mod convert;
 pub mod media;
@@ -12,13 +13,19 @@ use tonic::{Request, Status};
 
 use crate::domain::Principal;
 
-/// The caller, as the auth layer established it.
-pub(crate) fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
-    request
+/// The caller, as the auth layer established it, of a request that passed the boundary
+/// checks ([`boundary::check`]). Every public handler starts here, so no request reaches the
+/// service layer unchecked.
+pub(crate) fn principal<T: prost::Message + prost::Name>(
+    request: &Request<T>,
+) -> Result<Principal, Status> {
+    let principal = request
         .extensions()
         .get::<Principal>()
         .cloned()
-        .ok_or_else(|| Status::unauthenticated("missing API token"))
+        .ok_or_else(|| Status::unauthenticated("missing API token"))?;
+    boundary::check(request.get_ref())?;
+    Ok(principal)
 }
 
 /// The W3C trace context the caller sent (`traceparent` metadata), if any.

@@ -16,7 +16,17 @@ pub struct NodeApi {
     pub control_plane: ControlPlane,
 }
 
-fn ttl(seconds: u32) -> Option<Duration> {
+/// A requested join-token lifetime: 0 is the server's default.
+fn ttl(violations: &mut Violations, field: &str, seconds: u32) -> Option<Duration> {
+    let max = crate::service::MAX_JOIN_TOKEN_TTL;
+    violations.check(
+        u64::from(seconds) <= max.as_secs(),
+        field,
+        format!(
+            "must be at most {} (30 days); 0 is the default",
+            max.as_secs()
+        ),
+    );
     (seconds > 0).then(|| Duration::from_secs(seconds as u64))
 }
 
@@ -46,6 +56,11 @@ impl TryFrom<pb::CreateNodeRequest> for NewNode {
             "node.public_host",
             "must be a hostname or an IP address",
         );
+        violations.check(
+            node.bind_address.is_empty() || node.bind_address.parse::<std::net::IpAddr>().is_ok(),
+            "node.bind_address",
+            "must be an IP address (0.0.0.0 for every interface), or empty for what the public host resolves to on the node",
+        );
         let range = node.port_range.unwrap_or_default();
         let valid_port = |p: u32| (1..=65535).contains(&p);
         violations.check(
@@ -53,14 +68,20 @@ impl TryFrom<pb::CreateNodeRequest> for NewNode {
             "node.port_range",
             "must be FIRST-LAST with 1 <= FIRST <= LAST <= 65535",
         );
+        let join_token_ttl = ttl(
+            &mut violations,
+            "join_token_ttl_seconds",
+            request.join_token_ttl_seconds,
+        );
         violations.into_result()?;
         Ok(NewNode {
             name: node.name,
             public_host: node.public_host,
+            bind_address: node.bind_address,
             port_first: range.first as u16,
             port_last: range.last as u16,
             capacity: node.capacity,
-            join_token_ttl: ttl(request.join_token_ttl_seconds),
+            join_token_ttl,
         })
     }
 }
@@ -116,9 +137,12 @@ impl NodeService for NodeApi {
         let principal = principal(&request)?;
         let r = request.get_ref();
         let node_id = required("node_id", &r.node_id)?;
+        let mut violations = Violations::default();
+        let lifetime = ttl(&mut violations, "ttl_seconds", r.ttl_seconds);
+        violations.into_result()?;
         let token = self
             .control_plane
-            .create_join_token(&principal, node_id, ttl(r.ttl_seconds))
+            .create_join_token(&principal, node_id, lifetime)
             .await?;
         Ok(Response::new(pb::NodeJoinToken {
             token: token.token,

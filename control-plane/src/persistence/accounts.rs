@@ -145,3 +145,20 @@ pub async fn find_token_by_hash(
         .one(db)
         .await?)
 }
+
+/// How many tokens a principal holds (`principal_id` is empty for the admin).
+pub async fn count_tokens(
+    db: &impl ConnectionTrait,
+    principal_kind: &str,
+    principal_id: &str,
+) -> Result<u64> {
+    let count: Option<i64> = api_token::Entity::find()
+        .select_only()
+        .column_as(count_bigint(), "n")
+        .filter(api_token::Column::PrincipalKind.eq(principal_kind))
+        .filter(api_token::Column::PrincipalId.eq(principal_id))
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(count.unwrap_or(0).max(0) as u64)
+}

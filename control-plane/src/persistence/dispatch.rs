@@ -375,6 +375,7 @@ pub async fn node_version(db: &impl ConnectionTrait, node_id: &str) -> Result<Op
 pub struct NodeServices {
     pub version: i64,
     pub public_host: String,
+    pub bind_address: String,
     pub services: Vec<media_service::Model>,
     pub ports: Vec<port_allocation::Model>,
 }
@@ -388,7 +389,7 @@ pub async fn node_services(
     let Some(node) = db
         .query_one_raw(sql(
             b,
-            "SELECT version, public_host FROM nodes WHERE id = $1",
+            "SELECT version, public_host, bind_address FROM nodes WHERE id = $1",
             vec![node_id.into()],
         ))
         .await?
@@ -397,6 +398,7 @@ pub async fn node_services(
     };
     let version: i64 = column(&node, "version")?;
     let public_host: String = column(&node, "public_host")?;
+    let bind_address: String = column(&node, "bind_address")?;
     let rows = match since {
         None => {
             db.query_all_raw(sql(
@@ -439,6 +441,7 @@ pub async fn node_services(
     Ok(Some(NodeServices {
         version,
         public_host,
+        bind_address,
         services,
         ports,
     }))

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod actions;
+pub mod cluster;
 pub mod dispatch;
 pub mod entities;
 pub mod migrations;
@@ -10,6 +11,7 @@ pub mod nodes;
 pub mod notify;
 pub mod services;
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use sea_orm::{
@@ -28,6 +30,10 @@ pub enum PersistenceError {
     /// The database could not serve the request now (pool exhausted, lock timeout).
     #[error("database busy: {0}")]
     Busy(String),
+    /// The database cannot do its work now for a reason a person can fix (its disk is full, it
+    /// is down or unreachable); the message says which.
+    #[error("{0}")]
+    Unavailable(String),
     /// The transaction lost a deadlock or serialization conflict; running it again may work.
     #[error("transaction aborted: {0}")]
     Aborted(String),
@@ -43,17 +49,83 @@ impl From<DbErr> for PersistenceError {
         if let Some(SqlErr::UniqueConstraintViolation(detail)) = err.sql_err() {
             return PersistenceError::Conflict(detail);
         }
+        if let Some(reason) = unavailable_reason(&err) {
+            tracing::warn!(error = %err, "the database cannot serve requests");
+            return PersistenceError::Unavailable(reason);
+        }
         let text = err.to_string();
         // PostgreSQL 40P01 / 40001: the loser of a lock cycle or a serialization conflict.
         if text.contains("deadlock detected") || text.contains("could not serialize access") {
             return PersistenceError::Aborted(text);
         }
         match err {
-            DbErr::ConnectionAcquire(e) => PersistenceError::Busy(e.to_string()),
+            DbErr::ConnectionAcquire(e) => {
+                LAST_ACQUIRE_TIMEOUT.store(crate::clock::now_millis(), Ordering::Relaxed);
+                PersistenceError::Busy(format!(
+                    "no database connection within {} s ({e}): the database is overloaded, down or unreachable",
+                    ACQUIRE_TIMEOUT.as_secs()
+                ))
+            }
             other => PersistenceError::Database(other),
         }
     }
 }
+
+/// What the database's own error code (SQLite result code, PostgreSQL SQLSTATE) says about a
+/// failure an operator must fix, in words they can act on.
+fn unavailable_reason(err: &DbErr) -> Option<String> {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Error as Sqlx;
+    let (DbErr::Conn(RuntimeErr::SqlxError(e))
+    | DbErr::Exec(RuntimeErr::SqlxError(e))
+    | DbErr::Query(RuntimeErr::SqlxError(e))) = err
+    else {
+        return None;
+    };
+    match &**e {
+        Sqlx::Database(db) => {
+            let code = db.code()?;
+            match code.as_ref() {
+                // SQLITE_FULL, and PostgreSQL's disk_full class 53100.
+                "13" | "53100" => Some(
+                    "the database's disk is full: free space where the database stores its files, then retry"
+                        .to_owned(),
+                ),
+                // SQLITE_READONLY and its extended codes.
+                "8" | "264" | "520" | "776" | "1032" | "1288" | "1544" => Some(
+                    "the database is read-only: check the permissions and the mount of the data directory"
+                        .to_owned(),
+                ),
+                // admin_shutdown, crash_shutdown, cannot_connect_now.
+                "57P01" | "57P02" | "57P03" => Some(format!(
+                    "the database is shutting down or starting up ({}); retry shortly",
+                    db.message()
+                )),
+                _ => None,
+            }
+        }
+        Sqlx::Io(io) => Some(format!(
+            "lost the connection to the database ({io}); check that it is running and reachable"
+        )),
+        Sqlx::PoolClosed => Some("the database connection pool is closed".to_owned()),
+        _ => None,
+    }
+}
+
+/// How long a request waits for a database connection. A healthy pool hands one out in
+/// microseconds; a database that is down must not hold every caller for long.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// After an outage was diagnosed, callers are answered at once for this long before the
+/// database is tried again.
+const OUTAGE_MEMORY: Duration = Duration::from_secs(2);
+/// When a request last waited [`ACQUIRE_TIMEOUT`] in vain for a connection (any pool in this
+/// process: the error does not say which). Until [`OUTAGE_MEMORY`] has passed, every caller
+/// first checks that its database server answers, so one slow failure diagnoses the outage
+/// for all that follow.
+static LAST_ACQUIRE_TIMEOUT: AtomicI64 = AtomicI64::new(0);
+
+/// How long the diagnosis of an outage may try to reach the database server.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub type Result<T, E = PersistenceError> = std::result::Result<T, E>;
 
@@ -88,6 +160,10 @@ impl Default for PoolSettings {
 pub struct Persistence {
     db: DatabaseConnection,
     reader: DatabaseConnection,
+    /// Where a PostgreSQL server listens, to tell "down" from "busy" when no connection comes.
+    server: Option<(String, u16)>,
+    /// The last diagnosed outage: when, and why.
+    outage: std::sync::Arc<std::sync::Mutex<Option<(std::time::Instant, String)>>>,
 }
 
 impl Persistence {
@@ -102,7 +178,7 @@ impl Persistence {
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .sqlx_logging(false)
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .max_lifetime(settings.max_lifetime);
         if is_sqlite {
             options
@@ -115,9 +191,19 @@ impl Persistence {
                 .min_connections(1);
         }
         let db = Database::connect(options).await?;
+        let server = if is_sqlite {
+            None
+        } else {
+            use sea_orm::sqlx::postgres::PgConnectOptions;
+            url.parse::<PgConnectOptions>()
+                .ok()
+                .map(|o| (o.get_host().to_owned(), o.get_port()))
+        };
         let persistence = Persistence {
             reader: db.clone(),
             db,
+            server,
+            outage: Default::default(),
         };
         persistence.migrate().await?;
         if !is_sqlite {
@@ -126,7 +212,7 @@ impl Persistence {
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .sqlx_logging(false)
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .max_lifetime(settings.max_lifetime)
             .max_connections(settings.readers.max(1))
             .min_connections(1)
@@ -160,6 +246,60 @@ impl Persistence {
     /// The connection writes and transactions use.
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// Fails at once while an outage diagnosed less than [`OUTAGE_MEMORY`] ago stands, so
+    /// callers are not each held for [`ACQUIRE_TIMEOUT`] by a database known to be down; and
+    /// right after a connection could not be had, checks that the server answers first.
+    pub async fn check_available(&self) -> Result<()> {
+        {
+            let outage = self.outage.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, reason)) = &*outage
+                && at.elapsed() < OUTAGE_MEMORY
+            {
+                return Err(PersistenceError::Unavailable(reason.clone()));
+            }
+        }
+        let since_timeout =
+            crate::clock::now_millis() - LAST_ACQUIRE_TIMEOUT.load(Ordering::Relaxed);
+        if since_timeout < OUTAGE_MEMORY.as_millis() as i64 {
+            let suspected = PersistenceError::Busy("a recent request found no connection".into());
+            if let err @ PersistenceError::Unavailable(_) = self.diagnose(suspected).await {
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns a failure to get a connection into its cause, remembered for [`Self::check_available`]:
+    /// the server refuses or does not answer (down, unreachable), or it answers and every
+    /// connection is busy. Other errors pass through.
+    pub async fn diagnose(&self, error: PersistenceError) -> PersistenceError {
+        let PersistenceError::Busy(busy) = &error else {
+            return error;
+        };
+        let Some((host, port)) = &self.server else {
+            return error;
+        };
+        let reached = tokio::time::timeout(
+            PROBE_TIMEOUT,
+            tokio::net::TcpStream::connect((host.as_str(), *port)),
+        )
+        .await;
+        let reason = match reached {
+            Ok(Ok(_)) => return PersistenceError::Busy(busy.clone()),
+            Ok(Err(e)) => format!(
+                "the database server at {host}:{port} cannot be reached ({e}): check that PostgreSQL is running and reachable from this host"
+            ),
+            Err(_) => format!(
+                "the database server at {host}:{port} does not answer within {} s: check that PostgreSQL is running and reachable from this host",
+                PROBE_TIMEOUT.as_secs()
+            ),
+        };
+        tracing::warn!(reason = %reason, "database outage");
+        *self.outage.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), reason.clone()));
+        PersistenceError::Unavailable(reason)
     }
 
     /// For reads outside a transaction: they see every committed write.
@@ -239,6 +379,51 @@ impl Persistence {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A real SQLITE_FULL: the database may not grow past its page limit, which SQLite reports
+    /// exactly as it reports a full disk.
+    #[tokio::test]
+    async fn a_full_disk_answers_unavailable_with_what_to_do() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("full.db").display());
+        let persistence = Persistence::connect(&url).await.expect("connect");
+        let db = persistence.db();
+        db.execute_unprepared("CREATE TABLE filler (x TEXT NOT NULL)")
+            .await
+            .expect("table");
+        let pages: i64 = db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "PRAGMA page_count",
+            ))
+            .await
+            .expect("page count")
+            .and_then(|row| row.try_get_by_index(0).ok())
+            .expect("a count");
+        db.execute_unprepared(&format!("PRAGMA max_page_count = {}", pages + 1))
+            .await
+            .expect("cap");
+        let mut failure = None;
+        for _ in 0..100 {
+            if let Err(err) = db
+                .execute_unprepared("INSERT INTO filler VALUES (hex(randomblob(4000)))")
+                .await
+            {
+                failure = Some(err);
+                break;
+            }
+        }
+        let err = failure.expect("the capped database fills up");
+        let status = tonic::Status::from(crate::error::ServiceError::from(PersistenceError::from(
+            err,
+        )));
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert!(
+            status.message().contains("disk is full") && status.message().contains("free space"),
+            "{status:?}"
+        );
+        persistence.close().await;
+    }
 
     async fn pragma(db: &DatabaseConnection, name: &str) -> String {
         let row = db

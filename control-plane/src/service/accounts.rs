@@ -2,9 +2,7 @@
 
 use sea_orm::TransactionTrait;
 
-use super::{
-    ControlPlane, Result, can_see_customer, page_size, paginate, require_admin, resolve_reseller,
-};
+use super::{ControlPlane, Result, can_see_customer, page_size, require_admin, resolve_reseller};
 use crate::clock::now_millis;
 use crate::domain::{Limits, Principal, Resource, ServiceType};
 use crate::error::ServiceError;
@@ -41,6 +39,10 @@ pub struct CustomerPatch {
     pub display_name: Option<String>,
     pub email: Option<String>,
 }
+
+/// API tokens one principal may hold: enough for every program it runs, few enough that nobody
+/// can fill the database with them.
+pub const MAX_TOKENS_PER_PRINCIPAL: u64 = 100;
 
 /// The caller's identity as shown by `GetCaller`.
 pub struct CallerView {
@@ -162,11 +164,12 @@ impl ControlPlane {
         requested_size: i32,
     ) -> Result<(Vec<reseller::Model>, String)> {
         let size = page_size(requested_size)?;
-        let after = super::decode_page_token(page_token)?;
+        let listing = format!("resellers|{}", principal.audit_name());
+        let after = self.page_after(&listing, page_token)?;
         match principal {
             Principal::Admin => {
                 let rows = db::list_resellers(self.db(), after.as_deref(), size + 1).await?;
-                Ok(paginate(rows, size, |r| &r.id))
+                Ok(self.paginate(&listing, rows, size, |r| &r.id))
             }
             Principal::Reseller { id } if after.is_none() => {
                 Ok((vec![self.get_reseller(principal, id).await?], String::new()))
@@ -299,7 +302,12 @@ impl ControlPlane {
         requested_size: i32,
     ) -> Result<(Vec<customer::Model>, String)> {
         let size = page_size(requested_size)?;
-        let after = super::decode_page_token(page_token)?;
+        let listing = format!(
+            "customers|{}|{}",
+            principal.audit_name(),
+            reseller_id.unwrap_or_default()
+        );
+        let after = self.page_after(&listing, page_token)?;
         match principal {
             Principal::Customer { id, .. } => {
                 let me = self.get_customer(principal, id).await?;
@@ -314,14 +322,14 @@ impl ControlPlane {
             }
             Principal::Admin if reseller_id.is_none() => {
                 let rows = db::list_customers(self.db(), None, after.as_deref(), size + 1).await?;
-                Ok(paginate(rows, size, |c| &c.id))
+                Ok(self.paginate(&listing, rows, size, |c| &c.id))
             }
             _ => {
                 let reseller_id = resolve_reseller(principal, reseller_id)?;
                 let rows =
                     db::list_customers(self.db(), Some(&reseller_id), after.as_deref(), size + 1)
                         .await?;
-                Ok(paginate(rows, size, |c| &c.id))
+                Ok(self.paginate(&listing, rows, size, |c| &c.id))
             }
         }
     }
@@ -447,6 +455,9 @@ impl ControlPlane {
         Ok((id, secret))
     }
 
+    /// Inserts a token unless its principal already holds [`MAX_TOKENS_PER_PRINCIPAL`]. The
+    /// principal's row is locked while counting, so concurrent creates cannot pass the cap
+    /// together.
     async fn insert_token(
         &self,
         target: &Principal,
@@ -454,17 +465,48 @@ impl ControlPlane {
     ) -> Result<(String, String)> {
         let (model, secret) = new_token(target, description);
         let id = model.id.clone();
-        db::insert_token(self.db(), model).await?;
+        let txn = self.db().begin().await?;
+        match target {
+            Principal::Admin => {}
+            Principal::Reseller { id } => {
+                db::get_reseller(&txn, id, true).await?;
+            }
+            Principal::Customer { id, .. } => {
+                db::get_customer(&txn, id, true).await?;
+            }
+        }
+        let held = db::count_tokens(&txn, &model.principal_kind, &model.principal_id).await?;
+        if held >= MAX_TOKENS_PER_PRINCIPAL {
+            return Err(ServiceError::LimitReached {
+                message: format!(
+                    "{} already holds {held} API tokens, the most one account may have; revoke one first",
+                    target.audit_name()
+                ),
+                subject: target.audit_name(),
+                limit: "api_tokens",
+            });
+        }
+        db::insert_token(&txn, model).await?;
+        txn.commit().await?;
         Ok((id, secret))
     }
 
     /// Resolves a bearer token to its principal; `None` when it is not a valid token.
+    ///
+    /// Every public call starts here, so this is also where a database outage is diagnosed
+    /// and then answered at once until the database is back.
     pub async fn authenticate(&self, secret: &str) -> Result<Option<Principal>> {
+        let persistence = self.persistence();
+        persistence.check_available().await?;
         let hash = ids::hash_secret(secret);
         if let Some(principal) = self.inner.tokens.get(&hash) {
             return Ok(Some(principal));
         }
-        let Some(token) = db::find_token_by_hash(self.reader(), &hash).await? else {
+        let found = match db::find_token_by_hash(self.reader(), &hash).await {
+            Ok(found) => found,
+            Err(err) => return Err(persistence.diagnose(err).await.into()),
+        };
+        let Some(token) = found else {
             return Ok(None);
         };
         let principal = match token.principal_kind.as_str() {

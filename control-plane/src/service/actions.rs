@@ -6,7 +6,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::dispatch::hub::ActionDelta;
 use super::media::{DeletionPlan, being_deleted};
-use super::{Changes, ControlPlane, Result, can_see_service, page_size, paginate};
+use super::{Changes, ControlPlane, Result, can_see_service, page_size};
 use crate::clock::now_millis;
 use crate::domain::{ActionKind, ActionState, Principal, ServiceKind, ServiceType};
 use crate::error::ServiceError;
@@ -166,16 +166,26 @@ impl ControlPlane {
     }
 
     pub async fn get_action(&self, principal: &Principal, id: &str) -> Result<ActionRecord> {
+        Ok(self.visible_action(principal, id).await?.0)
+    }
+
+    /// The action and the owner of its service, if the caller may see it.
+    async fn visible_action(
+        &self,
+        principal: &Principal,
+        id: &str,
+    ) -> Result<(ActionRecord, (String, String))> {
         let not_found = || ServiceError::NotFound(format!("action {id:?} not found"));
         let action = db::get_action(self.reader(), id)
             .await?
             .ok_or_else(not_found)?;
-        let service = service_db::get_any_service(self.reader(), &action.media_service_id).await?;
-        if !service.is_some_and(|s| can_see_service(principal, &s)) {
-            return Err(not_found());
-        }
+        let service = service_db::get_any_service(self.reader(), &action.media_service_id)
+            .await?
+            .filter(|s| can_see_service(principal, s))
+            .ok_or_else(not_found)?;
         let record = self.action_record(action).await?;
-        self.redacted(principal, record).await
+        let record = self.redacted(principal, record).await?;
+        Ok((record, (service.reseller_id, service.customer_id)))
     }
 
     /// Hides who asked for an action when that account is outside the caller's tenancy (the
@@ -200,7 +210,13 @@ impl ControlPlane {
         requested_size: i32,
     ) -> Result<(Vec<ActionRecord>, String)> {
         let size = page_size(requested_size)?;
-        let after = super::decode_page_token(page_token)?;
+        let listing = format!(
+            "actions|{}|{}|{}",
+            principal.audit_name(),
+            media_service_id.unwrap_or_default(),
+            state.map(|s| s.as_str()).unwrap_or_default()
+        );
+        let after = self.page_after(&listing, page_token)?;
         let mut filter = ActionFilter {
             media_service_id: media_service_id.map(str::to_owned),
             state,
@@ -222,7 +238,7 @@ impl ControlPlane {
             Principal::Customer { id, .. } => filter.customer_id = Some(id.clone()),
         }
         let rows = db::list_actions(self.reader(), &filter, after.as_deref(), size + 1).await?;
-        let (rows, token) = paginate(rows, size, |a| &a.id);
+        let (rows, token) = self.paginate(&listing, rows, size, |a| &a.id);
         let ids: Vec<String> = rows.iter().map(|a| a.id.clone()).collect();
         let mut transitions =
             super::group_by_parent(db::transitions(self.reader(), &ids).await?, |t| {
@@ -249,10 +265,7 @@ impl ControlPlane {
     ) -> Result<ReceiverStream<Result<ActionRecord>>> {
         // Subscribed before the read, so no change between the two is missed.
         let subscription = self.hub().subscribe(id);
-        let first = self.get_action(principal, id).await?;
-        let service = service_db::get_any_service(self.reader(), &first.action.media_service_id)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("action {id:?} not found")))?;
+        let (first, first_owner) = self.visible_action(principal, id).await?;
         let requested_by = first.action.requested_by.clone();
         let mut seen_epoch = self.owner_epoch();
         subscription.offer(ActionRecord {
@@ -272,7 +285,7 @@ impl ControlPlane {
             if tx.send(Ok(last.clone())).await.is_err() || last.state().is_terminal() {
                 return;
             }
-            let mut owner = (service.reseller_id.clone(), service.customer_id.clone());
+            let mut owner = first_owner;
             loop {
                 tokio::select! {
                     changed = rx_records.changed() => if changed.is_err() { return },

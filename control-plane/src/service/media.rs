@@ -4,9 +4,7 @@ use sea_orm::{DatabaseTransaction, TransactionTrait};
 
 use super::accounts::{decode_types, limits_of};
 use super::nodes::{NodeCapabilities, place_service};
-use super::{
-    ControlPlane, Result, can_see_customer, can_see_service, page_size, paginate, require_manager,
-};
+use super::{ControlPlane, Result, can_see_customer, can_see_service, page_size, require_manager};
 use crate::clock::now_millis;
 use crate::domain::{
     Demand, DesiredState, Limits, Principal, Resource, ServiceKind, ServiceType, Usage,
@@ -136,6 +134,18 @@ fn check_type_allowed(reseller: &reseller::Model, service_type: ServiceType) -> 
     decode_types(&reseller.allowed_types).contains(&service_type)
 }
 
+/// The one answer to a service type the reseller may not provision, whether on create or on
+/// a move to another reseller: the request is fine, the reseller's configuration refuses it.
+fn type_not_allowed(reseller_id: &str, service_type: ServiceType) -> ServiceError {
+    ServiceError::precondition(
+        "SERVICE_TYPE_NOT_ALLOWED",
+        format!("reseller:{reseller_id}"),
+        format!(
+            "service type {service_type} is not allowed for reseller {reseller_id}; the admin sets which types a reseller may provision"
+        ),
+    )
+}
+
 fn name_conflict(err: ServiceError, name: &str) -> ServiceError {
     match err {
         ServiceError::AlreadyExists(_) => ServiceError::AlreadyExists(format!(
@@ -211,10 +221,7 @@ impl ControlPlane {
                 ServiceError::Internal(format!("customer {} has no reseller", customer.id))
             })?;
         if !check_type_allowed(&reseller, new.service_type) {
-            return Err(ServiceError::PermissionDenied(format!(
-                "service type {} is not allowed for reseller {}",
-                new.service_type, reseller.id
-            )));
+            return Err(type_not_allowed(&reseller.id, new.service_type));
         }
         let limits = limits_of(&reseller);
         let usage = db::reseller_usage(txn, &reseller.id).await?;
@@ -329,7 +336,14 @@ impl ControlPlane {
         requested_size: i32,
     ) -> Result<(Vec<MediaServiceView>, String)> {
         let size = page_size(requested_size)?;
-        let after = super::decode_page_token(page_token)?;
+        let listing = format!(
+            "media_services|{}|{scope:?}|{}|{}|{}",
+            principal.audit_name(),
+            filter.reseller_id.as_deref().unwrap_or_default(),
+            filter.customer_id.as_deref().unwrap_or_default(),
+            filter.node_id.as_deref().unwrap_or_default()
+        );
+        let after = self.page_after(&listing, page_token)?;
         match principal {
             Principal::Admin => {}
             Principal::Reseller { id } => {
@@ -353,7 +367,7 @@ impl ControlPlane {
         };
         let rows =
             db::list_live_services(self.reader(), &filter, after.as_deref(), size + 1).await?;
-        let (rows, token) = paginate(rows, size, |s| &s.id);
+        let (rows, token) = self.paginate(&listing, rows, size, |s| &s.id);
         let ids: Vec<String> = rows.iter().map(|s| s.id.clone()).collect();
         let mut ports =
             super::group_by_parent(db::ports_of_services(self.reader(), &ids).await?, |p| {
@@ -579,14 +593,7 @@ impl ControlPlane {
                 .parse()
                 .map_err(ServiceError::Internal)?;
             if !check_type_allowed(&target_reseller, service_type) {
-                return Err(ServiceError::precondition(
-                    "SERVICE_TYPE",
-                    format!("reseller:{}", target_reseller.id),
-                    format!(
-                        "reseller {} is not allowed service type {service_type}",
-                        target_reseller.id
-                    ),
-                ));
+                return Err(type_not_allowed(&target_reseller.id, service_type));
             }
             let usage = db::reseller_usage(&txn, &target_reseller.id).await?;
             check_quota(

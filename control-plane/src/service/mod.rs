@@ -7,6 +7,7 @@ pub mod agents;
 pub mod dispatch;
 mod media;
 mod nodes;
+pub mod page_tokens;
 mod tokens;
 
 use std::collections::BTreeSet;
@@ -22,7 +23,7 @@ pub use accounts::{
 pub use actions::ActionRecord;
 pub use dispatch::{DispatchConfig, Hello};
 pub use media::{DeletionPlan, MediaServicePatch, MediaServiceView, NewMediaService, ServiceScope};
-pub use nodes::{Capability, NewNode, NodeCapabilities, NodeView};
+pub use nodes::{Capability, MAX_JOIN_TOKEN_TTL, NewNode, NodeCapabilities, NodeView};
 
 use crate::domain::Principal;
 use crate::error::ServiceError;
@@ -64,6 +65,7 @@ struct Inner {
     persistence: Persistence,
     config: ServiceConfig,
     ca: CertificateAuthority,
+    page_tokens: page_tokens::PageTokens,
     /// Cancelled when the server shuts down; long-lived streams end on it.
     shutdown: CancellationToken,
     dispatcher: Dispatcher,
@@ -93,6 +95,7 @@ impl ControlPlane {
         persistence: Persistence,
         config: ServiceConfig,
         ca: CertificateAuthority,
+        page_tokens: page_tokens::PageTokens,
         shutdown: CancellationToken,
     ) -> Self {
         let dispatcher = Dispatcher::new(crate::ids::new_id("rep"), config.dispatch.clone());
@@ -101,6 +104,7 @@ impl ControlPlane {
                 persistence,
                 config,
                 ca,
+                page_tokens,
                 shutdown,
                 dispatcher,
                 hub: ActionHub::default(),
@@ -399,25 +403,6 @@ pub(crate) fn group_by_parent<T>(
     groups
 }
 
-/// Page tokens are the last id of the previous page, opaque to callers.
-pub(crate) fn decode_page_token(token: &str) -> Result<Option<String>> {
-    use base64::Engine;
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| ServiceError::invalid_field("page_token", "not a token this server issued"))?;
-    String::from_utf8(bytes)
-        .map(Some)
-        .map_err(|_| ServiceError::invalid_field("page_token", "not a token this server issued"))
-}
-
-pub(crate) fn encode_page_token(last_id: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last_id)
-}
-
 /// Default 50, at most 1000.
 pub(crate) fn page_size(requested: i32) -> Result<u64> {
     match requested {
@@ -430,20 +415,31 @@ pub(crate) fn page_size(requested: i32) -> Result<u64> {
     }
 }
 
-/// Fetches one more row than the page needs to know whether another page follows.
-pub(crate) fn paginate<T>(
-    mut rows: Vec<T>,
-    size: u64,
-    id: impl Fn(&T) -> &str,
-) -> (Vec<T>, String) {
-    if rows.len() as u64 > size {
-        rows.truncate(size as usize);
-        let token = rows
-            .last()
-            .map(|r| encode_page_token(id(r)))
-            .unwrap_or_default();
-        (rows, token)
-    } else {
-        (rows, String::new())
+impl ControlPlane {
+    /// Where a listing continues: `None` for its first page. `listing` names the listing, the
+    /// caller and its filters; a token issued for any other is refused.
+    pub(crate) fn page_after(&self, listing: &str, token: &str) -> Result<Option<String>> {
+        self.inner.page_tokens.decode(listing, token)
+    }
+
+    /// Cuts `rows` (one more than `size` was fetched, to know whether another page follows)
+    /// to a page and the token of the next one.
+    pub(crate) fn paginate<T>(
+        &self,
+        listing: &str,
+        mut rows: Vec<T>,
+        size: u64,
+        id: impl Fn(&T) -> &str,
+    ) -> (Vec<T>, String) {
+        if rows.len() as u64 > size {
+            rows.truncate(size as usize);
+            let token = rows
+                .last()
+                .map(|r| self.inner.page_tokens.encode(listing, id(r)))
+                .unwrap_or_default();
+            (rows, token)
+        } else {
+            (rows, String::new())
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use sea_orm::DatabaseTransaction;
 use serde::{Deserialize, Serialize};
 
-use super::{ControlPlane, Result, page_size, paginate, require_admin};
+use super::{ControlPlane, Result, page_size, require_admin};
 use crate::clock::now_millis;
 use crate::domain::{Principal, ServiceType};
 use crate::error::ServiceError;
@@ -16,6 +16,8 @@ use crate::persistence::{dispatch as dispatch_db, nodes as db, services as servi
 pub struct NewNode {
     pub name: String,
     pub public_host: String,
+    /// Empty: the agent binds what `public_host` resolves to on its host.
+    pub bind_address: String,
     pub port_first: u16,
     pub port_last: u16,
     pub capacity: u32,
@@ -234,6 +236,14 @@ fn no_room(service_type: ServiceType, node: Option<&str>, reasons: &[String]) ->
     }
 }
 
+/// The longest a join token may stay valid, asked for or configured.
+pub const MAX_JOIN_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+fn join_token_expiry(now: i64, ttl: Duration) -> Result<i64> {
+    crate::clock::after(now, ttl.min(MAX_JOIN_TOKEN_TTL))
+        .ok_or_else(|| ServiceError::Internal("the join token expiry overflows".into()))
+}
+
 impl ControlPlane {
     pub async fn create_node(
         &self,
@@ -250,7 +260,7 @@ impl ControlPlane {
         let now = now_millis();
         let (secret, token) = self.new_join_token();
         let ttl = new.join_token_ttl.unwrap_or(self.config().join_token_ttl);
-        let expire_time = now + ttl.as_millis() as i64;
+        let expire_time = join_token_expiry(now, ttl)?;
         let model = node::Model {
             id: ids::new_id("node"),
             name: new.name.clone(),
@@ -270,6 +280,7 @@ impl ControlPlane {
             previous_cert_fingerprint: None,
             cert_expire_time: None,
             create_time: now,
+            bind_address: new.bind_address,
             version: 0,
             session_generation: 0,
             session_replica: None,
@@ -306,7 +317,7 @@ impl ControlPlane {
         require_admin(principal, "issue join tokens")?;
         let (secret, token) = self.new_join_token();
         let expire_time =
-            now_millis() + ttl.unwrap_or(self.config().join_token_ttl).as_millis() as i64;
+            join_token_expiry(now_millis(), ttl.unwrap_or(self.config().join_token_ttl))?;
         let found =
             db::set_join_token(self.db(), node_id, &ids::hash_secret(&secret), expire_time).await?;
         if !found {
@@ -342,9 +353,10 @@ impl ControlPlane {
     ) -> Result<(Vec<NodeView>, String)> {
         require_admin(principal, "list nodes")?;
         let size = page_size(requested_size)?;
-        let after = super::decode_page_token(page_token)?;
+        let listing = "nodes";
+        let after = self.page_after(listing, page_token)?;
         let rows = db::list_nodes(self.reader(), after.as_deref(), size + 1).await?;
-        let (rows, token) = paginate(rows, size, |n| &n.id);
+        let (rows, token) = self.paginate(listing, rows, size, |n| &n.id);
         Ok((self.node_views(rows).await?, token))
     }
 

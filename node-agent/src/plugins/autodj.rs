@@ -372,6 +372,7 @@ mod tests {
             admin_password: "adm-pass".into(),
             relay_password: "rel-pass".into(),
             public_host: "radio.example.net".into(),
+            bind_address: "127.0.0.1".into(),
             desired_running: true,
             generation: 1,
         }

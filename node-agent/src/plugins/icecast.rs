@@ -93,6 +93,7 @@ pub fn http_port(spec: &ServiceSpec) -> Result<u16, String> {
 /// Rejects specs icecast2 cannot run (and, with AutoDJ, that would give it no mount of its own).
 pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
     http_port(spec)?;
+    super::listen_addresses(spec)?;
     if spec.max_listeners == 0 {
         return Err("max_listeners must be at least 1".to_owned());
     }
@@ -199,9 +200,13 @@ pub fn render_config(spec: &ServiceSpec, dir: &Path) -> Result<String, String> {
     element(&mut x, 4, "admin-user", ADMIN_USER);
     element(&mut x, 4, "admin-password", &spec.admin_password);
     x.push_str("  </authentication>\n");
-    x.push_str("  <listen-socket>\n");
-    element(&mut x, 4, "port", &port.to_string());
-    x.push_str("  </listen-socket>\n");
+    // One socket per address: icecast2 binds every interface when given none.
+    for address in super::listen_addresses(spec)? {
+        x.push_str("  <listen-socket>\n");
+        element(&mut x, 4, "port", &port.to_string());
+        element(&mut x, 4, "bind-address", &address.to_string());
+        x.push_str("  </listen-socket>\n");
+    }
     x.push_str("  <http-headers>\n");
     x.push_str("    <header name=\"Access-Control-Allow-Origin\" value=\"*\" />\n");
     x.push_str("  </http-headers>\n");
@@ -404,7 +409,9 @@ impl Plugin for IcecastPlugin {
 
     fn update_mode(&self, running: &ServiceSpec, next: &ServiceSpec) -> UpdateMode {
         // A reload does not re-bind listen sockets.
-        if http_port(running).ok() != http_port(next).ok() {
+        if http_port(running).ok() != http_port(next).ok()
+            || running.bind_address != next.bind_address
+        {
             return UpdateMode::Restart;
         }
         // Compared independently of this host's paths: only the spec matters. A new owner, for
@@ -439,6 +446,7 @@ mod tests {
             admin_password: "adm-pass".into(),
             relay_password: "rel-pass".into(),
             public_host: "radio.example.net".into(),
+            bind_address: "192.0.2.10".into(),
             desired_running: true,
             generation: 1,
             ..Default::default()
@@ -490,7 +498,23 @@ mod tests {
         }
         // Sources are confined to /live: no global source password.
         assert!(!xml.contains("<source-password>"));
-        assert!(!xml.contains("<bind-address>"));
+        // The node's address and loopback (for the agent and AutoDJ), never every interface.
+        let sockets: Vec<&str> = xml.split("<listen-socket>").skip(1).collect();
+        assert_eq!(sockets.len(), 2, "{xml}");
+        assert!(sockets[0].contains("<bind-address>192.0.2.10</bind-address>"));
+        assert!(sockets[1].contains("<bind-address>127.0.0.1</bind-address>"));
+        assert!(sockets.iter().all(|s| s.contains("<port>8010</port>")));
+        let mut local = spec();
+        local.bind_address = "127.0.0.1".into();
+        let xml = render_config(&local, Path::new("/srv/services/svc-1")).expect("renders");
+        assert_eq!(xml.matches("<listen-socket>").count(), 1, "{xml}");
+        let mut unbound = spec();
+        unbound.bind_address.clear();
+        assert!(
+            render_config(&unbound, Path::new("/x"))
+                .unwrap_err()
+                .contains("bind address")
+        );
     }
 
     #[test]
@@ -536,6 +560,9 @@ mod tests {
         assert_eq!(plugin.update_mode(&spec(), &next), UpdateMode::Reload);
         next.ports[0].port = 8011;
         assert_eq!(plugin.update_mode(&spec(), &next), UpdateMode::Restart);
+        let mut moved = spec();
+        moved.bind_address = "127.0.0.1".into();
+        assert_eq!(plugin.update_mode(&spec(), &moved), UpdateMode::Restart);
     }
 
     #[test]

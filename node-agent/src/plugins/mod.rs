@@ -21,6 +21,7 @@ mod xml;
 
 use std::ffi::OsString;
 use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::ExitStatus;
@@ -224,6 +225,30 @@ impl Plugins {
             Err(_) => Err(format!("unknown service type {service_type}")),
         }
     }
+}
+
+/// The addresses a service's server listens on: the node's bind address (resolved by the
+/// supervisor, see [`crate::supervisor::resolve_bind_address`]) and, unless that already
+/// covers it, 127.0.0.1 — where the agent probes the server, AutoDJ feeds it, and the servers'
+/// local-only pages are reached from. A server never listens on interfaces it was not given.
+pub fn listen_addresses(spec: &ServiceSpec) -> Result<Vec<IpAddr>, String> {
+    let bind: IpAddr = spec.bind_address.parse().map_err(|_| {
+        format!(
+            "the service has no valid bind address ({:?})",
+            spec.bind_address
+        )
+    })?;
+    let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    Ok(if bind == loopback || bind.is_unspecified() {
+        vec![bind]
+    } else {
+        vec![bind, loopback]
+    })
+}
+
+/// `addr:port` as servers' configs write it (`[v6]:port`).
+pub fn socket_text(addr: IpAddr, port: u16) -> String {
+    std::net::SocketAddr::new(addr, port).to_string()
 }
 
 /// Where programs are looked up when `PATH` lacks them: services are often started with a

@@ -162,6 +162,7 @@ fn check_source_password(password: &str) -> Result<(), String> {
 fn validate(spec: &ServiceSpec) -> Result<(), String> {
     let rtmp = rtmp_port(spec)?;
     let http = http_port(spec)?;
+    super::listen_addresses(spec)?;
     if rtmp == http {
         return Err(format!(
             "the rtmp and http ports must differ (both are {rtmp})"
@@ -219,6 +220,7 @@ pub fn render_config(spec: &ServiceSpec, dir: &Path, rtmp_module: &Path) -> Resu
         quoted_path(&dir.join(name)).map(|q| format!("{}/\"", q.trim_end_matches('"')))
     };
     let hls = path(HLS_DIR)?;
+    let addresses = super::listen_addresses(spec)?;
 
     let mut c = String::new();
     c.push_str("# written by castplane-agent; local changes are overwritten\n");
@@ -249,7 +251,9 @@ pub fn render_config(spec: &ServiceSpec, dir: &Path, rtmp_module: &Path) -> Resu
         spec.max_listeners.saturating_add(RTMP_HEADROOM)
     );
     c.push_str("    server {\n");
-    let _ = writeln!(c, "        listen {rtmp};");
+    for address in &addresses {
+        let _ = writeln!(c, "        listen {};", super::socket_text(*address, rtmp));
+    }
     // The application name is the source password: only its holders can publish.
     let _ = writeln!(c, "        application {} {{", spec.source_password);
     c.push_str("            live on;\n");
@@ -285,7 +289,9 @@ pub fn render_config(spec: &ServiceSpec, dir: &Path, rtmp_module: &Path) -> Resu
         let _ = writeln!(c, "    {directive} {};", sub(TEMP_DIR, name)?);
     }
     c.push_str("    server {\n");
-    let _ = writeln!(c, "        listen {http};");
+    for address in &addresses {
+        let _ = writeln!(c, "        listen {};", super::socket_text(*address, http));
+    }
     c.push_str("        location = /healthz {\n");
     c.push_str("            default_type text/plain;\n");
     c.push_str("            return 200 \"ok\\n\";\n");
@@ -523,6 +529,7 @@ impl Plugin for VideoPlugin {
         // A reload leaves connected broadcasters on the old worker with the old password, and
         // port conflicts are only checked at launch (see the module docs).
         if self.ports(running).ok() != self.ports(next).ok()
+            || running.bind_address != next.bind_address
             || running.source_password != next.source_password
         {
             return UpdateMode::Restart;
@@ -581,6 +588,7 @@ mod tests {
             source_password: PASSWORD.into(),
             admin_password: "adm-pass".into(),
             public_host: "tv.example.net".into(),
+            bind_address: "127.0.0.1".into(),
             desired_running: true,
             generation: 1,
             ..Default::default()
@@ -603,7 +611,7 @@ mod tests {
             "error_log stderr notice;",
             "worker_connections 1024;",
             "max_connections 58;",
-            "listen 1935;",
+            "listen 127.0.0.1:1935;",
             &format!("application {PASSWORD} {{"),
             "live on;",
             "record off;",
@@ -613,7 +621,7 @@ mod tests {
             "hls_path \"/srv/services/vid-1/hls\";",
             "hls_fragment 2s;",
             "hls_playlist_length 10s;",
-            "listen 8080;",
+            "listen 127.0.0.1:8080;",
             "access_log off;",
             "client_body_temp_path \"/srv/services/vid-1/temp/client_body\";",
             "proxy_temp_path \"/srv/services/vid-1/temp/proxy\";",
@@ -631,6 +639,25 @@ mod tests {
         ] {
             assert!(conf.contains(expected), "missing {expected} in\n{conf}");
         }
+        // The node's address and loopback (for the agent's probes), never every interface.
+        assert_eq!(conf.matches("listen ").count(), 2, "{conf}");
+        let mut public = spec();
+        public.bind_address = "192.0.2.7".into();
+        let conf = render(&public).expect("renders");
+        for expected in [
+            "listen 192.0.2.7:1935;",
+            "listen 127.0.0.1:1935;",
+            "listen 192.0.2.7:8080;",
+            "listen 127.0.0.1:8080;",
+        ] {
+            assert!(conf.contains(expected), "missing {expected} in\n{conf}");
+        }
+        public.bind_address = "2001:db8::7".into();
+        assert!(
+            render(&public)
+                .expect("renders")
+                .contains("listen [2001:db8::7]:8080;")
+        );
         // /stat names the application (the password): local readers only.
         let stat = &conf[conf.find("location = /stat").expect("stat")..];
         let stat = &stat[..stat.find('}').expect("end")];

@@ -215,10 +215,7 @@ impl Actor {
             Command::Restart(spec, reply) => {
                 self.set_spec(*spec, Some(true)).await;
                 self.clear_crash_state();
-                let result = match self.stop_processes().await {
-                    Ok(()) => self.start_now().await,
-                    Err(e) => Err(e),
-                };
+                let result = self.restart_now().await;
                 let _ = reply.send(result);
             }
             Command::Stop(reply) => {
@@ -444,6 +441,34 @@ impl Actor {
         }
     }
 
+    /// Stop + start, but only once the new start is known to be possible: a restart whose
+    /// config cannot be written or whose ports are taken leaves the running server alone.
+    async fn restart_now(&mut self) -> Result<(), String> {
+        if self.server.proc.is_some()
+            && let Err(reason) = self.prepare_server().await
+        {
+            return Err(format!(
+                "{reason}; the running {} was left as it was",
+                self.program()
+            ));
+        }
+        self.stop_processes().await?;
+        self.start_now().await
+    }
+
+    /// See [`Unit::prepare`].
+    async fn prepare_server(&self) -> Result<(), String> {
+        let spec = self
+            .spec
+            .as_ref()
+            .ok_or_else(|| "the service has no spec".to_owned())?;
+        let plugin = self.plugin()?;
+        self.server
+            .prepare(&self.ctx, plugin.as_ref(), spec, Role::Server)
+            .await
+            .map(|_| ())
+    }
+
     async fn launch_server(&mut self) -> Result<(), String> {
         let spec = self
             .spec
@@ -567,10 +592,20 @@ impl Actor {
     async fn stop_to_stopped(&mut self) -> Result<(), String> {
         self.clear_crash_state();
         let had_process = self.server.proc.is_some() || self.sibling.proc.is_some();
+        self.server.last_stop_forced = false;
         match self.stop_processes().await {
             Ok(()) => {
                 if had_process || self.state() != ObservedState::Stopped {
-                    self.set_state(ObservedState::Stopped, "stopped".to_owned());
+                    let message = if self.server.last_stop_forced {
+                        format!(
+                            "stopped: {} ignored its stop signal for {} s and was killed",
+                            self.program(),
+                            self.ctx.config.stop_grace.as_secs()
+                        )
+                    } else {
+                        "stopped".to_owned()
+                    };
+                    self.set_state(ObservedState::Stopped, message);
                 }
                 Ok(())
             }
@@ -731,6 +766,15 @@ impl Actor {
             }
             _ => None,
         };
+        if server_mode == Some(UpdateMode::Restart) {
+            // Nothing stops before the new configuration is known to start.
+            self.prepare_server().await.map_err(|reason| {
+                format!(
+                    "{reason}; the running {} was left as it was",
+                    plugin.program_name()
+                )
+            })?;
+        }
         // AutoDJ goes first: before the server restarts, and before a reload drops its mount.
         if self.sibling_outdated(&next, server_mode) {
             self.stop_sibling().await?;

@@ -151,6 +151,56 @@ fn check_id(id: &str) -> Result<(), SupervisorError> {
     }
 }
 
+/// Fills in where the service's servers listen when the node names no bind address: what its
+/// public host resolves to on this host. An address that is not this host's cannot be bound,
+/// so it is refused with what to do rather than silently widened to every interface.
+pub async fn resolve_bind_address(spec: &mut ServiceSpec) -> Result<(), String> {
+    if !spec.bind_address.is_empty() {
+        return spec
+            .bind_address
+            .parse::<std::net::IpAddr>()
+            .map(|_| ())
+            .map_err(|_| format!("invalid bind address {:?}", spec.bind_address));
+    }
+    let host = spec
+        .public_host
+        .trim_matches(|c| c == '[' || c == ']')
+        .to_owned();
+    if host.is_empty() {
+        return Err("the service has neither a bind address nor a public host".to_owned());
+    }
+    let candidates: Vec<std::net::IpAddr> = match host.parse() {
+        Ok(ip) => vec![ip],
+        Err(_) => tokio::net::lookup_host((host.as_str(), 0))
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot resolve the public host {host:?} to find the bind address ({e}); set the node's bind address"
+                )
+            })?
+            .map(|a| a.ip())
+            .collect(),
+    };
+    let local = candidates
+        .iter()
+        .copied()
+        .find(|ip| std::net::TcpListener::bind((*ip, 0)).is_ok());
+    match local {
+        Some(ip) => {
+            spec.bind_address = ip.to_string();
+            Ok(())
+        }
+        None => Err(format!(
+            "the public host {host:?} resolves to {}, none of them an address of this host; set the node's bind address (0.0.0.0 for every interface)",
+            candidates
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
 const EVENT_CAPACITY: usize = 1024;
 /// A command is retried on a fresh actor this often if the old one went away meanwhile (a
 /// delete raced with it).
@@ -461,7 +511,7 @@ impl Supervisor {
             tracing::warn!(error = %e, "cannot scan the services directory before reconciling");
         }
         let wanted: HashSet<String> = desired.iter().map(|s| s.id.clone()).collect();
-        self.ensure(desired);
+        self.ensure(desired).await;
         let unwanted: Vec<String> = self
             .services()
             .keys()
@@ -474,16 +524,20 @@ impl Supervisor {
     /// Converges on changes of the desired state: `changed` services (whole specs) and
     /// `removed` ones, leaving every other service alone.
     pub async fn apply_changes(&self, changed: Vec<ServiceSpec>, removed: Vec<String>) {
-        self.ensure(changed);
+        self.ensure(changed).await;
         self.remove(removed);
     }
 
     /// Hands each spec to its service's actor, without waiting for the outcome.
-    fn ensure(&self, specs: Vec<ServiceSpec>) {
-        for spec in specs {
+    async fn ensure(&self, specs: Vec<ServiceSpec>) {
+        for mut spec in specs {
             if let Err(e) = check_id(&spec.id) {
                 tracing::warn!(error = %e, "ignoring desired service");
                 continue;
+            }
+            // Unresolved, the plugin refuses to start it and the service reports why.
+            if let Err(e) = resolve_bind_address(&mut spec).await {
+                tracing::warn!(media_service_id = %spec.id, error = %e, "no bind address");
             }
             let id = spec.id.clone();
             let mut spec = Some(spec);
@@ -532,6 +586,10 @@ impl Supervisor {
     /// backoff) and the start fails with AutoDJ's reason.
     pub async fn start(&self, spec: &ServiceSpec) -> Result<(), SupervisorError> {
         check_id(&spec.id)?;
+        let mut spec = spec.clone();
+        resolve_bind_address(&mut spec)
+            .await
+            .map_err(SupervisorError::Failed)?;
         self.call(&spec.id, |reply| {
             Command::Start(Box::new(spec.clone()), reply)
         })
@@ -564,6 +622,10 @@ impl Supervisor {
     /// Stop + start: always a new process. Clears a crash loop.
     pub async fn restart(&self, spec: &ServiceSpec) -> Result<(), SupervisorError> {
         check_id(&spec.id)?;
+        let mut spec = spec.clone();
+        resolve_bind_address(&mut spec)
+            .await
+            .map_err(SupervisorError::Failed)?;
         self.call(&spec.id, |reply| {
             Command::Restart(Box::new(spec.clone()), reply)
         })

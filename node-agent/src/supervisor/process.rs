@@ -208,6 +208,11 @@ pub fn parse_listening_inodes(table: &str, port: u16) -> Vec<u64> {
         .collect()
 }
 
+/// Whether `pid` is `leader` or a member of its process group (a server's workers).
+pub fn in_group_of(pid: u32, leader: u32) -> bool {
+    pid == leader || stat(pid).is_some_and(|s| s.pgrp == leader as i32)
+}
+
 /// Who holds a listening socket on `port`: `None` if the port is free, `Some(None)` if it is
 /// taken but the owner is not visible (another user's process while not root). Blocking: walks
 /// every process's fds, so call it from `spawn_blocking`.

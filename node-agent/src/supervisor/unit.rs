@@ -151,6 +151,9 @@ pub struct Unit {
     /// Unexpected exits within the crash-loop window.
     pub exits: VecDeque<Instant>,
     pub backoff_until: Option<Instant>,
+    /// Whether the last stop had to kill the process group after the grace period; the
+    /// service's status says so.
+    pub last_stop_forced: bool,
     /// Follows the process's log file; created once the plugin (hence the file) is known.
     log: Option<StderrTail>,
 }
@@ -208,16 +211,18 @@ impl Unit {
         self.backoff_until = None;
     }
 
-    /// Renders the config, spawns the process and waits until it is ready. On success the
-    /// process is in `self.proc`; on failure nothing of it is left running.
-    pub async fn launch(
-        &mut self,
+    /// Everything a start needs that can fail without touching a running process: the spec is
+    /// valid, the directories are ready, the ports are free (or held by this unit's own running
+    /// process, which a restart replaces), and the config is rendered and written. A restart
+    /// calls this before stopping anything, so one that could not start leaves the service
+    /// running as it was.
+    pub async fn prepare(
+        &self,
         ctx: &Ctx,
         plugin: &dyn Plugin,
         spec: &ServiceSpec,
         role: Role,
-    ) -> Result<(), String> {
-        let program = plugin.program_name();
+    ) -> Result<Option<Account>, String> {
         plugin.validate(spec)?;
         let account = account(plugin)?;
 
@@ -247,12 +252,14 @@ impl Unit {
         .map_err(|e| format!("preparing the service directory: {e}"))?
         .map_err(|e| format!("cannot prepare {}: {e}", ctx.dir.display()))?;
 
+        let own = self.pid();
         for port in plugin.ports(spec)? {
             let owner = tokio::task::spawn_blocking(move || process::port_owner(port))
                 .await
                 .map_err(|e| format!("checking port {port}: {e}"))?;
             match owner {
                 None => {}
+                Some(Some(pid)) if own.is_some_and(|own| process::in_group_of(pid, own)) => {}
                 Some(Some(pid)) => return Err(format!("port {port} is in use by pid {pid}")),
                 Some(None) => return Err(format!("port {port} is in use")),
             }
@@ -268,6 +275,20 @@ impl Unit {
             )
             .map_err(|e| format!("cannot write {}: {e}", file.name))?;
         }
+        Ok(account)
+    }
+
+    /// Prepares ([`Self::prepare`]), spawns the process and waits until it is ready. On success
+    /// the process is in `self.proc`; on failure nothing of it is left running.
+    pub async fn launch(
+        &mut self,
+        ctx: &Ctx,
+        plugin: &dyn Plugin,
+        spec: &ServiceSpec,
+        role: Role,
+    ) -> Result<(), String> {
+        let program = plugin.program_name();
+        let account = self.prepare(ctx, plugin, spec, role).await?;
         wait_released(ctx, plugin, spec).await?;
         // The readiness timeout starts once the slot is ours.
         let _slot = if plugin.costly_start() {
@@ -496,6 +517,7 @@ impl Unit {
         let program = plugin.program_name();
         let stop_signal = plugin.stop_signal();
         let pid = proc.pid();
+        self.last_stop_forced = false;
         tracing::info!(media_service_id = %ctx.id, pid, "stopping {program}");
         if let Err(e) = proc.signal_group(stop_signal) {
             self.proc = Some(proc);
@@ -510,6 +532,7 @@ impl Unit {
                     grace_s = ctx.config.stop_grace.as_secs_f32(),
                     "{program} ignored {stop_signal}; killing its process group"
                 );
+                self.last_stop_forced = true;
                 if let Err(e) = proc.signal_group(Signal::SIGKILL) {
                     self.proc = Some(proc);
                     return Err(format!("cannot kill {program} (pid {pid}): {e}"));

@@ -37,6 +37,8 @@ pub struct Model {
     /// Live services placed on the node and ports allocated on it, kept by placement.
     pub service_count: i64,
     pub ports_used: i64,
+    /// Where the node's servers listen; empty: what `public_host` resolves to on the node.
+    pub bind_address: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

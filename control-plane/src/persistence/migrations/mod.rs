@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_initial;
 mod m20261201_000001_dispatch;
+mod m20261201_300001_node_bind_address;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261128_000001_initial::Migration),
             Box::new(m20261201_000001_dispatch::Migration),
+            Box::new(m20261201_300001_node_bind_address::Migration),
         ]
     }
 }

@@ -83,7 +83,10 @@ impl ControlPlane {
             generation,
             outbound,
             version: 0,
-            public_host: opened.node.public_host.clone(),
+            node_address: wire::NodeAddress {
+                public_host: opened.node.public_host.clone(),
+                bind_address: opened.node.bind_address.clone(),
+            },
             specs: BTreeMap::new(),
         };
         let shutdown = self.shutdown_token().clone();
@@ -105,7 +108,7 @@ struct Session {
     outbound: Outbound,
     /// The node version `specs` is current to.
     version: i64,
-    public_host: String,
+    node_address: wire::NodeAddress,
     /// Every live service of the node, as last sent.
     specs: BTreeMap<String, Assignment>,
 }
@@ -186,7 +189,10 @@ impl Session {
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("node {:?} not found", self.node_id)))?;
         self.version = loaded.version;
-        self.public_host = loaded.public_host;
+        self.node_address = wire::NodeAddress {
+            public_host: loaded.public_host,
+            bind_address: loaded.bind_address,
+        };
         self.specs = assignments(loaded.services, loaded.ports);
         let config = self.control_plane.dispatch_config();
         // Often enough that two missed heartbeats still fit in the timeout.
@@ -199,7 +205,7 @@ impl Session {
                 services: self
                     .specs
                     .values()
-                    .map(|a| wire::spec_to_wire(a, &self.public_host))
+                    .map(|a| wire::spec_to_wire(a, &self.node_address))
                     .collect(),
                 heartbeat_interval_seconds: u32::try_from(interval.as_secs()).unwrap_or(u32::MAX),
             },
@@ -387,7 +393,10 @@ impl Session {
             )));
         };
         self.version = self.version.max(delta.version);
-        self.public_host = delta.public_host;
+        self.node_address = wire::NodeAddress {
+            public_host: delta.public_host,
+            bind_address: delta.bind_address,
+        };
         let mut ports = group_by_parent(delta.ports, |p| &p.media_service_id);
         let mut update = apb::DesiredStateUpdate::default();
         for service in delta.services {
@@ -401,7 +410,7 @@ impl Session {
             let assignment = Assignment { service, ports };
             update
                 .services
-                .push(wire::spec_to_wire(&assignment, &self.public_host));
+                .push(wire::spec_to_wire(&assignment, &self.node_address));
             self.specs.insert(assignment.service.id.clone(), assignment);
         }
         if update.services.is_empty() && update.removed_service_ids.is_empty() {
@@ -443,7 +452,7 @@ impl Session {
             apb::ExecuteAction {
                 action_id: action.id.clone(),
                 kind: pb::ActionKind::from(action.kind) as i32,
-                service: Some(wire::spec_to_wire(assignment, &self.public_host)),
+                service: Some(wire::spec_to_wire(assignment, &self.node_address)),
                 not_after: action.not_after.map(to_timestamp),
                 traceparent: action.trace_context.clone(),
             },

@@ -39,7 +39,15 @@ pub struct Assignment {
     pub ports: Vec<port_allocation::Model>,
 }
 
-pub fn spec_to_wire(assignment: &Assignment, public_host: &str) -> apb::ServiceSpec {
+/// Where the node's services are reached and where they listen.
+#[derive(Clone, Debug, Default)]
+pub struct NodeAddress {
+    pub public_host: String,
+    /// Empty: the agent binds what `public_host` resolves to on its host.
+    pub bind_address: String,
+}
+
+pub fn spec_to_wire(assignment: &Assignment, node: &NodeAddress) -> apb::ServiceSpec {
     let s = &assignment.service;
     apb::ServiceSpec {
         id: s.id.clone(),
@@ -65,7 +73,8 @@ pub fn spec_to_wire(assignment: &Assignment, public_host: &str) -> apb::ServiceS
         source_password: s.source_password.clone(),
         admin_password: s.admin_password.clone(),
         relay_password: s.relay_password.clone(),
-        public_host: public_host.to_owned(),
+        public_host: node.public_host.clone(),
+        bind_address: node.bind_address.clone(),
         desired_running: s.desired_state == DesiredState::Running,
         generation: u64::try_from(s.generation).unwrap_or_default(),
     }
