@@ -180,6 +180,15 @@ impl Client {
         .await
     }
 
+    /// Queues a start of the service; the action as queued.
+    pub async fn start_service(&self, id: &str) -> pb::Action {
+        self.media()
+            .start_media_service(pb::StartMediaServiceRequest { id: id.to_owned() })
+            .await
+            .expect("start")
+            .into_inner()
+    }
+
     /// Waits until the node reports that it can run `service_type`, and returns it.
     pub async fn node_that_runs(
         &self,

@@ -61,14 +61,7 @@ impl QueuedAction {
             .expect("create")
             .into_inner();
         agent.stop().await;
-        let action = customer_client
-            .media()
-            .start_media_service(pb::StartMediaServiceRequest {
-                id: service.id.clone(),
-            })
-            .await
-            .expect("start")
-            .into_inner();
+        let action = customer_client.start_service(&service.id).await;
         QueuedAction {
             reseller: reseller_client,
             customer: customer_client,

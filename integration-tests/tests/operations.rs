@@ -421,14 +421,7 @@ async fn both_daemons_serve_prometheus_metrics_that_move_with_work() {
         .await
         .expect("create")
         .into_inner();
-    let action = admin
-        .media()
-        .start_media_service(pb::StartMediaServiceRequest {
-            id: service.id.clone(),
-        })
-        .await
-        .expect("start")
-        .into_inner();
+    let action = admin.start_service(&service.id).await;
     let finished = admin.finished_action(&action.id, LONG).await;
     assert_eq!(
         finished.state,
