@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what castplane's demo and tests need on Debian 12: the streaming servers
 # (icecast2, ffmpeg, liquidsoap, nginx with the RTMP module), PostgreSQL's server binaries
-# (the tests start their own throwaway cluster) and Chromium (the console's browser tests drive
-# Debian's build; Playwright never downloads one). Idempotent; quiet when all is present.
+# (the tests start their own throwaway cluster), Chromium (the console's browser tests drive
+# Debian's build; Playwright never downloads one), Prometheus (its `promtool` checks what
+# /metrics serves; the package starts no server here) and Python's venv (scripts/check-k8s.sh
+# installs its tools into one). Idempotent; quiet when all is present.
 set -euo pipefail
 
-packages=(icecast2 ffmpeg liquidsoap nginx libnginx-mod-rtmp postgresql chromium ca-certificates curl)
+packages=(icecast2 ffmpeg liquidsoap nginx libnginx-mod-rtmp postgresql chromium ca-certificates curl prometheus python3-venv)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: formatting, lints, then every test under cargo nextest
-# (unit, the SQLite + PostgreSQL conformance suite, the fuzz test of the public API, and the
-# end-to-end agent tests with real icecast2, liquidsoap and nginx-rtmp), and the console's
-# browser tests (Playwright driving Chromium against a real fleet).
+# The whole test suite, as CI runs it: formatting, lints, the Kubernetes manifests and the
+# Dockerfile (rendered and validated, scripts/check-k8s.sh), then every test under cargo
+# nextest (unit, the SQLite + PostgreSQL conformance suite, the fuzz test of the public API,
+# and the end-to-end agent tests with real icecast2, liquidsoap and nginx-rtmp), and the
+# console's browser tests (Playwright driving Chromium against a real fleet).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,7 @@ cd "$(dirname "$0")/.."
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+./scripts/check-k8s.sh
 # nextest runs every test in its own process, with one throwaway PostgreSQL for the whole run
 # (see .config/nextest.toml); CASTPLANE_TEST_THREADS overrides how many run at once.
 # CI reports every failure, not only the first.

@@ -37,6 +37,7 @@ async fn start_server(tls: Option<castplane_control::TlsFiles>) -> Result<Server
         public_tls: tls.clone(),
         console_dir: None,
         service: castplane_control::ServiceConfig::default(),
+        ..Default::default()
     };
     let listeners = castplane_control::bind("127.0.0.1:0".parse()?, "127.0.0.1:0".parse()?).await?;
     let port = listeners.public.local_addr()?.port();

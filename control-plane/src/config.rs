@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::server::{Config, TlsFiles};
+use crate::health::HealthConfig;
+use crate::limits::ApiLimits;
+use crate::server::{BootstrapToken, Config, TlsFiles};
 use crate::service::ServiceConfig;
 
 #[derive(Debug, Default, Deserialize)]
@@ -28,6 +30,18 @@ pub struct FileConfig {
     pub session_lifetime_seconds: Option<u64>,
     /// The console's built assets (`console/dist`), served at `/` of the public API.
     pub console_dir: Option<PathBuf>,
+    /// `/metrics` for Prometheus; off unless set.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Plaintext `grpc.health.v1` only, for kubelet probes; off unless set.
+    pub health_listen: Option<SocketAddr>,
+    /// A file holding the admin token to bootstrap an empty database with.
+    pub bootstrap_admin_token_file: Option<PathBuf>,
+    pub request_timeout_seconds: Option<u64>,
+    pub max_concurrent_requests: Option<u64>,
+    pub max_streams: Option<u64>,
+    pub max_streams_per_principal: Option<u64>,
+    pub health_check_interval_seconds: Option<u64>,
+    pub shutdown_drain_seconds: Option<u64>,
 }
 
 /// Everything resolved: where to listen and how to run.
@@ -36,6 +50,8 @@ pub struct Resolved {
     pub config: Config,
     pub listen: SocketAddr,
     pub agent_listen: SocketAddr,
+    pub metrics_listen: Option<SocketAddr>,
+    pub health_listen: Option<SocketAddr>,
 }
 
 pub const DEFAULT_PORT: u16 = 7400;
@@ -116,6 +132,68 @@ pub fn resolve(file: FileConfig, overrides: FileConfig) -> Result<Resolved, Vec<
     if listen == agent_listen {
         errors.push("agent_listen: must differ from listen".to_owned());
     }
+    let metrics_listen = pick(overrides.metrics_listen, file.metrics_listen);
+    let health_listen = pick(overrides.health_listen, file.health_listen);
+    for (name, addr) in [
+        ("metrics_listen", metrics_listen),
+        ("health_listen", health_listen),
+    ] {
+        if addr.is_some_and(|a| a == listen || a == agent_listen) {
+            errors.push(format!("{name}: must differ from listen and agent_listen"));
+        }
+    }
+    if metrics_listen.is_some() && metrics_listen == health_listen {
+        errors.push("health_listen: must differ from metrics_listen".to_owned());
+    }
+    let bootstrap_admin_token = pick(
+        overrides.bootstrap_admin_token_file,
+        file.bootstrap_admin_token_file,
+    )
+    .and_then(|path| match read_bootstrap_token(&path) {
+        Ok(token) => Some(token),
+        Err(err) => {
+            errors.push(format!("bootstrap_admin_token_file: {err}"));
+            None
+        }
+    });
+    let limits = resolve_limits(
+        [
+            pick(
+                overrides.request_timeout_seconds,
+                file.request_timeout_seconds,
+            ),
+            pick(
+                overrides.max_concurrent_requests,
+                file.max_concurrent_requests,
+            ),
+            pick(overrides.max_streams, file.max_streams),
+            pick(
+                overrides.max_streams_per_principal,
+                file.max_streams_per_principal,
+            ),
+        ],
+        &mut errors,
+    );
+    let health_interval = seconds(
+        &mut errors,
+        "health_check_interval_seconds",
+        pick(
+            overrides.health_check_interval_seconds,
+            file.health_check_interval_seconds,
+        ),
+        (1, 300),
+        HealthConfig::default().check_interval,
+    );
+    let drain_delay = seconds(
+        &mut errors,
+        "shutdown_drain_seconds",
+        pick(
+            overrides.shutdown_drain_seconds,
+            file.shutdown_drain_seconds,
+        ),
+        (0, 300),
+        Duration::ZERO,
+    );
     let defaults = ServiceConfig::default();
     let dispatch_defaults = crate::service::DispatchConfig::default();
     let action_deadline = seconds(
@@ -206,12 +284,83 @@ pub fn resolve(file: FileConfig, overrides: FileConfig) -> Result<Resolved, Vec<
                 public_tls,
                 console_dir,
                 service,
+                limits,
+                health: HealthConfig {
+                    check_interval: health_interval,
+                },
+                drain_delay,
+                bootstrap_admin_token,
             },
             listen,
             agent_listen,
+            metrics_listen,
+            health_listen,
         })
     } else {
         Err(errors)
+    }
+}
+
+/// The token in `path` (surrounding whitespace ignored): 32 to 256 characters that can go
+/// into an `authorization` header unchanged. The message never contains the file's text.
+fn read_bootstrap_token(path: &Path) -> Result<BootstrapToken, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let token = text.trim();
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
+    if !(32..=256).contains(&token.len()) {
+        return Err(format!(
+            "{}: the token must be 32 to 256 characters long (it has {})",
+            path.display(),
+            token.len()
+        ));
+    }
+    if !token.chars().all(allowed) {
+        return Err(format!(
+            "{}: the token may hold only letters, digits and - . _ ~ + / =",
+            path.display()
+        ));
+    }
+    Ok(BootstrapToken(token.to_owned()))
+}
+
+/// `value` (or `default`) if within `min..=max`; otherwise an error naming the bounds.
+fn bounded(
+    name: &str,
+    value: Option<u64>,
+    (min, max): (u64, u64),
+    default: u64,
+    errors: &mut Vec<String>,
+) -> u64 {
+    match value {
+        Some(n) if n < min || n > max => {
+            errors.push(format!("{name}: must be between {min} and {max} (got {n})"));
+            default
+        }
+        Some(n) => n,
+        None => default,
+    }
+}
+
+/// The public API's limits, each bounded by [`ApiLimits::BOUNDS`] (same order).
+fn resolve_limits(values: [Option<u64>; 4], errors: &mut Vec<String>) -> ApiLimits {
+    let defaults = ApiLimits::default();
+    let default_values = [
+        defaults.request_timeout.as_secs(),
+        defaults.max_concurrent_requests as u64,
+        defaults.max_streams as u64,
+        defaults.max_streams_per_principal as u64,
+    ];
+    let mut resolved = [0u64; 4];
+    for (i, ((name, min, max), value)) in ApiLimits::BOUNDS.iter().zip(values).enumerate() {
+        resolved[i] = bounded(name, value, (*min, *max), default_values[i], errors);
+    }
+    // The bounds keep every count far below usize::MAX.
+    let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    ApiLimits {
+        request_timeout: Duration::from_secs(resolved[0]),
+        max_concurrent_requests: count(resolved[1]),
+        max_streams: count(resolved[2]),
+        max_streams_per_principal: count(resolved[3]),
     }
 }
 
@@ -261,6 +410,68 @@ mod tests {
         )
         .expect("parses");
         assert!(resolve(file, FileConfig::default()).is_ok());
+    }
+
+    #[test]
+    fn limits_are_bounded_at_startup() {
+        let file = FileConfig {
+            max_streams_per_principal: Some(0),
+            request_timeout_seconds: Some(86_400),
+            max_concurrent_requests: Some(10_000_000),
+            shutdown_drain_seconds: Some(301),
+            ..Default::default()
+        };
+        let errors = resolve(file, FileConfig::default()).unwrap_err();
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e == "max_streams_per_principal: must be between 1 and 100000 (got 0)"),
+            "{errors:?}"
+        );
+        let resolved = resolve(FileConfig::default(), FileConfig::default()).unwrap();
+        assert_eq!(resolved.config.limits, ApiLimits::default());
+        assert_eq!(resolved.config.drain_delay, Duration::ZERO);
+        assert_eq!(resolved.metrics_listen, None);
+    }
+
+    #[test]
+    fn bootstrap_tokens_are_checked_without_echoing_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let short = dir.path().join("short");
+        std::fs::write(&short, "tooshort\n").unwrap();
+        let spaced = dir.path().join("spaced");
+        std::fs::write(&spaced, format!("{} {}\n", "a".repeat(20), "b".repeat(20))).unwrap();
+        let good = dir.path().join("good");
+        std::fs::write(&good, format!("{}\n", "c".repeat(40))).unwrap();
+        for (path, wanted) in [(&short, "32 to 256"), (&spaced, "only letters")] {
+            let errors = resolve(
+                FileConfig {
+                    bootstrap_admin_token_file: Some(path.clone()),
+                    ..Default::default()
+                },
+                FileConfig::default(),
+            )
+            .unwrap_err();
+            assert!(errors[0].contains(wanted), "{errors:?}");
+            assert!(!errors[0].contains("tooshort") && !errors[0].contains("aaaa"));
+        }
+        let resolved = resolve(
+            FileConfig {
+                bootstrap_admin_token_file: Some(good),
+                ..Default::default()
+            },
+            FileConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            resolved.config.bootstrap_admin_token,
+            Some(BootstrapToken("c".repeat(40)))
+        );
+        assert_eq!(
+            format!("{:?}", resolved.config.bootstrap_admin_token),
+            "Some(<redacted>)"
+        );
     }
 
     #[test]

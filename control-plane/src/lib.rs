@@ -11,11 +11,17 @@ pub mod config;
 pub mod console;
 pub mod domain;
 pub mod error;
+pub mod health;
 pub mod ids;
+pub mod limits;
+pub mod methods;
+pub mod metrics;
 pub mod persistence;
 pub mod pki;
 pub mod server;
 pub mod service;
 
-pub use server::{Config, Listeners, TlsFiles, bind, run};
+pub use health::HealthConfig;
+pub use limits::ApiLimits;
+pub use server::{BootstrapToken, Config, Listeners, TlsFiles, bind, bind_extra, run};
 pub use service::ServiceConfig;

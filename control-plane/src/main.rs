@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use castplane_control::config::{FileConfig, load_file, resolve};
+use castplane_telemetry::LogFormat;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +44,37 @@ struct Args {
     /// Lifetime of node certificates in seconds [default: 30 days].
     #[arg(long)]
     agent_certificate_validity_seconds: Option<u64>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (unauthenticated: keep it internal).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// Serve grpc.health.v1 alone, in plaintext, here (for kubelet gRPC probes).
+    #[arg(long)]
+    health_listen: Option<SocketAddr>,
+    /// File holding the admin token to bootstrap an empty database with, instead of
+    /// writing a generated one to DATA_DIR/admin.token.
+    #[arg(long, env = "CASTPLANE_BOOTSTRAP_ADMIN_TOKEN_FILE")]
+    bootstrap_admin_token_file: Option<PathBuf>,
+    /// Seconds a public API call may take before it answers DEADLINE_EXCEEDED [default: 30].
+    #[arg(long)]
+    request_timeout_seconds: Option<u64>,
+    /// Calls in flight on the public API before more are refused [default: 512].
+    #[arg(long)]
+    max_concurrent_requests: Option<u64>,
+    /// Open streams (e.g. WatchAction) on the public API in total [default: 4096].
+    #[arg(long)]
+    max_streams: Option<u64>,
+    /// Open streams per principal (account) [default: 64].
+    #[arg(long)]
+    max_streams_per_principal: Option<u64>,
+    /// Seconds between database health checks [default: 5].
+    #[arg(long)]
+    health_check_interval_seconds: Option<u64>,
+    /// Seconds to keep serving after health turns NOT_SERVING on shutdown [default: 0].
+    #[arg(long)]
+    shutdown_drain_seconds: Option<u64>,
+    /// Log lines as text or as one JSON object each.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "CASTPLANE_LOG_FORMAT")]
+    log_format: LogFormat,
     /// Seconds an agent may stay silent before its session is closed and its node counts as
     /// unreachable; must exceed the agents' 5 s heartbeat interval [default: 15].
     #[arg(long)]
@@ -51,19 +83,13 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,sea_orm=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     // Everything written from here on is private, whatever the caller's umask: the database
     // and the admin token are secrets (the files that matter also get explicit modes).
     // SAFETY: umask has no preconditions; no other thread creates files yet.
     unsafe { libc::umask(0o077) };
     raise_open_file_limit();
     let args = Args::parse();
+    castplane_telemetry::init_logging(args.log_format, "info,sqlx=warn,sea_orm=warn");
     let file = match args.config.as_deref().map(load_file).transpose() {
         Ok(file) => file.unwrap_or_default(),
         Err(err) => {
@@ -81,6 +107,15 @@ async fn main() -> std::process::ExitCode {
         console_dir: args.console_dir,
         action_deadline_seconds: args.action_deadline_seconds,
         agent_certificate_validity_seconds: args.agent_certificate_validity_seconds,
+        metrics_listen: args.metrics_listen,
+        health_listen: args.health_listen,
+        bootstrap_admin_token_file: args.bootstrap_admin_token_file,
+        request_timeout_seconds: args.request_timeout_seconds,
+        max_concurrent_requests: args.max_concurrent_requests,
+        max_streams: args.max_streams,
+        max_streams_per_principal: args.max_streams_per_principal,
+        health_check_interval_seconds: args.health_check_interval_seconds,
+        shutdown_drain_seconds: args.shutdown_drain_seconds,
         heartbeat_timeout_seconds: args.heartbeat_timeout_seconds,
         ..Default::default()
     };
@@ -101,7 +136,13 @@ async fn main() -> std::process::ExitCode {
         signal_shutdown.cancel();
     });
     let result = async {
-        let listeners = castplane_control::bind(resolved.listen, resolved.agent_listen).await?;
+        let mut listeners = castplane_control::bind(resolved.listen, resolved.agent_listen).await?;
+        if let Some(addr) = resolved.metrics_listen {
+            listeners.metrics = Some(castplane_control::bind_extra("metrics", addr).await?);
+        }
+        if let Some(addr) = resolved.health_listen {
+            listeners.health = Some(castplane_control::bind_extra("health", addr).await?);
+        }
         castplane_control::run(resolved.config, listeners, shutdown).await
     }
     .await;

@@ -5,9 +5,8 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use castplane_proto::agent::v1::agent_service_server::AgentServiceServer;
@@ -33,6 +32,9 @@ use crate::api::nodes::NodeApi;
 use crate::api::sessions::{LoginApi, SessionApi};
 use crate::auth::AuthLayer;
 use crate::console;
+use crate::health::{Health, HealthConfig};
+use crate::limits::{ApiLimits, admission_layer, rpc_metrics_layer, stream_limit_layer};
+use crate::metrics::Metrics;
 use crate::persistence::Persistence;
 use crate::pki::CertificateAuthority;
 use crate::service::page_tokens::PageTokens;
@@ -41,7 +43,7 @@ use crate::service::{ControlPlane, ServiceConfig};
 /// How long in-flight calls get to finish once shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Config {
     pub data_dir: PathBuf,
     /// `postgres://…` or `sqlite://…`; defaults to SQLite in the data directory.
@@ -51,6 +53,25 @@ pub struct Config {
     /// The console's built assets, served at `/` of the public API; none serves no console.
     pub console_dir: Option<PathBuf>,
     pub service: ServiceConfig,
+    /// Timeouts and concurrency limits on the public API (`limits.rs`).
+    pub limits: ApiLimits,
+    pub health: HealthConfig,
+    /// How long the replica keeps serving after health turned NOT_SERVING at shutdown, so
+    /// that load balancers stop sending it calls before it drains.
+    pub drain_delay: Duration,
+    /// Used as the admin's API token when the database is bootstrapped, instead of a
+    /// generated one written to `admin.token`.
+    pub bootstrap_admin_token: Option<BootstrapToken>,
+}
+
+/// An operator-supplied admin token; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BootstrapToken(pub String);
+
+impl std::fmt::Debug for BootstrapToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -62,6 +83,10 @@ pub struct TlsFiles {
 pub struct Listeners {
     pub public: TcpListener,
     pub agent: TcpListener,
+    /// `/metrics` (Prometheus), when asked for.
+    pub metrics: Option<TcpListener>,
+    /// `grpc.health.v1` alone, in plaintext, for probes that cannot speak TLS (kubelet).
+    pub health: Option<TcpListener>,
 }
 
 impl Config {
@@ -101,9 +126,20 @@ pub async fn run(
         prepare_sqlite_files(&database)?;
     }
 
-    let persistence = Persistence::connect(&database_url)
+    // Everything started below stops when `drain` is cancelled: after health has turned
+    // NOT_SERVING and the drain delay has passed, or when this function returns early.
+    let drain = CancellationToken::new();
+    let _drain_on_return = drain.clone().drop_guard();
+    let metrics = Metrics::new();
+    let mut persistence = Persistence::connect(&database_url)
         .await
         .context("opening the database")?;
+    {
+        let metrics = metrics.clone();
+        persistence.observe_queries(move |sql, elapsed, failed| {
+            metrics.observe_query(sql, elapsed, failed)
+        });
+    }
     let ca = CertificateAuthority::load_or_create(&persistence)
         .await
         .context("loading the internal CA")?;
@@ -116,27 +152,67 @@ pub async fn run(
         config.service.clone(),
         ca,
         page_tokens,
-        shutdown.clone(),
+        drain.clone(),
     );
 
     let token_path = config.admin_token_path();
-    let wrote_token = control_plane
-        .bootstrap_admin(|secret| {
+    let provided = config.bootstrap_admin_token.as_ref().map(|t| t.0.as_str());
+    let bootstrapped = control_plane
+        .bootstrap_admin(provided, |secret| {
+            if provided.is_some() {
+                // The operator holds it already; no copy on disk.
+                return Ok(());
+            }
             write_private_file(&token_path, format!("{secret}\n").as_bytes())
                 .map_err(|e| format!("{e:#}"))
         })
         .await?;
-    if wrote_token {
-        tracing::info!(path = %token_path.display(), "first start: wrote the admin API token");
+    match (bootstrapped, provided.is_some()) {
+        (true, true) => {
+            tracing::info!("first start: the configured bootstrap token is the admin's")
+        }
+        (true, false) => {
+            tracing::info!(path = %token_path.display(), "first start: wrote the admin API token")
+        }
+        (false, true) => tracing::info!(
+            "the database already has its admin token; the bootstrap token is not used"
+        ),
+        (false, false) => {}
     }
 
-    let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<AccountServiceServer<AccountApi>>()
+    let (health, health_service) = Health::new(metrics.clone()).await;
+    health
+        .check_database(&persistence, config.health.ping_timeout())
         .await;
-    health_reporter
-        .set_serving::<MediaServiceServiceServer<MediaServiceApi>>()
-        .await;
+    tokio::spawn(health.clone().watch_database(
+        persistence.clone(),
+        config.health.clone(),
+        drain.clone(),
+    ));
+    if let Some(listener) = listeners.health {
+        tracing::info!(health_addr = %listener.local_addr()?, "serving plaintext health checks");
+        let probes = Server::builder()
+            .add_service(health_service.clone())
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(listener),
+                drain.clone().cancelled_owned(),
+            );
+        tokio::spawn(async move {
+            if let Err(err) = probes.await {
+                tracing::warn!(error = %err, "the health listener failed");
+            }
+        });
+    }
+    if let Some(listener) = listeners.metrics {
+        let metrics = metrics.clone();
+        let render: castplane_telemetry::metrics::Render = Arc::new(move || {
+            let metrics = metrics.clone();
+            Box::pin(async move { metrics.render() })
+        });
+        let server = castplane_telemetry::MetricsServer::new(listener, render);
+        tracing::info!(metrics_addr = %server.local_addr()?, "serving /metrics");
+        tokio::spawn(server.run(drain.clone()));
+    }
     let reflection_v1 = reflection(PUBLIC_SERVICES).build_v1()?;
     let reflection_v1alpha = reflection(PUBLIC_SERVICES).build_v1alpha()?;
 
@@ -146,6 +222,15 @@ pub async fn run(
         .map(public_tls_config)
         .transpose()?;
     let cp = || control_plane.clone();
+    let layers = tower::ServiceBuilder::new()
+        .layer(rpc_metrics_layer(metrics.rpc.clone()))
+        .layer(admission_layer(config.limits.clone(), metrics.rpc.clone()))
+        .layer(AuthLayer::new(control_plane.clone()))
+        .layer(stream_limit_layer(
+            config.limits.clone(),
+            metrics.rpc.clone(),
+        ))
+        .into_inner();
     let mut routes = tonic::service::Routes::builder();
     routes
         .add_service(health_service)
@@ -178,20 +263,20 @@ pub async fn run(
         *routes.axum_router_mut() = router.fallback_service(console::assets_service(&dir));
     }
     // HTTP/1.1 and gRPC-web for browsers (the console), beside HTTP/2 gRPC for everything else;
-    // the same TLS and the same bearer check serve both.
+    // the same TLS, limits and bearer check serve both.
     let public = Server::builder()
         .accept_http1(true)
         .layer(tonic_web::GrpcWebLayer::new())
-        .layer(AuthLayer::new(control_plane.clone()))
+        .layer(layers)
         .add_routes(routes);
     let public: BoxFuture<'static, Result<(), tonic::transport::Error>> = match public_tls {
         Some(tls) => Box::pin(public.serve_with_incoming_shutdown(
-            tls_incoming(listeners.public, tls, shutdown.clone()),
-            shutdown.clone().cancelled_owned(),
+            tls_incoming(listeners.public, tls, drain.clone()),
+            drain.clone().cancelled_owned(),
         )),
         None => Box::pin(public.serve_with_incoming_shutdown(
             no_delay(listeners.public),
-            shutdown.clone().cancelled_owned(),
+            drain.clone().cancelled_owned(),
         )),
     };
 
@@ -211,27 +296,31 @@ pub async fn run(
         .tls_config(agent_tls)?
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .layer(rpc_metrics_layer(metrics.rpc.clone()))
         .add_service(agent_reflection_v1)
         .add_service(agent_reflection_v1alpha)
         .add_service(AgentServiceServer::new(AgentApi {
             control_plane: cp(),
         }))
-        .serve_with_incoming_shutdown(
-            no_delay(listeners.agent),
-            shutdown.clone().cancelled_owned(),
-        );
+        .serve_with_incoming_shutdown(no_delay(listeners.agent), drain.clone().cancelled_owned());
 
     control_plane
         .start_dispatcher()
         .await
         .context("starting the dispatcher")?;
+    tokio::spawn(drain_after_shutdown(
+        health,
+        config.drain_delay,
+        shutdown.clone(),
+        drain.clone(),
+    ));
     tracing::info!(%public_addr, %agent_addr, tls = config.public_tls.is_some(), console = config.console_dir.is_some(), "castplane control plane serving");
 
     let servers = async { tokio::try_join!(public, agent) };
     tokio::pin!(servers);
     tokio::select! {
         result = &mut servers => { result?; }
-        _ = shutdown.cancelled() => {
+        _ = drain.cancelled() => {
             match tokio::time::timeout(SHUTDOWN_GRACE, &mut servers).await {
                 Ok(result) => { result?; }
                 Err(_) => tracing::warn!("in-flight calls did not finish within the grace period"),
@@ -244,6 +333,30 @@ pub async fn run(
     Ok(())
 }
 
+/// The start of a graceful shutdown: health turns NOT_SERVING at once, the replica keeps
+/// serving for `delay` while probes and load balancers notice, then everything drains.
+async fn drain_after_shutdown(
+    health: Health,
+    delay: Duration,
+    shutdown: CancellationToken,
+    drain: CancellationToken,
+) {
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = drain.cancelled() => return,
+    }
+    health.start_draining().await;
+    tracing::info!(
+        delay_ms = delay.as_millis() as u64,
+        "health is NOT_SERVING; draining after the delay"
+    );
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = drain.cancelled() => {}
+    }
+    drain.cancel();
+}
+
 /// What the public listener serves, as its reflection lists it.
 const PUBLIC_SERVICES: &[&str] = &[
     "castplane.v1.AccountService",
@@ -251,6 +364,8 @@ const PUBLIC_SERVICES: &[&str] = &[
     "castplane.v1.MediaServiceService",
     "castplane.v1.ActionService",
     "castplane.v1.NodeService",
+    "castplane.v1.SessionService",
+    "castplane.v1.LoginService",
     "grpc.health.v1.Health",
 ];
 /// What the agent listener serves.
@@ -361,7 +476,19 @@ pub async fn bind(public: SocketAddr, agent: SocketAddr) -> anyhow::Result<Liste
     let agent = TcpListener::bind(agent)
         .await
         .with_context(|| format!("binding the agent listener to {agent}"))?;
-    Ok(Listeners { public, agent })
+    Ok(Listeners {
+        public,
+        agent,
+        metrics: None,
+        health: None,
+    })
+}
+
+/// Binds an optional listener (`/metrics`, plaintext health); port 0 picks a free port.
+pub async fn bind_extra(what: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {what} listener to {addr}"))
 }
 
 /// Creates the data directory 0700, or makes an existing one private: it holds the SQLite

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use castplane_agent::supervisor::{Supervisor, SupervisorConfig};
 use castplane_integration_tests::client::{icecast_request, limits};
+use castplane_integration_tests::scenarios::report;
 use castplane_integration_tests::{AgentHandle, Backend, ControlPlaneHandle, free_port, wait_for};
 use castplane_proto::agent::v1::ServiceSpec;
 use castplane_proto::v1 as pb;
@@ -44,21 +45,6 @@ fn main() -> anyhow::Result<()> {
         report("API overhead over raw spawn (pairwise)", &overhead);
         Ok(())
     })
-}
-
-fn report(label: &str, samples: &[Duration]) {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let n = sorted.len();
-    let p99 = sorted[((n as f64 * 0.99).ceil() as usize).clamp(1, n) - 1];
-    println!(
-        "{label:<48} n={n:<3} median {:>7.1} ms  p99 {:>7.1} ms  min {:>7.1} ms  max {:>7.1} ms",
-        ms(sorted[n / 2]),
-        ms(p99),
-        ms(sorted[0]),
-        ms(sorted[n - 1])
-    );
 }
 
 async fn via_api(runs: usize) -> anyhow::Result<Vec<Duration>> {

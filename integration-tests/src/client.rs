@@ -207,6 +207,36 @@ impl Client {
         .await
     }
 
+    /// Queues a start of the service; the action as queued.
+    pub async fn start_service(&self, id: &str) -> pb::Action {
+        self.media()
+            .start_media_service(pb::StartMediaServiceRequest { id: id.to_owned() })
+            .await
+            .expect("start")
+            .into_inner()
+    }
+
+    /// Waits until the node reports that it can run `service_type`, and returns it.
+    pub async fn node_that_runs(
+        &self,
+        node_id: &str,
+        service_type: pb::ServiceType,
+        timeout: std::time::Duration,
+    ) -> pb::Node {
+        crate::wait_for(
+            &format!("node {node_id} to report {service_type:?}"),
+            timeout,
+            || async move {
+                let node = self.node(node_id).await;
+                node.capabilities
+                    .iter()
+                    .any(|c| c.r#type == service_type as i32 && c.available)
+                    .then_some(node)
+            },
+        )
+        .await
+    }
+
     pub async fn service(&self, id: &str) -> pb::MediaService {
         self.media()
             .get_media_service(pb::GetMediaServiceRequest { id: id.to_owned() })

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use castplane_control::{Config, ServiceConfig, TlsFiles};
 use tokio::task::JoinHandle;
@@ -15,12 +16,18 @@ pub enum Backend {
     Postgres,
 }
 
+/// Changes a test makes to the configuration the harness builds (limits, health, drain).
+pub type Configure = Arc<dyn Fn(&mut Config) + Send + Sync>;
+
 pub struct ControlPlaneHandle {
     data_dir: tempfile::TempDir,
     database_url: Option<String>,
     service_config: ServiceConfig,
-    /// The console's built assets, when the test serves them.
-    console_dir: Option<PathBuf>,
+    configure: Option<Configure>,
+    /// Where `/metrics` is served, when started with `metrics`.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The plaintext health listener (every test control plane has one).
+    pub health_addr: SocketAddr,
     /// The CA (here: the self-signed certificate) clients trust for the public API.
     pub public_ca_pem: String,
     pub public_addr: SocketAddr,
@@ -36,7 +43,7 @@ impl ControlPlaneHandle {
     }
 
     pub async fn start_with(backend: Backend, service_config: ServiceConfig) -> Self {
-        Self::start_serving(backend, service_config, None).await
+        Self::start_configured(backend, service_config, None, false).await
     }
 
     /// Also serves the console from `console_dir` (its `dist/`), as a deployment would.
@@ -44,6 +51,20 @@ impl ControlPlaneHandle {
         backend: Backend,
         service_config: ServiceConfig,
         console_dir: Option<PathBuf>,
+    ) -> Self {
+        let configure = console_dir.map(|dir| {
+            Arc::new(move |config: &mut Config| config.console_dir = Some(dir.clone())) as Configure
+        });
+        Self::start_configured(backend, service_config, configure, false).await
+    }
+
+    /// Like [`ControlPlaneHandle::start`], with `configure` applied to the configuration and,
+    /// if `metrics`, a `/metrics` listener on a free port ([`ControlPlaneHandle::metrics_addr`]).
+    pub async fn start_configured(
+        backend: Backend,
+        service_config: ServiceConfig,
+        configure: Option<Configure>,
+        metrics: bool,
     ) -> Self {
         let database_url = match backend {
             Backend::Sqlite => None,
@@ -53,18 +74,19 @@ impl ControlPlaneHandle {
                     .expect("a PostgreSQL database for the test"),
             ),
         };
-        Self::start_on_serving(database_url, service_config, console_dir).await
+        Self::start_on_configured(database_url, service_config, configure, metrics).await
     }
 
     /// On the database at `database_url` (`None`: SQLite in its data directory).
     pub async fn start_on(database_url: Option<String>, service_config: ServiceConfig) -> Self {
-        Self::start_on_serving(database_url, service_config, None).await
+        Self::start_on_configured(database_url, service_config, None, false).await
     }
 
-    async fn start_on_serving(
+    async fn start_on_configured(
         database_url: Option<String>,
         service_config: ServiceConfig,
-        console_dir: Option<PathBuf>,
+        configure: Option<Configure>,
+        metrics: bool,
     ) -> Self {
         crate::init_tracing();
         let data_dir = tempfile::Builder::new()
@@ -89,7 +111,9 @@ impl ControlPlaneHandle {
             data_dir,
             database_url,
             service_config,
-            console_dir,
+            configure,
+            metrics_addr: metrics.then(|| "127.0.0.1:0".parse().expect("addr")),
+            health_addr: "127.0.0.1:0".parse().expect("addr"),
             public_ca_pem,
             public_addr: "127.0.0.1:0".parse().expect("addr"),
             agent_addr: "127.0.0.1:0".parse().expect("addr"),
@@ -100,25 +124,41 @@ impl ControlPlaneHandle {
     }
 
     fn config(&self) -> Config {
-        Config {
+        let mut config = Config {
             data_dir: self.data_dir.path().join("state"),
             database_url: self.database_url.clone(),
             public_tls: Some(TlsFiles {
                 cert: self.data_dir.path().join("public.crt"),
                 key: self.data_dir.path().join("public.key"),
             }),
-            console_dir: self.console_dir.clone(),
             service: self.service_config.clone(),
+            ..Default::default()
+        };
+        if let Some(configure) = &self.configure {
+            configure(&mut config);
         }
+        config
     }
 
     /// Starts the server, on the same ports as before when restarting.
     async fn launch(&mut self) {
-        let listeners = castplane_control::bind(self.public_addr, self.agent_addr)
+        let mut listeners = castplane_control::bind(self.public_addr, self.agent_addr)
             .await
             .expect("bind listeners");
         self.public_addr = listeners.public.local_addr().expect("addr");
         self.agent_addr = listeners.agent.local_addr().expect("addr");
+        if let Some(addr) = self.metrics_addr {
+            let listener = castplane_control::bind_extra("metrics", addr)
+                .await
+                .expect("bind the metrics listener");
+            self.metrics_addr = Some(listener.local_addr().expect("addr"));
+            listeners.metrics = Some(listener);
+        }
+        let health = castplane_control::bind_extra("health", self.health_addr)
+            .await
+            .expect("bind the health listener");
+        self.health_addr = health.local_addr().expect("addr");
+        listeners.health = Some(health);
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(castplane_control::run(
             self.config(),
@@ -126,18 +166,36 @@ impl ControlPlaneHandle {
             shutdown.clone(),
         ));
         self.running = Some((shutdown, task));
-        let token_path = self.admin_token_file.clone();
+        // With an operator's bootstrap token there is no token file to wait for.
+        let token_path = self
+            .config()
+            .bootstrap_admin_token
+            .is_none()
+            .then(|| self.admin_token_file.clone());
         let public_addr = self.public_addr;
         crate::wait_for(
             "the control plane to serve",
             std::time::Duration::from_secs(30),
             || {
-                let ready =
-                    token_path.exists() && std::net::TcpStream::connect(public_addr).is_ok();
+                let ready = token_path.as_ref().is_none_or(|p| p.exists())
+                    && std::net::TcpStream::connect(public_addr).is_ok();
                 async move { ready.then_some(()) }
             },
         )
         .await;
+    }
+
+    /// Starts a graceful shutdown (as on SIGTERM) without waiting for it; [`Self::stop`]
+    /// waits for the end.
+    pub fn begin_stop(&self) {
+        if let Some((shutdown, _)) = &self.running {
+            shutdown.cancel();
+        }
+    }
+
+    /// The database this control plane uses, when it is PostgreSQL.
+    pub fn database_url(&self) -> Option<&str> {
+        self.database_url.as_deref()
     }
 
     /// Stops the server gracefully (as on SIGTERM).
@@ -169,7 +227,9 @@ impl ControlPlaneHandle {
             data_dir,
             database_url: self.database_url.clone(),
             service_config: self.service_config.clone(),
-            console_dir: self.console_dir.clone(),
+            configure: self.configure.clone(),
+            metrics_addr: None,
+            health_addr: "127.0.0.1:0".parse().expect("addr"),
             public_ca_pem: self.public_ca_pem.clone(),
             public_addr: "127.0.0.1:0".parse().expect("addr"),
             agent_addr: "127.0.0.1:0".parse().expect("addr"),

@@ -7,8 +7,10 @@ pub mod client;
 pub mod control_plane;
 pub mod fleet;
 pub mod fuzz;
+pub mod metrics;
 pub mod postgres;
 pub mod raw;
+pub mod scenarios;
 pub mod streaming;
 pub mod wait;
 

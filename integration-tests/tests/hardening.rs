@@ -43,6 +43,7 @@ async fn an_open_data_dir_and_the_database_files_become_private() {
         public_tls: None,
         console_dir: None,
         service: ServiceConfig::default(),
+        ..Default::default()
     };
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(castplane_control::run(config, listeners, shutdown.clone()));

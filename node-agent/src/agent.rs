@@ -47,6 +47,8 @@ pub struct AgentConfig {
     /// How often a connected agent checks whether renewal is due.
     pub renewal_check_interval: Duration,
     pub supervisor: SupervisorConfig,
+    /// Serve Prometheus metrics at `/metrics` here (`crate::metrics`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl AgentConfig {
@@ -65,6 +67,7 @@ impl AgentConfig {
             renew_when_remaining: 1.0 / 3.0,
             renewal_check_interval: Duration::from_secs(30),
             supervisor,
+            metrics_listen: None,
         }
     }
 }
@@ -163,6 +166,15 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         .adopt_existing()
         .await
         .context("re-adopting running services")?;
+    if let Some(addr) = config.metrics_listen {
+        crate::metrics::serve(
+            addr,
+            &config.supervisor.metrics,
+            &supervisor,
+            shutdown.clone(),
+        )
+        .await?;
+    }
     let log_path = data_dir.action_log_path();
     let log = tokio::task::spawn_blocking(move || ActionLog::open(log_path))
         .await

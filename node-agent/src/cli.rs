@@ -4,9 +4,11 @@
 //! Exit status: 0 on success, 1 when joining or running fails, 2 when a setting is wrong — every
 //! setting is checked before anything connects or starts, and each wrong one is named.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use castplane_telemetry::LogFormat;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -19,6 +21,9 @@ use crate::{AgentConfig, join, run};
 struct Args {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as text or as one JSON object each.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "CASTPLANE_LOG_FORMAT")]
+    log_format: LogFormat,
 }
 
 #[derive(Subcommand, Debug)]
@@ -44,6 +49,9 @@ enum Command {
         /// comma-separated).
         #[arg(long, value_delimiter = ',')]
         control_plane: Vec<String>,
+        /// Serve Prometheus metrics at http://ADDR/metrics (unauthenticated: keep it internal).
+        #[arg(long, env = "CASTPLANE_AGENT_METRICS_LISTEN")]
+        metrics_listen: Option<SocketAddr>,
     },
 }
 
@@ -97,6 +105,7 @@ fn check(command: &Command) -> Vec<String> {
         Command::Run {
             data_dir,
             control_plane,
+            metrics_listen: _,
         } => {
             check_urls(control_plane, &mut errors);
             if !DataDir::new(data_dir).is_joined() {
@@ -111,17 +120,12 @@ fn check(command: &Command) -> Vec<String> {
 }
 
 pub fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     // What the agent writes is private unless it says otherwise (config files it hands to a
     // server's group get explicit modes).
     // SAFETY: umask has no preconditions; no other thread exists yet.
     unsafe { libc::umask(0o077) };
     let args = Args::parse();
+    castplane_telemetry::init_logging(args.log_format, "info");
     let errors = check(&args.command);
     if !errors.is_empty() {
         for error in errors {
@@ -156,10 +160,12 @@ pub fn main() -> ExitCode {
             Command::Run {
                 data_dir,
                 control_plane,
+                metrics_listen,
             } => {
                 DataDir::new(&data_dir).make_private()?;
                 let mut config = AgentConfig::new(data_dir);
                 config.control_plane_urls = control_plane;
+                config.metrics_listen = metrics_listen;
                 let shutdown = CancellationToken::new();
                 let on_signal = shutdown.clone();
                 tokio::spawn(async move {
@@ -226,6 +232,7 @@ mod tests {
         let errors = check(&Command::Run {
             data_dir: dir.path().to_owned(),
             control_plane: Vec::new(),
+            metrics_listen: None,
         });
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].contains("castplane-agent join"), "{errors:?}");

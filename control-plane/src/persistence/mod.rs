@@ -358,6 +358,33 @@ pub(crate) fn count_bigint() -> sea_orm::sea_query::Expr {
     sea_orm::sea_query::Expr::cust("CAST(COUNT(*) AS BIGINT)")
 }
 
+impl Persistence {
+    /// One round trip to the database (health checking).
+    pub async fn ping(&self) -> Result<()> {
+        self.db.ping().await.map_err(PersistenceError::from)
+    }
+
+    /// Reports every statement's duration and failure to `observe` (query metrics). Call it
+    /// before cloning the handle: clones made earlier keep the previous callback.
+    pub fn observe_queries(
+        &mut self,
+        observe: impl Fn(&str, Duration, bool) + Send + Sync + 'static,
+    ) {
+        let observe = std::sync::Arc::new(observe);
+        let on_reader = observe.clone();
+        self.db
+            .set_metric_callback(move |info: &sea_orm::metric::Info<'_>| {
+                observe(&info.statement.sql, info.elapsed, info.failed)
+            });
+        // A statement runs through one handle or the other (on PostgreSQL they share a pool,
+        // but each handle keeps its own callback), so nothing is counted twice.
+        self.reader
+            .set_metric_callback(move |info: &sea_orm::metric::Info<'_>| {
+                on_reader(&info.statement.sql, info.elapsed, info.failed)
+            });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

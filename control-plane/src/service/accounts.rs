@@ -561,8 +561,12 @@ impl ControlPlane {
     /// `hand_over` stores the secret (the server writes the admin token file); it runs before
     /// the commit, so a failure there leaves the database unbootstrapped for the next start
     /// rather than with a token nobody has.
+    ///
+    /// `provided`: the secret to use instead of a generated one (an operator's bootstrap
+    /// token, e.g. from a Kubernetes Secret); it is stored hashed like any other.
     pub async fn bootstrap_admin(
         &self,
+        provided: Option<&str>,
         hand_over: impl FnOnce(&str) -> std::result::Result<(), String>,
     ) -> Result<bool> {
         use sea_orm::EntityTrait;
@@ -581,7 +585,14 @@ impl ControlPlane {
         if !matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
             return Ok(false);
         }
-        let (model, secret) = new_token(&Principal::Admin, "bootstrap admin token".to_owned());
+        let description = "bootstrap admin token".to_owned();
+        let (model, secret) = match provided {
+            Some(secret) => (
+                token_row(&Principal::Admin, description, secret),
+                secret.to_owned(),
+            ),
+            None => new_token(&Principal::Admin, description),
+        };
         db::insert_token(&txn, model).await?;
         hand_over(&secret).map_err(ServiceError::Unavailable)?;
         txn.commit().await?;
@@ -592,16 +603,20 @@ impl ControlPlane {
 /// A new token row and its secret. Only the hash goes into the row.
 fn new_token(target: &Principal, description: String) -> (api_token::Model, String) {
     let secret = format!("cpt_{}", ids::new_secret(32));
+    (token_row(target, description, &secret), secret)
+}
+
+/// The row for a token with this secret (only its hash is kept).
+fn token_row(target: &Principal, description: String, secret: &str) -> api_token::Model {
     let (kind, principal_id) = target.stored_key();
-    let model = api_token::Model {
+    api_token::Model {
         id: ids::new_id("tok"),
-        token_hash: ids::hash_secret(&secret),
+        token_hash: ids::hash_secret(secret),
         principal_kind: kind.to_owned(),
         principal_id: principal_id.to_owned(),
         description,
         create_time: now_millis(),
-    };
-    (model, secret)
+    }
 }
 
 /// Wizard step 2: what a reseller may provision.

@@ -649,6 +649,7 @@ impl Actor {
         let window = self.ctx.config.crash_loop_window;
         let count = self.server.count_failure(window);
         if count >= self.ctx.config.crash_loop_exits as usize {
+            self.ctx.config.metrics.crash_looped(self.program());
             self.server.backoff_until = None;
             self.failed_generation = Some(self.generation());
             self.set_state(
@@ -674,6 +675,7 @@ impl Actor {
             return;
         }
         let program = self.program();
+        self.ctx.config.metrics.restarted(program);
         self.set_state(ObservedState::Starting, format!("restarting {program}"));
         match self.launch_server().await {
             Ok(()) => {
@@ -717,6 +719,9 @@ impl Actor {
         let window = self.ctx.config.crash_loop_window;
         let count = self.sibling.count_failure(window);
         if count >= self.ctx.config.crash_loop_exits as usize {
+            if let Some(plugin) = self.sibling_plugin() {
+                self.ctx.config.metrics.crash_looped(plugin.program_name());
+            }
             self.sibling.backoff_until = None;
             self.sibling_failed_generation = Some(self.generation());
             self.sibling_trouble = Some(format!(
@@ -742,6 +747,7 @@ impl Actor {
         let (Some(plugin), Some(spec)) = (self.wanted_sibling(), self.spec.clone()) else {
             return;
         };
+        self.ctx.config.metrics.restarted(plugin.program_name());
         // A failure is recorded inside, with the next backoff.
         let _ = self.start_sibling(plugin, spec).await;
     }

@@ -62,6 +62,8 @@ pub struct SupervisorConfig {
     pub crash_loop_window: Duration,
     pub stats_interval: Duration,
     pub ready_timeout: Duration,
+    /// Restart and crash-loop counters (`crate::metrics`).
+    pub metrics: crate::metrics::SupervisorMetrics,
 }
 
 impl Default for SupervisorConfig {
@@ -74,6 +76,7 @@ impl Default for SupervisorConfig {
             crash_loop_window: Duration::from_secs(60),
             stats_interval: Duration::from_secs(5),
             ready_timeout: Duration::from_secs(15),
+            metrics: Default::default(),
         }
     }
 }
