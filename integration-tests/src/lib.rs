@@ -60,20 +60,22 @@ pub fn init_tracing_with_default(filter: &str) {
 
 /// A free TCP port on 127.0.0.1 (bound and released; fine for tests that bind it right away).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+    free_port_range(1).0 as u16
 }
+
+/// Where test servers get their ports: below the kernel's ephemeral range (32768–60999 here),
+/// so a port found free cannot be handed to some process's outgoing connection before the
+/// server binds it, as a port from `bind(0)` can.
+const TEST_PORTS: std::ops::Range<u32> = 20_000..32_000;
 
 /// `n` consecutive ports that are free right now, for a node's port range.
 pub fn free_port_range(n: u32) -> (u32, u32) {
+    use rand::Rng;
+    let n = n.clamp(1, 1000);
     loop {
-        let first = free_port() as u32;
-        let fits = first > 0 && first + n < 65000;
-        if fits
-            && (first..first + n)
-                .all(|p| std::net::TcpListener::bind(("0.0.0.0", p as u16)).is_ok())
+        let first = rand::rng().random_range(TEST_PORTS.start..TEST_PORTS.end - n);
+        if (first..first + n)
+            .all(|p| std::net::TcpListener::bind(("0.0.0.0", p as u16)).is_ok())
         {
             return (first, first + n - 1);
         }

@@ -22,14 +22,15 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Two distinct free ports: both are bound at once, so they cannot be the same.
+/// Two distinct free ports.
 fn free_ports() -> (u16, u16) {
-    let a = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    let b = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    (
-        a.local_addr().expect("local addr").port(),
-        b.local_addr().expect("local addr").port(),
-    )
+    let a = common::free_port();
+    loop {
+        let b = common::free_port();
+        if b != a {
+            return (a, b);
+        }
+    }
 }
 
 /// A password from the control plane's alphabet, with upper case so a lower-cased copy differs.

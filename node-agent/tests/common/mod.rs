@@ -70,8 +70,16 @@ pub async fn port_accepts(port: u16) -> bool {
 }
 
 pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
+    use rand::Rng;
+    // Below the kernel's ephemeral range (32768–60999 here): a port found free cannot be handed
+    // to some process's outgoing connection before the server binds it, as one from `bind(0)`
+    // can when tests run in parallel processes.
+    loop {
+        let port = rand::rng().random_range(20_000..32_000);
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// The longest run of back-to-back MP3 frames in `data`.
