@@ -5,14 +5,16 @@ use castplane_proto::v1::account_service_server::AccountService;
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    caller_to_wire, check_display_name, check_email, customer_choice, customer_to_wire,
+    account_deletion_to_wire, api_token_to_wire, caller_to_wire, check_display_name, check_email, customer_choice, customer_to_wire,
     limits_from_wire, mask_paths, principal_from_wire, reseller_to_wire, resource_from_path,
     service_types_from_wire,
 };
-use super::{optional, principal, required};
+use super::{optional, principal, required, traceparent};
 use crate::domain::{Resource, service_type_from_wire};
 use crate::error::{ServiceError, Violations};
-use crate::service::{ControlPlane, CustomerPatch, NewCustomer, NewReseller, ResellerPatch};
+use crate::service::{
+    ControlPlane, CustomerPatch, DeleteOptions, NewCustomer, NewReseller, ResellerPatch,
+};
 
 pub struct AccountApi {
     pub control_plane: ControlPlane,
@@ -312,5 +314,73 @@ impl AccountService for AccountApi {
         let principal = principal(&request)?;
         let view = self.control_plane.describe_caller(&principal).await?;
         Ok(Response::new(caller_to_wire(&view)))
+    }
+
+    async fn delete_reseller(
+        &self,
+        request: Request<pb::DeleteResellerRequest>,
+    ) -> Result<Response<pb::DeleteAccountResponse>, Status> {
+        let principal = principal(&request)?;
+        let r = request.get_ref();
+        let id = required("id", &r.id)?;
+        let options = DeleteOptions {
+            force: r.force,
+            confirm_permanent_deletion: r.confirm_permanent_deletion,
+            validate_only: r.validate_only,
+        };
+        let deletion = self
+            .control_plane
+            .delete_reseller(&principal, id, options, traceparent(&request))
+            .await?;
+        Ok(Response::new(account_deletion_to_wire(&deletion)))
+    }
+
+    async fn delete_customer(
+        &self,
+        request: Request<pb::DeleteCustomerRequest>,
+    ) -> Result<Response<pb::DeleteAccountResponse>, Status> {
+        let principal = principal(&request)?;
+        let r = request.get_ref();
+        let id = required("id", &r.id)?;
+        let options = DeleteOptions {
+            force: r.force,
+            confirm_permanent_deletion: r.confirm_permanent_deletion,
+            validate_only: r.validate_only,
+        };
+        let deletion = self
+            .control_plane
+            .delete_customer(&principal, id, options, traceparent(&request))
+            .await?;
+        Ok(Response::new(account_deletion_to_wire(&deletion)))
+    }
+
+    async fn list_api_tokens(
+        &self,
+        request: Request<pb::ListApiTokensRequest>,
+    ) -> Result<Response<pb::ListApiTokensResponse>, Status> {
+        let principal = principal(&request)?;
+        let r = request.get_ref();
+        let target = match r.principal_kind {
+            0 if r.principal_id.is_empty() => None,
+            kind => Some(principal_from_wire(kind, &r.principal_id)?),
+        };
+        let (rows, next_page_token) = self
+            .control_plane
+            .list_api_tokens(&principal, target, &r.page_token, r.page_size)
+            .await?;
+        Ok(Response::new(pb::ListApiTokensResponse {
+            api_tokens: rows.iter().map(api_token_to_wire).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn revoke_api_token(
+        &self,
+        request: Request<pb::RevokeApiTokenRequest>,
+    ) -> Result<Response<pb::RevokeApiTokenResponse>, Status> {
+        let principal = principal(&request)?;
+        let id = required("id", &request.get_ref().id)?;
+        self.control_plane.revoke_api_token(&principal, id).await?;
+        Ok(Response::new(pb::RevokeApiTokenResponse {}))
     }
 }

@@ -159,6 +159,7 @@ pub fn reseller_to_wire(model: &reseller::Model) -> pb::Reseller {
         primary_customer_id: model.primary_customer_id.clone(),
         create_time: Some(to_timestamp(model.create_time)),
         update_time: Some(to_timestamp(model.update_time)),
+        delete_request_time: model.delete_request_time.map(to_timestamp),
     }
 }
 
@@ -220,6 +221,7 @@ pub fn customer_to_wire(model: &customer::Model) -> pb::Customer {
         kind: customer_kind(model) as i32,
         create_time: Some(to_timestamp(model.create_time)),
         update_time: Some(to_timestamp(model.update_time)),
+        delete_request_time: model.delete_request_time.map(to_timestamp),
     }
 }
 
@@ -286,6 +288,13 @@ pub fn media_service_to_wire(view: &MediaServiceView) -> pb::MediaService {
             .collect(),
         desired_state: pb::DesiredState::from(s.desired_state) as i32,
         status: Some(match &view.observed {
+            // A tombstone runs nothing, whatever its node last said before the delete.
+            _ if s.delete_time.is_some() => pb::ServiceStatus {
+                state: pb::ObservedState::from(ObservedState::Stopped) as i32,
+                message: "deleted".to_owned(),
+                stats: Some(pb::ServiceStats::default()),
+                observe_time: s.delete_time.map(to_timestamp),
+            },
             Some(o) => pb::ServiceStatus {
                 state: pb::ObservedState::from(o.state) as i32,
                 message: o.message.clone(),
@@ -301,7 +310,13 @@ pub fn media_service_to_wire(view: &MediaServiceView) -> pb::MediaService {
         }),
         create_time: Some(to_timestamp(s.create_time)),
         update_time: Some(to_timestamp(s.update_time)),
-        deleting: s.deleting,
+        deleting: s.deleting && s.delete_time.is_none(),
+        delete_time: s.delete_time.map(to_timestamp),
+        state: match (s.delete_time, s.deleting) {
+            (Some(_), _) => pb::MediaServiceState::Deleted,
+            (None, true) => pb::MediaServiceState::Deleting,
+            (None, false) => pb::MediaServiceState::Active,
+        } as i32,
         generation: u64::try_from(s.generation).unwrap_or_default(),
         observed_generation: view
             .observed
@@ -432,4 +447,31 @@ pub fn mask_paths(
     }
     violations.into_result()?;
     Ok(mask.paths.clone())
+}
+
+pub fn api_token_to_wire(model: &crate::persistence::entities::api_token::Model) -> pb::ApiToken {
+    pb::ApiToken {
+        id: model.id.clone(),
+        principal_kind: principal_kind_to_wire(&model.principal_kind) as i32,
+        principal_id: model.principal_id.clone(),
+        description: model.description.clone(),
+        create_time: Some(to_timestamp(model.create_time)),
+    }
+}
+
+pub fn account_deletion_to_wire(
+    deletion: &crate::service::AccountDeletion,
+) -> pb::DeleteAccountResponse {
+    let plan = &deletion.plan;
+    pb::DeleteAccountResponse {
+        plan: Some(pb::AccountDeletionPlan {
+            accounts: plan.accounts.clone(),
+            media_service_ids: plan.media_service_ids.clone(),
+            destroyed: plan.destroyed.clone(),
+            kept: plan.kept.clone(),
+            requires_confirmation: plan.requires_confirmation,
+        }),
+        actions: deletion.actions.iter().map(action_to_wire).collect(),
+        deleted: deletion.deleted,
+    }
 }

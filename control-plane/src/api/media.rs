@@ -218,6 +218,7 @@ impl MediaServiceService for MediaServiceApi {
             node_id: optional(&r.node_id).map(str::to_owned),
             primary_accounts: None,
             name_contains: optional(r.query.trim()).map(str::to_owned),
+            show_deleted: r.show_deleted,
         };
         let (views, next_page_token) = self
             .control_plane

@@ -149,4 +149,14 @@ impl NodeService for NodeApi {
             expire_time: Some(to_timestamp(token.expire_time)),
         }))
     }
+
+    async fn delete_node(
+        &self,
+        request: Request<pb::DeleteNodeRequest>,
+    ) -> Result<Response<pb::DeleteNodeResponse>, Status> {
+        let principal = principal(&request)?;
+        let id = required("id", &request.get_ref().id)?;
+        self.control_plane.delete_node(&principal, id).await?;
+        Ok(Response::new(pb::DeleteNodeResponse {}))
+    }
 }

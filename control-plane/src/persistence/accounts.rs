@@ -20,7 +20,8 @@ pub async fn get_reseller(
     id: &str,
     for_update: bool,
 ) -> Result<Option<reseller::Model>> {
-    let mut query = reseller::Entity::find_by_id(id.to_owned());
+    let mut query =
+        reseller::Entity::find_by_id(id.to_owned()).filter(reseller::Column::DeleteTime.is_null());
     if for_update {
         query = query.lock_exclusive();
     }
@@ -33,6 +34,7 @@ pub async fn list_resellers(
     limit: u64,
 ) -> Result<Vec<reseller::Model>> {
     let mut query = reseller::Entity::find()
+        .filter(reseller::Column::DeleteTime.is_null())
         .order_by_asc(reseller::Column::Id)
         .limit(limit);
     if let Some(after) = after_id {
@@ -60,7 +62,8 @@ pub async fn get_customer(
     id: &str,
     for_update: bool,
 ) -> Result<Option<customer::Model>> {
-    let mut query = customer::Entity::find_by_id(id.to_owned());
+    let mut query =
+        customer::Entity::find_by_id(id.to_owned()).filter(customer::Column::DeleteTime.is_null());
     if for_update {
         query = query.lock_exclusive();
     }
@@ -74,6 +77,7 @@ pub async fn list_customers(
     limit: u64,
 ) -> Result<Vec<customer::Model>> {
     let mut query = customer::Entity::find()
+        .filter(customer::Column::DeleteTime.is_null())
         .order_by_asc(customer::Column::Id)
         .limit(limit);
     if let Some(reseller_id) = reseller_id {
@@ -92,6 +96,7 @@ pub async fn list_customers_sorted(
 ) -> Result<Vec<customer::Model>> {
     Ok(customer::Entity::find()
         .filter(customer::Column::ResellerId.eq(reseller_id))
+        .filter(customer::Column::DeleteTime.is_null())
         .order_by_asc(customer::Column::SortKey)
         .order_by_asc(customer::Column::Id)
         .all(db)
@@ -123,6 +128,7 @@ pub async fn count_sub_accounts(db: &impl ConnectionTrait, reseller_id: &str) ->
         .column_as(count_bigint(), "n")
         .filter(customer::Column::ResellerId.eq(reseller_id))
         .filter(customer::Column::IsPrimary.eq(false))
+        .filter(customer::Column::DeleteTime.is_null())
         .into_tuple()
         .one(db)
         .await?;
@@ -161,4 +167,135 @@ pub async fn count_tokens(
         .one(db)
         .await?;
     Ok(count.unwrap_or(0).max(0) as u64)
+}
+
+/// A principal's tokens by id, from after `after_id`.
+pub async fn list_tokens(
+    db: &impl ConnectionTrait,
+    principal_kind: &str,
+    principal_id: &str,
+    after_id: Option<&str>,
+    limit: u64,
+) -> Result<Vec<api_token::Model>> {
+    let mut query = api_token::Entity::find()
+        .filter(api_token::Column::PrincipalKind.eq(principal_kind))
+        .filter(api_token::Column::PrincipalId.eq(principal_id))
+        .order_by_asc(api_token::Column::Id)
+        .limit(limit);
+    if let Some(after) = after_id {
+        query = query.filter(api_token::Column::Id.gt(after));
+    }
+    Ok(query.all(db).await?)
+}
+
+pub async fn get_token(db: &impl ConnectionTrait, id: &str) -> Result<Option<api_token::Model>> {
+    Ok(api_token::Entity::find_by_id(id.to_owned()).one(db).await?)
+}
+
+pub async fn delete_token(db: &impl ConnectionTrait, id: &str) -> Result<bool> {
+    let result = api_token::Entity::delete_by_id(id.to_owned())
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Removes every token of a principal (its account is being deleted).
+pub async fn delete_tokens_of(
+    db: &impl ConnectionTrait,
+    principal_kind: &str,
+    principal_id: &str,
+) -> Result<u64> {
+    let result = api_token::Entity::delete_many()
+        .filter(api_token::Column::PrincipalKind.eq(principal_kind))
+        .filter(api_token::Column::PrincipalId.eq(principal_id))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}
+
+/// The live customers of a reseller (primary account included), by id.
+pub async fn customers_of(
+    db: &impl ConnectionTrait,
+    reseller_id: &str,
+) -> Result<Vec<customer::Model>> {
+    Ok(customer::Entity::find()
+        .filter(customer::Column::ResellerId.eq(reseller_id))
+        .filter(customer::Column::DeleteTime.is_null())
+        .order_by_asc(customer::Column::Id)
+        .all(db)
+        .await?)
+}
+
+/// Records that a forced delete waits for the customer's services (kept if already set).
+pub async fn request_customer_deletion(
+    db: &impl ConnectionTrait,
+    id: &str,
+    now: i64,
+) -> Result<()> {
+    use sea_orm::sea_query::Expr;
+    customer::Entity::update_many()
+        .col_expr(customer::Column::DeleteRequestTime, Expr::value(now))
+        .filter(customer::Column::Id.eq(id))
+        .filter(customer::Column::DeleteRequestTime.is_null())
+        .filter(customer::Column::DeleteTime.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn request_reseller_deletion(
+    db: &impl ConnectionTrait,
+    id: &str,
+    now: i64,
+) -> Result<()> {
+    use sea_orm::sea_query::Expr;
+    reseller::Entity::update_many()
+        .col_expr(reseller::Column::DeleteRequestTime, Expr::value(now))
+        .filter(reseller::Column::Id.eq(id))
+        .filter(reseller::Column::DeleteRequestTime.is_null())
+        .filter(reseller::Column::DeleteTime.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Tombstones a customer. Its email is blanked: personal data goes with the account; the row
+/// stays only because deleted services name it.
+pub async fn mark_customer_deleted(db: &impl ConnectionTrait, id: &str, now: i64) -> Result<bool> {
+    use sea_orm::sea_query::Expr;
+    let result = customer::Entity::update_many()
+        .col_expr(customer::Column::DeleteTime, Expr::value(now))
+        .col_expr(customer::Column::Email, Expr::value(""))
+        .col_expr(customer::Column::UpdateTime, Expr::value(now))
+        .filter(customer::Column::Id.eq(id))
+        .filter(customer::Column::DeleteTime.is_null())
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+pub async fn mark_reseller_deleted(db: &impl ConnectionTrait, id: &str, now: i64) -> Result<bool> {
+    use sea_orm::sea_query::Expr;
+    let result = reseller::Entity::update_many()
+        .col_expr(reseller::Column::DeleteTime, Expr::value(now))
+        .col_expr(reseller::Column::UpdateTime, Expr::value(now))
+        .filter(reseller::Column::Id.eq(id))
+        .filter(reseller::Column::DeleteTime.is_null())
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Customers whose forced delete is still waiting, oldest request first.
+pub async fn pending_customer_deletions(
+    db: &impl ConnectionTrait,
+    limit: u64,
+) -> Result<Vec<customer::Model>> {
+    Ok(customer::Entity::find()
+        .filter(customer::Column::DeleteRequestTime.is_not_null())
+        .filter(customer::Column::DeleteTime.is_null())
+        .order_by_asc(customer::Column::DeleteRequestTime)
+        .limit(limit)
+        .all(db)
+        .await?)
 }

@@ -389,7 +389,7 @@ pub async fn node_services(
     let Some(node) = db
         .query_one_raw(sql(
             b,
-            "SELECT version, public_host, bind_address FROM nodes WHERE id = $1",
+            "SELECT version, public_host, bind_address FROM nodes WHERE id = $1 AND delete_time IS NULL",
             vec![node_id.into()],
         ))
         .await?
@@ -893,7 +893,7 @@ pub async fn node_poll(db: &impl ConnectionTrait, node_id: &str) -> Result<Optio
         .query_one_raw(sql(
             b,
             "SELECT version, EXISTS (SELECT 1 FROM actions a WHERE a.node_id = $1 AND a.state = 'queued') AS queued \
-             FROM nodes WHERE id = $1",
+             FROM nodes WHERE id = $1 AND delete_time IS NULL",
             vec![node_id.into()],
         ))
         .await?;

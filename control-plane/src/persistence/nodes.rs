@@ -19,7 +19,8 @@ pub async fn get_node(
     id: &str,
     for_update: bool,
 ) -> Result<Option<node::Model>> {
-    let mut query = node::Entity::find_by_id(id.to_owned());
+    let mut query =
+        node::Entity::find_by_id(id.to_owned()).filter(node::Column::DeleteTime.is_null());
     if for_update {
         query = query.lock_exclusive();
     }
@@ -32,6 +33,7 @@ pub async fn list_nodes(
     limit: u64,
 ) -> Result<Vec<node::Model>> {
     let mut query = node::Entity::find()
+        .filter(node::Column::DeleteTime.is_null())
         .order_by_asc(node::Column::Id)
         .limit(limit);
     if let Some(after) = after_id {
@@ -46,6 +48,7 @@ pub async fn find_by_join_token(
 ) -> Result<Option<node::Model>> {
     Ok(node::Entity::find()
         .filter(node::Column::JoinTokenHash.eq(token_hash))
+        .filter(node::Column::DeleteTime.is_null())
         .lock_exclusive()
         .one(db)
         .await?)
@@ -63,6 +66,7 @@ pub async fn find_by_certificate(
                 .add(node::Column::CertFingerprint.eq(fingerprint))
                 .add(node::Column::PreviousCertFingerprint.eq(fingerprint)),
         )
+        .filter(node::Column::DeleteTime.is_null())
         .one(db)
         .await?)
 }
@@ -130,6 +134,7 @@ pub async fn set_join_token(
         .col_expr(node::Column::JoinTokenHash, Expr::value(token_hash))
         .col_expr(node::Column::JoinTokenExpireTime, Expr::value(expire_time))
         .filter(node::Column::Id.eq(node_id))
+        .filter(node::Column::DeleteTime.is_null())
         .exec(db)
         .await?;
     Ok(result.rows_affected == 1)
@@ -169,7 +174,8 @@ pub async fn capable_candidates(
             b,
             &format!(
                 "SELECT n.* FROM nodes n JOIN node_capabilities c ON c.node_id = n.id \
-                 WHERE c.service_type = $1 AND (c.autodj = TRUE OR $2 = FALSE){excluded} \
+                 WHERE c.service_type = $1 AND (c.autodj = TRUE OR $2 = FALSE) \
+                 AND n.delete_time IS NULL{excluded} \
                  ORDER BY n.service_count, n.id LIMIT {limit}{lock}"
             ),
             values,
@@ -209,4 +215,44 @@ pub async fn count_placement(db: &impl ConnectionTrait, node_id: &str, ports: i6
         .exec(db)
         .await?;
     Ok(())
+}
+
+/// A node's deletion: it leaves listings and placement, its certificates and join token stop
+/// working, and its session is fenced off (the generation moves on, so the session's next
+/// write fails and it closes). Its name is freed for a new node. False when it was not there.
+pub async fn mark_deleted(db: &impl ConnectionTrait, node_id: &str, now: i64) -> Result<bool> {
+    use super::entities::node_capability;
+    use sea_orm::ActiveValue::Set;
+    let active = node::ActiveModel {
+        id: sea_orm::ActiveValue::Unchanged(node_id.to_owned()),
+        name: Set(format!("deleted-{node_id}")),
+        delete_time: Set(Some(now)),
+        cert_fingerprint: Set(None),
+        previous_cert_fingerprint: Set(None),
+        join_token_hash: Set(None),
+        join_token_expire_time: Set(None),
+        connected: Set(false),
+        session_id: Set(None),
+        session_replica: Set(None),
+        ..Default::default()
+    };
+    let result = node::Entity::update_many()
+        .set(active)
+        .col_expr(
+            node::Column::SessionGeneration,
+            Expr::col(node::Column::SessionGeneration).add(1),
+        )
+        .col_expr(
+            node::Column::Version,
+            Expr::col(node::Column::Version).add(1),
+        )
+        .filter(node::Column::Id.eq(node_id))
+        .filter(node::Column::DeleteTime.is_null())
+        .exec(db)
+        .await?;
+    node_capability::Entity::delete_many()
+        .filter(node_capability::Column::NodeId.eq(node_id))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
 }

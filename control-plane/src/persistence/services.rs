@@ -87,6 +87,8 @@ pub struct ServiceFilter {
     pub primary_accounts: Option<bool>,
     /// Only services whose name or display name contains this, ignoring case.
     pub name_contains: Option<String>,
+    /// Deleted services (tombstones) too.
+    pub show_deleted: bool,
 }
 
 pub async fn list_live_services(
@@ -96,9 +98,11 @@ pub async fn list_live_services(
     limit: u64,
 ) -> Result<Vec<media_service::Model>> {
     let mut query = media_service::Entity::find()
-        .filter(media_service::Column::DeleteTime.is_null())
         .order_by_asc(media_service::Column::Id)
         .limit(limit);
+    if !filter.show_deleted {
+        query = query.filter(media_service::Column::DeleteTime.is_null());
+    }
     if let Some(reseller_id) = &filter.reseller_id {
         query = query.filter(media_service::Column::ResellerId.eq(reseller_id.as_str()));
     }
@@ -239,6 +243,38 @@ pub async fn list_ownership_changes(
     Ok(ownership_change::Entity::find()
         .filter(ownership_change::Column::MediaServiceId.eq(service_id))
         .order_by_asc(ownership_change::Column::Id)
+        .all(db)
+        .await?)
+}
+
+/// The live (not yet deleted) services of these customers, by id: what an account deletion
+/// must delete first.
+pub async fn live_services_of_customers(
+    db: &impl ConnectionTrait,
+    customer_ids: &[String],
+) -> Result<Vec<media_service::Model>> {
+    if customer_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(media_service::Entity::find()
+        .filter(media_service::Column::CustomerId.is_in(customer_ids.iter().map(String::as_str)))
+        .filter(media_service::Column::DeleteTime.is_null())
+        .order_by_asc(media_service::Column::Id)
+        .all(db)
+        .await?)
+}
+
+/// The live services placed on a node (deleting ones included), at most `limit`.
+pub async fn live_services_on_node(
+    db: &impl ConnectionTrait,
+    node_id: &str,
+    limit: u64,
+) -> Result<Vec<media_service::Model>> {
+    Ok(media_service::Entity::find()
+        .filter(media_service::Column::NodeId.eq(node_id))
+        .filter(media_service::Column::DeleteTime.is_null())
+        .order_by_asc(media_service::Column::Id)
+        .limit(limit)
         .all(db)
         .await?)
 }

@@ -117,6 +117,8 @@ impl ControlPlane {
             is_primary: true,
             create_time: now,
             update_time: now,
+            delete_request_time: None,
+            delete_time: None,
         };
         let mut model = reseller::Model {
             id: reseller_id,
@@ -132,6 +134,8 @@ impl ControlPlane {
             default_type: new.default_type.map(|t| t.as_str().to_owned()),
             create_time: now,
             update_time: now,
+            delete_request_time: None,
+            delete_time: None,
         };
         store_limits(&mut model, &new.limits);
         let txn = self.db().begin().await?;
@@ -257,6 +261,13 @@ impl ControlPlane {
         let reseller = db::get_reseller(&txn, &reseller_id, true)
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("reseller {reseller_id:?} not found")))?;
+        if reseller.delete_request_time.is_some() {
+            return Err(ServiceError::precondition(
+                "ACCOUNT_DELETING",
+                format!("reseller:{reseller_id}"),
+                format!("reseller {reseller_id} is being deleted and takes no new customers"),
+            ));
+        }
         let limits = limits_of(&reseller);
         let usage = service_db::reseller_usage(&txn, &reseller_id).await?;
         if let Some(available) = usage.available(&limits, Resource::Customers)
@@ -283,6 +294,8 @@ impl ControlPlane {
             is_primary: false,
             create_time: now,
             update_time: now,
+            delete_request_time: None,
+            delete_time: None,
         };
         db::insert_customer(&txn, model.clone()).await?;
         txn.commit().await?;

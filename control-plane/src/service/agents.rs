@@ -190,6 +190,11 @@ impl ControlPlane {
     /// Marks unreachable the nodes whose replica died, and fails actions whose node has been
     /// unreachable past their deadline — saying exactly what that means for each.
     pub async fn sweep(&self) -> Result<()> {
+        // Account deletions whose last delete succeeded while no replica finished them (a
+        // restart in between): an index lookup that finds nothing almost always.
+        if let Err(err) = self.finish_account_deletions().await {
+            tracing::warn!(error = %err, "could not finish account deletions");
+        }
         let config = self.dispatch_config().clone();
         let txn = self.db().begin().await?;
         let expired = db_dispatch::expire_dead_sessions(&txn, config.deadline_ms()).await?;

@@ -213,12 +213,16 @@ impl ControlPlane {
         principal: &Principal,
         new: &NewMediaService,
     ) -> Result<MediaServiceView> {
-        let customer = account_db::get_customer(txn, &new.customer_id, false)
+        // Locked: a forced account deletion and this create cannot interleave.
+        let customer = account_db::get_customer(txn, &new.customer_id, true)
             .await?
             .filter(|c| can_see_customer(principal, c))
             .ok_or_else(|| {
                 ServiceError::NotFound(format!("customer {:?} not found", new.customer_id))
             })?;
+        if customer.delete_request_time.is_some() {
+            return Err(super::deletion::account_being_deleted(&customer));
+        }
         let mut reseller = account_db::get_reseller(txn, &customer.reseller_id, true)
             .await?
             .ok_or_else(|| {
@@ -311,12 +315,27 @@ impl ControlPlane {
         }
     }
 
+    /// A service, or its tombstone once deleted (DESIGN: deleted services remain readable by
+    /// id with their history).
+    pub(crate) async fn visible_service_or_tombstone(
+        &self,
+        principal: &Principal,
+        id: &str,
+    ) -> Result<media_service::Model> {
+        match db::get_any_service(self.reader(), id).await? {
+            Some(s) if can_see_service(principal, &s) => Ok(s),
+            _ => Err(ServiceError::NotFound(format!(
+                "media service {id:?} not found"
+            ))),
+        }
+    }
+
     pub async fn get_media_service(
         &self,
         principal: &Principal,
         id: &str,
     ) -> Result<MediaServiceView> {
-        let service = self.visible_service(principal, id).await?;
+        let service = self.visible_service_or_tombstone(principal, id).await?;
         self.view_of(service).await
     }
 
@@ -341,11 +360,12 @@ impl ControlPlane {
     ) -> Result<(Vec<MediaServiceView>, String)> {
         let size = page_size(requested_size)?;
         let listing = format!(
-            "media_services|{}|{scope:?}|{}|{}|{}",
+            "media_services|{}|{scope:?}|{}|{}|{}|{}",
             principal.audit_name(),
             filter.reseller_id.as_deref().unwrap_or_default(),
             filter.customer_id.as_deref().unwrap_or_default(),
-            filter.node_id.as_deref().unwrap_or_default()
+            filter.node_id.as_deref().unwrap_or_default(),
+            if filter.show_deleted { "deleted" } else { "live" }
         );
         let after = self.page_after(&listing, page_token)?;
         match principal {
@@ -562,6 +582,9 @@ impl ControlPlane {
         if service.deleting {
             return Err(being_deleted(&service));
         }
+        if target.delete_request_time.is_some() {
+            return Err(super::deletion::account_being_deleted(&target));
+        }
         if target.id == service.customer_id {
             return Err(ServiceError::precondition(
                 "OWNER",
@@ -646,7 +669,7 @@ impl ControlPlane {
         principal: &Principal,
         id: &str,
     ) -> Result<Vec<ownership_change::Model>> {
-        let service = self.visible_service(principal, id).await?;
+        let service = self.visible_service_or_tombstone(principal, id).await?;
         let mut changes = db::list_ownership_changes(self.reader(), &service.id).await?;
         for change in &mut changes {
             super::redact_ownership_change(principal, change);

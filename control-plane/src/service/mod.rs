@@ -4,6 +4,7 @@
 mod accounts;
 mod actions;
 pub mod agents;
+mod deletion;
 pub mod dispatch;
 mod media;
 mod nodes;
@@ -22,6 +23,7 @@ pub use accounts::{
     CallerView, CustomerPatch, NewCustomer, NewReseller, ResellerPatch, decode_types, limits_of,
 };
 pub use actions::ActionRecord;
+pub use deletion::{AccountDeletion, AccountDeletionPlan, DeleteOptions};
 pub use dispatch::{DispatchConfig, Hello};
 pub use media::{DeletionPlan, MediaServicePatch, MediaServiceView, NewMediaService, ServiceScope};
 pub use nodes::{Capability, MAX_JOIN_TOKEN_TTL, NewNode, NodeCapabilities, NodeView};

@@ -289,6 +289,7 @@ impl ControlPlane {
             unreachable_since: Some(now),
             service_count: 0,
             ports_used: 0,
+            delete_time: None,
         };
         db::insert_node(self.db(), model.clone())
             .await

@@ -15,6 +15,10 @@ pub struct Model {
     pub is_primary: bool,
     pub create_time: i64,
     pub update_time: i64,
+    /// A forced delete waits for the customer's services' deletes; set while it does.
+    pub delete_request_time: Option<i64>,
+    /// Deleted: the row stays only because tombstoned services name it.
+    pub delete_time: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -39,6 +39,9 @@ pub struct Model {
     pub ports_used: i64,
     /// Where the node's servers listen; empty: what `public_host` resolves to on the node.
     pub bind_address: String,
+    /// Deleted: its identity is revoked; the row stays only because tombstoned services and
+    /// their actions name it.
+    pub delete_time: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

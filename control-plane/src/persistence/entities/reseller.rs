@@ -20,6 +20,10 @@ pub struct Model {
     pub default_type: Option<String>,
     pub create_time: i64,
     pub update_time: i64,
+    /// A forced delete waits for its customers' deletions; set while it does.
+    pub delete_request_time: Option<i64>,
+    /// Deleted: the row stays only because tombstoned services name it.
+    pub delete_time: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -351,6 +351,20 @@ async fn try_commit(
 }
 
 fn publish(control_plane: &ControlPlane, outcome: Outcome) {
+    // A succeeded delete may have been the last an account deletion waited for.
+    let deleted_service = outcome.deltas.iter().any(|d| {
+        d.action.kind == ActionKind::Delete
+            && d.action.state == ActionState::Succeeded
+            && d.action.late_state.is_none()
+    });
+    if deleted_service {
+        let finisher = control_plane.clone();
+        control_plane.dispatcher().spawn(async move {
+            if let Err(err) = finisher.finish_account_deletions().await {
+                tracing::warn!(error = %err, "could not finish account deletions");
+            }
+        });
+    }
     for delta in &outcome.deltas {
         if delta.action.state.is_terminal() && delta.action.late_state.is_none() {
             tracing::info!(action_id = %delta.action.id, node_id = %delta.action.node_id, state = %delta.action.state, "action finished");
