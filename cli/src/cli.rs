@@ -174,6 +174,28 @@ pub enum ResellerCommand {
         #[arg(long, value_name = "TYPE|none", value_parser = parse_default_type)]
         default_type: Option<DefaultTypeArg>,
     },
+    /// Delete a reseller with its primary account and every sub-account (admin only)
+    Delete {
+        /// Reseller id (rsl_…)
+        id: String,
+        #[command(flatten)]
+        options: AccountDeleteArgs,
+    },
+}
+
+/// How far an account deletion may go.
+#[derive(Debug, Args)]
+pub struct AccountDeleteArgs {
+    /// Queue the deletes of the account's media services instead of refusing while it has
+    /// any; the account goes once they have all succeeded
+    #[arg(long)]
+    pub force: bool,
+    /// Required with --force when a video service is among them: its files are destroyed
+    #[arg(long)]
+    pub confirm_permanent_deletion: bool,
+    /// Show which accounts and services would go; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -208,6 +230,13 @@ pub enum CustomerCommand {
     },
     /// The creation wizard's customer list: a-z, primary account marked
     Choices(ResellerFilter),
+    /// Delete a sub-account with its media library, login and API tokens
+    Delete {
+        /// Customer id (cus_…)
+        id: String,
+        #[command(flatten)]
+        options: AccountDeleteArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -227,6 +256,24 @@ pub enum TokenCommand {
         /// What the token is for, e.g. "billing sync"
         #[arg(long, default_value = "")]
         description: String,
+    },
+    /// List an account's API tokens (your own without a flag); secrets are never shown
+    #[command(group(ArgGroup::new("principal").args(["admin", "reseller", "customer"])))]
+    List {
+        /// The admin's tokens
+        #[arg(long)]
+        admin: bool,
+        /// This reseller's tokens
+        #[arg(long, value_name = "ID")]
+        reseller: Option<String>,
+        /// This customer's tokens
+        #[arg(long, value_name = "ID")]
+        customer: Option<String>,
+    },
+    /// Revoke a token: every control-plane replica refuses it from then on
+    Revoke {
+        /// Token id (tok_…)
+        id: String,
     },
 }
 
@@ -380,8 +427,12 @@ pub enum ServiceCommand {
         /// Node name or id
         #[arg(long, value_name = "NODE")]
         node: Option<String>,
+        /// Include deleted services (tombstones)
+        #[arg(long)]
+        show_deleted: bool,
     },
-    /// Show a service: configuration, ports, desired and observed state
+    /// Show a service: configuration, ports, desired and observed state (deleted ones too,
+    /// by id)
     Get(ServiceRef),
     /// Change a service; only the flags given are changed
     Update {
@@ -497,6 +548,11 @@ pub enum NodeCommand {
         /// How long the token stays valid [default: the server's, one hour]
         #[arg(long, value_name = "SECONDS")]
         ttl: Option<u32>,
+    },
+    /// Remove a node with no services on it; its agent's certificate stops working
+    Delete {
+        /// Node name or id (node_…)
+        node: String,
     },
 }
 

@@ -1,10 +1,10 @@
-//! `customer create|list|get|update|choices`.
+//! `customer create|list|get|update|choices|delete`.
 
 use castplane_proto::v1 as pb;
 use prost_types::FieldMask;
 
 use super::Ctx;
-use crate::cli::CustomerCommand;
+use crate::cli::{AccountDeleteArgs, CustomerCommand};
 use crate::error::{CliError, Result};
 use crate::json::{self, ToJson};
 use crate::lookup;
@@ -114,7 +114,62 @@ pub async fn run(ctx: &Ctx, command: CustomerCommand) -> Result<()> {
                 },
             )
         }
+        CustomerCommand::Delete { id, options } => {
+            let response = client
+                .delete_customer(pb::DeleteCustomerRequest {
+                    id: id.clone(),
+                    force: options.force,
+                    confirm_permanent_deletion: options.confirm_permanent_deletion,
+                    validate_only: options.dry_run,
+                })
+                .await?
+                .into_inner();
+            account_deletion(ctx, &id, &options, &response)
+        }
     }
+}
+
+/// Prints what an account deletion did (or, on a dry run, would do).
+pub(super) fn account_deletion(
+    ctx: &Ctx,
+    id: &str,
+    options: &AccountDeleteArgs,
+    response: &pb::DeleteAccountResponse,
+) -> Result<()> {
+    ctx.out.emit(
+        || response.to_json(),
+        || {
+            let plan = response.plan.clone().unwrap_or_default();
+            let mut text = if options.dry_run {
+                format!("Dry run for {id}: nothing was changed.\nWould delete:")
+            } else {
+                "Deletes:".to_owned()
+            };
+            for item in &plan.destroyed {
+                text.push_str(&format!("\n  - {item}"));
+            }
+            text.push_str("\nKept:");
+            for item in &plan.kept {
+                text.push_str(&format!("\n  - {item}"));
+            }
+            if options.dry_run {
+                if plan.requires_confirmation {
+                    text.push_str("\nA video service is among them: --force needs --confirm-permanent-deletion.");
+                }
+            } else if response.deleted {
+                text.push_str(&format!("\nDeleted {id}."));
+            } else {
+                text.push_str(&format!(
+                    "\nQueued {} service deletes; {id} is deleted once they have all succeeded (follow them with `castctl action watch ID`):",
+                    response.actions.len()
+                ));
+                for action in &response.actions {
+                    text.push_str(&format!("\n  {} {}", action.id, action.media_service_id));
+                }
+            }
+            text
+        },
+    )
 }
 
 fn show(ctx: &Ctx, c: &pb::Customer) -> Result<()> {

@@ -1,4 +1,4 @@
-//! `node add|list|get|token`.
+//! `node add|list|get|token|delete`.
 
 use castplane_proto::v1 as pb;
 
@@ -67,6 +67,23 @@ pub async fn run(ctx: &Ctx, command: NodeCommand) -> Result<()> {
                 .await?
                 .into_inner();
             ctx.out.emit(|| token.to_json(), || join_text(&token))
+        }
+        NodeCommand::Delete { node } => {
+            let node = lookup::node(&ctx.api, &node).await?;
+            client
+                .delete_node(pb::DeleteNodeRequest {
+                    id: node.id.clone(),
+                })
+                .await?;
+            ctx.out.emit(
+                || serde_json::json!({ "deleted": node.id }),
+                || {
+                    format!(
+                        "Deleted node {} ({}); its agent's certificate no longer works.",
+                        node.name, node.id
+                    )
+                },
+            )
         }
     }
 }

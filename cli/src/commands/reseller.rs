@@ -1,4 +1,4 @@
-//! `reseller create|list|get|update`.
+//! `reseller create|list|get|update|delete`.
 
 use castplane_proto::v1 as pb;
 use prost_types::FieldMask;
@@ -121,6 +121,18 @@ pub async fn run(ctx: &Ctx, command: ResellerCommand) -> Result<()> {
                 .await?
                 .into_inner();
             show(ctx, &updated)
+        }
+        ResellerCommand::Delete { id, options } => {
+            let response = client
+                .delete_reseller(pb::DeleteResellerRequest {
+                    id: id.clone(),
+                    force: options.force,
+                    confirm_permanent_deletion: options.confirm_permanent_deletion,
+                    validate_only: options.dry_run,
+                })
+                .await?
+                .into_inner();
+            super::customer::account_deletion(ctx, &id, &options, &response)
         }
     }
 }

@@ -31,6 +31,7 @@ pub async fn run(ctx: &Ctx, command: ServiceCommand) -> Result<()> {
             customer,
             reseller,
             node,
+            show_deleted,
         } => {
             let node_id = match node {
                 Some(node) => lookup::node(&ctx.api, &node).await?.id,
@@ -45,6 +46,7 @@ pub async fn run(ctx: &Ctx, command: ServiceCommand) -> Result<()> {
                 customer_id: customer.unwrap_or_default(),
                 reseller_id: reseller.unwrap_or_default(),
                 node_id,
+                show_deleted,
                 ..Default::default()
             };
             let services = lookup::list_services(&ctx.api, request).await?;
@@ -385,7 +387,9 @@ fn list_table(services: &[pb::MediaService], names: &lookup::Names) -> String {
     for s in services {
         let status = s.status.clone().unwrap_or_default();
         let mut state = enum_text::<pb::ObservedState>(status.state);
-        if s.deleting {
+        if s.state == pb::MediaServiceState::Deleted as i32 {
+            state = "DELETED".to_owned();
+        } else if s.deleting {
             state.push_str(" (deleting)");
         }
         t.add_row(vec![
