@@ -127,3 +127,74 @@ async fn replicas_share_ports_quotas_and_the_action_queue() {
     assert_eq!(seen.state, pb::ActionState::Succeeded as i32);
     agent.shutdown().await;
 }
+
+/// A token revoked through replica A is refused by A when the call returns, and by B as soon as
+/// B receives A's notice (PostgreSQL LISTEN/NOTIFY) — well inside the 30 s its cache entry
+/// would otherwise live, which is what this test's 5 s deadline proves. The time B took is
+/// printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_token_revoked_through_one_replica_is_refused_by_every_replica() {
+    let a = ControlPlaneHandle::start(Backend::Postgres).await;
+    let b = a.start_replica().await;
+    let admin_a = a.admin().await;
+    let reseller = admin_a
+        .create_reseller(
+            "Revoked Radio",
+            limits(None, None, None, None, None, None),
+            &[pb::ServiceType::Icecast],
+        )
+        .await;
+    let secret = admin_a
+        .token_for(pb::PrincipalKind::Reseller, &reseller.id)
+        .await;
+    let (on_a, on_b) = (a.client(&secret).await, b.client(&secret).await);
+    let caller = |client: &castplane_integration_tests::Client| {
+        let client = client.clone();
+        async move {
+            client
+                .accounts()
+                .get_caller(pb::GetCallerRequest {})
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    };
+    // Both replicas have the token cached now.
+    caller(&on_a).await.expect("works on A");
+    caller(&on_b).await.expect("works on B");
+    let tokens = admin_a
+        .accounts()
+        .list_api_tokens(pb::ListApiTokensRequest {
+            principal_kind: pb::PrincipalKind::Reseller as i32,
+            principal_id: reseller.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("list tokens")
+        .into_inner()
+        .api_tokens;
+    assert_eq!(tokens.len(), 1);
+    admin_a
+        .accounts()
+        .revoke_api_token(pb::RevokeApiTokenRequest {
+            id: tokens[0].id.clone(),
+        })
+        .await
+        .expect("revoke through A");
+    let revoked = std::time::Instant::now();
+    let status = caller(&on_a).await.expect_err("refused on A at once");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    wait_for("replica B to refuse the token", Duration::from_secs(5), || {
+        let on_b = on_b.clone();
+        async move {
+            match caller(&on_b).await {
+                Err(status) if status.code() == Code::Unauthenticated => Some(()),
+                _ => None,
+            }
+        }
+    })
+    .await;
+    eprintln!(
+        "replica B refused the revoked token {:?} after the revoke returned on A",
+        revoked.elapsed()
+    );
+}
