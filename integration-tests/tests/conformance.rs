@@ -1375,15 +1375,15 @@ async fn video_deletion_needs_confirmation_and_dry_run_lists_the_plan(backend: B
             .state,
         pb::ActionState::Succeeded as i32
     );
-    assert_code(
-        client
-            .media()
-            .get_media_service(pb::GetMediaServiceRequest {
-                id: video.id.clone(),
-            })
-            .await,
-        Code::NotFound,
-        "deleted",
+    // Gone from the node and from listings, but readable by id as a tombstone.
+    let tombstone = client.service(&video.id).await;
+    assert_eq!(tombstone.state, pb::MediaServiceState::Deleted as i32);
+    assert!(tombstone.delete_time.is_some() && tombstone.ports.is_empty());
+    assert!(
+        list_all(&client, pb::ServiceScope::All)
+            .await
+            .iter()
+            .all(|s| s.id != video.id)
     );
     f.finish().await;
 }

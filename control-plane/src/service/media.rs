@@ -213,8 +213,10 @@ impl ControlPlane {
         principal: &Principal,
         new: &NewMediaService,
     ) -> Result<MediaServiceView> {
-        // Locked: a forced account deletion and this create cannot interleave.
-        let customer = account_db::get_customer(txn, &new.customer_id, true)
+        // Not locked (the reseller's row below serialises creates): a create racing a forced
+        // deletion of its customer can still land, and then keeps the customer waiting until
+        // the deletion is repeated — the finisher deletes no account with a live service.
+        let customer = account_db::get_customer(txn, &new.customer_id, false)
             .await?
             .filter(|c| can_see_customer(principal, c))
             .ok_or_else(|| {
