@@ -1243,3 +1243,71 @@ async fn console_login_reads_the_password_from_stdin_only() -> Result<()> {
     assert_eq!(no_flag.code, Some(2), "{}", no_flag.stderr);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_listed_and_revoked_and_customers_deleted() -> Result<()> {
+    let server = start_server(None).await?;
+    let reseller = server
+        .reseller(&["--name", "Closing Time", "--allow-types", "icecast"])
+        .await;
+    let rid = str_of(&reseller, "id").to_owned();
+    let customer = server.customer(&rid, "Short Lived").await;
+    let cid = str_of(&customer, "id").to_owned();
+    let token = server
+        .admin(&["token", "create", "--customer", &cid, "-o", "json"])
+        .await
+        .ok()
+        .json();
+    let secret = str_of(&token, "secret").to_owned();
+    let token_id = str_of(&token, "token_id").to_owned();
+
+    // Listed by id and account, never with the secret.
+    let run = server
+        .admin(&["token", "list", "--customer", &cid])
+        .await
+        .ok();
+    assert!(run.stdout.contains(&token_id), "{}", run.stdout);
+    assert!(!run.stdout.contains(&secret), "{}", run.stdout);
+    // A customer lists its own without naming itself.
+    let own = server
+        .as_token(&secret, &["token", "list", "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(own["api_tokens"][0]["id"], token_id.as_str());
+
+    let run = server.admin(&["token", "revoke", &token_id]).await.ok();
+    assert!(run.stdout.contains("Revoked"), "{}", run.stdout);
+    let refused = server.as_token(&secret, &["whoami"]).await;
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+
+    // A dry run changes nothing; the delete itself removes the customer at once (no services).
+    let run = server
+        .admin(&["customer", "delete", &cid, "--dry-run"])
+        .await
+        .ok();
+    assert!(run.stdout.contains("nothing was changed"), "{}", run.stdout);
+    server.admin(&["customer", "get", &cid]).await.ok();
+    let deleted = server
+        .admin(&["customer", "delete", &cid, "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(deleted["deleted"], true);
+    let gone = server.admin(&["customer", "get", &cid]).await;
+    assert_eq!(gone.code, Some(1));
+    assert!(gone.stderr.contains("NOT_FOUND"), "{}", gone.stderr);
+    // The primary account goes only with the reseller.
+    let primary = server
+        .admin(&[
+            "customer",
+            "delete",
+            str_of(&reseller, "primary_customer_id"),
+        ])
+        .await;
+    assert_eq!(primary.code, Some(1));
+    assert!(primary.stderr.contains("FAILED_PRECONDITION"), "{}", primary.stderr);
+    let run = server.admin(&["reseller", "delete", &rid]).await.ok();
+    assert!(run.stdout.contains(&format!("Deleted {rid}")), "{}", run.stdout);
+    Ok(())
+}
