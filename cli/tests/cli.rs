@@ -1306,8 +1306,16 @@ async fn tokens_are_listed_and_revoked_and_customers_deleted() -> Result<()> {
         ])
         .await;
     assert_eq!(primary.code, Some(1));
-    assert!(primary.stderr.contains("FAILED_PRECONDITION"), "{}", primary.stderr);
+    assert!(
+        primary.stderr.contains("FAILED_PRECONDITION"),
+        "{}",
+        primary.stderr
+    );
     let run = server.admin(&["reseller", "delete", &rid]).await.ok();
-    assert!(run.stdout.contains(&format!("Deleted {rid}")), "{}", run.stdout);
+    assert!(
+        run.stdout.contains(&format!("Deleted {rid}")),
+        "{}",
+        run.stdout
+    );
     Ok(())
 }

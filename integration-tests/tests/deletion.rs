@@ -56,7 +56,10 @@ impl Fleet {
     }
 
     async fn reseller(&self, name: &str) -> (pb::Reseller, Client) {
-        let reseller = self.admin.create_reseller(name, unlimited(), ALL_TYPES).await;
+        let reseller = self
+            .admin
+            .create_reseller(name, unlimited(), ALL_TYPES)
+            .await;
         let token = self
             .admin
             .token_for(pb::PrincipalKind::Reseller, &reseller.id)
@@ -181,7 +184,9 @@ async fn a_customer_with_services_is_refused_unless_forced_then_goes_after_its_d
         .token_for(pb::PrincipalKind::Customer, &customer.id)
         .await;
     let as_customer = f.cp.client(&customer_token).await;
-    caller(&as_customer).await.expect("the customer's token works");
+    caller(&as_customer)
+        .await
+        .expect("the customer's token works");
 
     // The primary account goes only with the reseller.
     let primary = assert_code(
@@ -233,10 +238,20 @@ async fn a_customer_with_services_is_refused_unless_forced_then_goes_after_its_d
         Code::FailedPrecondition,
         "video unconfirmed",
     );
-    assert_eq!(violation_type(&unconfirmed), "PERMANENT_DELETION_UNCONFIRMED");
-    assert!(unconfirmed.message().contains(&tv.id), "{}", unconfirmed.message());
+    assert_eq!(
+        violation_type(&unconfirmed),
+        "PERMANENT_DELETION_UNCONFIRMED"
+    );
+    assert!(
+        unconfirmed.message().contains(&tv.id),
+        "{}",
+        unconfirmed.message()
+    );
     for service in [&radio, &tv] {
-        assert!(!client.service(&service.id).await.deleting, "nothing queued");
+        assert!(
+            !client.service(&service.id).await.deleting,
+            "nothing queued"
+        );
     }
     assert!(
         get_customer(&client, &customer.id)
@@ -300,7 +315,10 @@ async fn a_customer_with_services_is_refused_unless_forced_then_goes_after_its_d
         .expect("list customers")
         .into_inner()
         .customers;
-    assert!(customers.iter().all(|c| c.id != customer.id), "{customers:?}");
+    assert!(
+        customers.iter().all(|c| c.id != customer.id),
+        "{customers:?}"
+    );
     // The sub-account no longer counts against the reseller's customers.
     let usage = admin
         .catalog()
@@ -436,26 +454,36 @@ async fn deleting_a_reseller_takes_every_customer_and_its_own_credentials(backen
         Code::PermissionDenied,
         "a reseller deleting itself",
     );
-    let refused = assert_code(delete(false, false).await, Code::FailedPrecondition, "unforced");
+    let refused = assert_code(
+        delete(false, false).await,
+        Code::FailedPrecondition,
+        "unforced",
+    );
     assert!(
         refused.message().contains(&mine.id) && refused.message().contains(&theirs.id),
         "{}",
         refused.message()
     );
-    let plan = delete(true, true).await.expect("dry run").plan.expect("plan");
+    let plan = delete(true, true)
+        .await
+        .expect("dry run")
+        .plan
+        .expect("plan");
     for account in [&reseller.id, &reseller.primary_customer_id, &sub.id] {
         assert!(plan.accounts.contains(account), "{plan:?}");
     }
     let response = delete(true, false).await.expect("forced");
     assert_eq!(response.actions.len(), 2);
     assert_code(
-        client.accounts().create_customer(pb::CreateCustomerRequest {
-            customer: Some(pb::Customer {
-                display_name: "Too Late".into(),
-                ..Default::default()
-            }),
-        })
-        .await,
+        client
+            .accounts()
+            .create_customer(pb::CreateCustomerRequest {
+                customer: Some(pb::Customer {
+                    display_name: "Too Late".into(),
+                    ..Default::default()
+                }),
+            })
+            .await,
         Code::FailedPrecondition,
         "a new customer for a reseller being deleted",
     );
@@ -542,10 +570,12 @@ async fn deleted_services_stay_readable_by_id_and_lists_hide_them_unless_asked(b
         .actions;
     assert!(actions.iter().any(|a| a.id == action.id));
 
-    assert!(list_services(&client, false)
-        .await
-        .iter()
-        .all(|s| s.id != service.id));
+    assert!(
+        list_services(&client, false)
+            .await
+            .iter()
+            .all(|s| s.id != service.id)
+    );
     let with_deleted = list_services(&client, true).await;
     let listed = with_deleted
         .iter()
@@ -608,7 +638,11 @@ async fn a_node_with_services_is_not_deleted_and_a_deleted_node_loses_its_identi
         "services placed",
     );
     assert_eq!(violation_type(&refused), "NODE_HAS_MEDIA_SERVICES");
-    assert!(refused.message().contains(&service.id), "{}", refused.message());
+    assert!(
+        refused.message().contains(&service.id),
+        "{}",
+        refused.message()
+    );
     let deleted = client
         .media()
         .delete_media_service(pb::DeleteMediaServiceRequest {
@@ -687,10 +721,18 @@ async fn api_tokens_are_listed_without_secrets_and_revoked_at_once(backend: Back
         .create_reseller("Other Radio", unlimited(), ALL_TYPES)
         .await;
     let reseller_client = cp
-        .client(&admin.token_for(pb::PrincipalKind::Reseller, &reseller.id).await)
+        .client(
+            &admin
+                .token_for(pb::PrincipalKind::Reseller, &reseller.id)
+                .await,
+        )
         .await;
     let other_client = cp
-        .client(&admin.token_for(pb::PrincipalKind::Reseller, &other.id).await)
+        .client(
+            &admin
+                .token_for(pb::PrincipalKind::Reseller, &other.id)
+                .await,
+        )
         .await;
     let customer = reseller_client.create_customer("", "Tokened").await;
     let first = reseller_client
@@ -699,8 +741,7 @@ async fn api_tokens_are_listed_without_secrets_and_revoked_at_once(backend: Back
     let second = reseller_client
         .token_for(pb::PrincipalKind::Customer, &customer.id)
         .await;
-    let (first_client, second_client) =
-        (cp.client(&first).await, cp.client(&second).await);
+    let (first_client, second_client) = (cp.client(&first).await, cp.client(&second).await);
     caller(&first_client).await.expect("first works");
     caller(&second_client).await.expect("second works");
 
@@ -720,7 +761,9 @@ async fn api_tokens_are_listed_without_secrets_and_revoked_at_once(backend: Back
         }
     };
     // Paged one at a time: two pages, stable order, then the end.
-    let page_one = list(&reseller_client, 1, String::new()).await.expect("page 1");
+    let page_one = list(&reseller_client, 1, String::new())
+        .await
+        .expect("page 1");
     assert_eq!(page_one.api_tokens.len(), 1);
     assert!(!page_one.next_page_token.is_empty());
     let page_two = list(&reseller_client, 1, page_one.next_page_token.clone())

@@ -183,15 +183,19 @@ async fn a_token_revoked_through_one_replica_is_refused_by_every_replica() {
     let revoked = std::time::Instant::now();
     let status = caller(&on_a).await.expect_err("refused on A at once");
     assert_eq!(status.code(), Code::Unauthenticated);
-    wait_for("replica B to refuse the token", Duration::from_secs(5), || {
-        let on_b = on_b.clone();
-        async move {
-            match caller(&on_b).await {
-                Err(status) if status.code() == Code::Unauthenticated => Some(()),
-                _ => None,
+    wait_for(
+        "replica B to refuse the token",
+        Duration::from_secs(5),
+        || {
+            let on_b = on_b.clone();
+            async move {
+                match caller(&on_b).await {
+                    Err(status) if status.code() == Code::Unauthenticated => Some(()),
+                    _ => None,
+                }
             }
-        }
-    })
+        },
+    )
     .await;
     eprintln!(
         "replica B refused the revoked token {:?} after the revoke returned on A",

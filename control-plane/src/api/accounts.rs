@@ -5,9 +5,9 @@ use castplane_proto::v1::account_service_server::AccountService;
 use tonic::{Request, Response, Status};
 
 use super::convert::{
-    account_deletion_to_wire, api_token_to_wire, caller_to_wire, check_display_name, check_email, customer_choice, customer_to_wire,
-    limits_from_wire, mask_paths, principal_from_wire, reseller_to_wire, resource_from_path,
-    service_types_from_wire,
+    account_deletion_to_wire, api_token_to_wire, caller_to_wire, check_display_name, check_email,
+    customer_choice, customer_to_wire, limits_from_wire, mask_paths, principal_from_wire,
+    reseller_to_wire, resource_from_path, service_types_from_wire,
 };
 use super::{optional, principal, required, traceparent};
 use crate::domain::{Resource, service_type_from_wire};

@@ -91,7 +91,10 @@ fn is_video(service: &media_service::Model) -> bool {
         .is_ok_and(|t| t.kind() == ServiceKind::Video)
 }
 
-fn plan_for(customers: &[customer::Model], services: &[media_service::Model]) -> AccountDeletionPlan {
+fn plan_for(
+    customers: &[customer::Model],
+    services: &[media_service::Model],
+) -> AccountDeletionPlan {
     let mut destroyed = Vec::new();
     for service in services {
         destroyed.push(if is_video(service) {
@@ -169,9 +172,11 @@ async fn may_manage_tokens_of(
 ) -> Result<bool> {
     Ok(match (principal, kind) {
         (Principal::Admin, "admin") => true,
-        (Principal::Admin, "reseller") => account_db::get_reseller(control_plane.reader(), id, false)
-            .await?
-            .is_some(),
+        (Principal::Admin, "reseller") => {
+            account_db::get_reseller(control_plane.reader(), id, false)
+                .await?
+                .is_some()
+        }
         (Principal::Reseller { id: own }, "reseller") => own == id,
         (Principal::Admin | Principal::Reseller { .. }, "customer") => {
             account_db::get_customer(control_plane.reader(), id, false)
@@ -240,8 +245,7 @@ impl ControlPlane {
             .ok_or_else(|| ServiceError::NotFound(format!("reseller {id:?} not found")))?;
         let customers = account_db::customers_of(self.reader(), id).await?;
         let customer_ids: Vec<String> = customers.iter().map(|c| c.id.clone()).collect();
-        let services =
-            service_db::live_services_of_customers(self.reader(), &customer_ids).await?;
+        let services = service_db::live_services_of_customers(self.reader(), &customer_ids).await?;
         let mut plan = plan_for(&customers, &services);
         plan.accounts.insert(0, id.to_owned());
         plan.destroyed
@@ -327,8 +331,8 @@ impl ControlPlane {
         if customer.delete_request_time.is_none() {
             return Ok(None);
         }
-        let live =
-            service_db::live_services_of_customers(&txn, &[customer.id.clone()]).await?;
+        let live = service_db::live_services_of_customers(&txn, std::slice::from_ref(&customer.id))
+            .await?;
         if !live.is_empty() {
             return Ok(None);
         }
@@ -339,7 +343,9 @@ impl ControlPlane {
         let mut gone = vec![customer.id.clone()];
         let reseller = account_db::get_reseller(&txn, &customer.reseller_id, true).await?;
         if let Some(reseller) = reseller.filter(|r| r.delete_request_time.is_some())
-            && account_db::customers_of(&txn, &reseller.id).await?.is_empty()
+            && account_db::customers_of(&txn, &reseller.id)
+                .await?
+                .is_empty()
         {
             remove_credentials(&txn, "reseller", &reseller.id).await?;
             account_db::mark_reseller_deleted(&txn, &reseller.id, now).await?;
@@ -366,7 +372,10 @@ impl ControlPlane {
         _txn: &DatabaseTransaction,
         customer_id: &str,
     ) -> Result<()> {
-        tracing::debug!(customer_id, "customer media library deletion point (no stored library on this build)");
+        tracing::debug!(
+            customer_id,
+            "customer media library deletion point (no stored library on this build)"
+        );
         Ok(())
     }
 
@@ -399,8 +408,8 @@ impl ControlPlane {
         let size = page_size(requested_size)?;
         let listing = format!("api_tokens|{}|{kind}|{id}", principal.audit_name());
         let after = self.page_after(&listing, page_token)?;
-        let rows = account_db::list_tokens(self.reader(), kind, id, after.as_deref(), size + 1)
-            .await?;
+        let rows =
+            account_db::list_tokens(self.reader(), kind, id, after.as_deref(), size + 1).await?;
         Ok(self.paginate(&listing, rows, size, |t| &t.id))
     }
 

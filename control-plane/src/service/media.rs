@@ -367,7 +367,11 @@ impl ControlPlane {
             filter.reseller_id.as_deref().unwrap_or_default(),
             filter.customer_id.as_deref().unwrap_or_default(),
             filter.node_id.as_deref().unwrap_or_default(),
-            if filter.show_deleted { "deleted" } else { "live" }
+            if filter.show_deleted {
+                "deleted"
+            } else {
+                "live"
+            }
         );
         let after = self.page_after(&listing, page_token)?;
         match principal {
