@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
+use castplane_control::ServiceConfig;
 use castplane_integration_tests::client::{icecast_request, limits};
+use castplane_integration_tests::metrics::{sample, scrape};
 use castplane_integration_tests::{
     AgentHandle, Backend, Client, ControlPlaneHandle, conformance, free_port_range, wait_for,
 };
@@ -36,8 +38,11 @@ struct Fleet {
 }
 
 impl Fleet {
+    /// With `/metrics`, where the node tests see the agent's sessions.
     async fn start(backend: Backend) -> Fleet {
-        let cp = ControlPlaneHandle::start(backend).await;
+        let cp =
+            ControlPlaneHandle::start_configured(backend, ServiceConfig::default(), None, true)
+                .await;
         let admin = cp.admin().await;
         let (first, last) = free_port_range(20);
         let (node, token) = admin
@@ -610,7 +615,7 @@ async fn deleted_services_stay_readable_by_id_and_lists_hide_them_unless_asked(b
 async fn a_node_with_services_is_not_deleted_and_a_deleted_node_loses_its_identity(
     backend: Backend,
 ) {
-    let f = Fleet::start(backend).await;
+    let mut f = Fleet::start(backend).await;
     let (reseller, client) = f.reseller("Node Radio").await;
     let service = create(
         &client,
@@ -692,6 +697,33 @@ async fn a_node_with_services_is_not_deleted_and_a_deleted_node_loses_its_identi
         Code::FailedPrecondition,
         "placement without nodes",
     );
+    // Its session ends at once, and its certificate no longer opens one: a restarted agent is
+    // refused (UNAUTHENTICATED on the agent listener) and holds no session.
+    let metrics = f.cp.metrics_addr.expect("metrics listener");
+    let sessions = || async move {
+        sample(&scrape(metrics).await, "castplane_agent_sessions", &[]).unwrap_or(-1.0)
+    };
+    wait_for("the deleted node's session to end", LONG, || async {
+        (sessions().await == 0.0).then_some(())
+    })
+    .await;
+    f.agent.stop().await;
+    f.agent.start();
+    wait_for("the restarted agent to be refused", LONG, || async {
+        let text = scrape(metrics).await;
+        sample(
+            &text,
+            "castplane_rpc_requests_total",
+            &[
+                ("service", "castplane.agent.v1.AgentService"),
+                ("method", "Session"),
+                ("code", "UNAUTHENTICATED"),
+            ],
+        )
+        .filter(|n| *n >= 1.0)
+    })
+    .await;
+    assert_eq!(sessions().await, 0.0, "no session for a deleted node");
     // Its name is free for a new node, and listings show only that one.
     let (first, last) = free_port_range(2);
     let (again, _) = f.admin.create_node(&f.node.name, first, last).await;
