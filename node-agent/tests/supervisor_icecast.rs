@@ -660,17 +660,22 @@ async fn reconcile_starts_reloads_restarts_stops_and_removes() {
 }
 
 #[tokio::test]
-async fn unsupported_types_fail_clearly() {
+async fn shoutcast_without_sc_serv_fails_clearly() {
     let fx = Fixture::new();
-    let mut shoutcast = spec("sc", free_port());
+    let port = free_port();
+    let mut shoutcast = spec("sc", port);
     shoutcast.r#type = ServiceType::Shoutcast as i32;
+    shoutcast.ports.push(PortAssignment {
+        purpose: "legacy-source".to_owned(),
+        port: u32::from(port) + 1,
+    });
     let err = fx
         .sup
         .start(&shoutcast)
         .await
-        .expect_err("no shoutcast plugin")
+        .expect_err("sc_serv is not installed here")
         .to_string();
-    assert!(err.contains("shoutcast"), "{err}");
+    assert!(err.contains("sc_serv"), "{err}");
     assert_eq!(wait_state(&fx.sup, "sc", ObservedState::Failed).await, err);
     fx.finish().await;
 }

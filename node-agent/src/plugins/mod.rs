@@ -6,9 +6,10 @@
 //! run with which arguments and as which user, how to tell that it is ready, how to read its
 //! statistics, and whether a changed spec can be applied by a reload signal.
 //!
-//! Implemented: Icecast ([`icecast`]) and video ([`video`]: nginx with the RTMP module,
-//! `SIGTERM` to stop, `SIGHUP` to reload, `/healthz` for readiness, `/stat` for statistics).
-//! SHOUTcast (`sc_serv`) becomes a further implementation of the same trait. AutoDJ
+//! Implemented: Icecast ([`icecast`]), SHOUTcast DNAS 2 ([`shoutcast`]: the proprietary
+//! `sc_serv`, available only where an operator installed it) and video ([`video`]: nginx with
+//! the RTMP module, `SIGTERM` to stop, `SIGHUP` to reload, `/healthz` for readiness, `/stat`
+//! for statistics). AutoDJ
 //! ([`autodj`]: liquidsoap) is a second process of an audio service; it implements the same
 //! interface as its own plugin, supervised as a sibling unit of the service's server process
 //! ([`Plugins::sibling`]).
@@ -16,6 +17,7 @@
 pub mod autodj;
 pub mod http;
 pub mod icecast;
+pub mod shoutcast;
 pub mod video;
 mod xml;
 
@@ -34,6 +36,7 @@ use nix::sys::signal::Signal;
 
 pub use autodj::AutoDjPlugin;
 pub use icecast::IcecastPlugin;
+pub use shoutcast::ShoutcastPlugin;
 pub use video::VideoPlugin;
 
 /// A boxed future, so [`Plugin`] stays object-safe without an async-trait dependency.
@@ -180,6 +183,7 @@ pub trait Plugin: Send + Sync {
 /// The plugins this agent implements.
 pub struct Plugins {
     icecast: Arc<IcecastPlugin>,
+    shoutcast: Arc<ShoutcastPlugin>,
     video: Arc<VideoPlugin>,
     autodj: Arc<AutoDjPlugin>,
 }
@@ -189,6 +193,7 @@ impl Plugins {
     pub fn new(media_dir: impl Into<PathBuf>) -> Self {
         Plugins {
             icecast: Arc::new(IcecastPlugin::new()),
+            shoutcast: Arc::new(ShoutcastPlugin::new()),
             video: Arc::new(VideoPlugin::new()),
             autodj: Arc::new(AutoDjPlugin::new(media_dir)),
         }
@@ -217,9 +222,7 @@ impl Plugins {
     pub fn for_type(&self, service_type: i32) -> Result<Arc<dyn Plugin>, String> {
         match ServiceType::try_from(service_type) {
             Ok(ServiceType::Icecast) => Ok(self.icecast.clone()),
-            Ok(ServiceType::Shoutcast) => {
-                Err("shoutcast services are not supported by this agent yet".to_owned())
-            }
+            Ok(ServiceType::Shoutcast) => Ok(self.shoutcast.clone()),
             Ok(ServiceType::Video) => Ok(self.video.clone()),
             Ok(ServiceType::Unspecified) => Err("the service has no type".to_owned()),
             Err(_) => Err(format!("unknown service type {service_type}")),
@@ -392,20 +395,24 @@ pub async fn detect_capabilities() -> Vec<PluginCapability> {
         },
     };
 
+    // sc_serv prints no version without starting a server, so none is read. AutoDJ is not
+    // offered with it yet (see `shoutcast`), whatever liquidsoap the host has.
     let shoutcast_cap = PluginCapability {
         r#type: ServiceType::Shoutcast as i32,
-        available: false,
-        version: String::new(),
+        available: sc_serv.is_some(),
+        version: if sc_serv.is_some() {
+            "sc_serv (SHOUTcast DNAS 2)".to_owned()
+        } else {
+            String::new()
+        },
         detail: match sc_serv {
             Some(path) => format!(
-                "sc_serv found at {}, but this agent does not support shoutcast services yet; {autodj_note}",
+                "sc_serv at {}; AutoDJ is not supported with shoutcast yet",
                 path.display()
             ),
-            None => {
-                format!("sc_serv (SHOUTcast DNAS 2, proprietary) not found on PATH; {autodj_note}")
-            }
+            None => "sc_serv (SHOUTcast DNAS 2, proprietary) not found on PATH; install it there to run shoutcast services".to_owned(),
         },
-        autodj_available,
+        autodj_available: false,
     };
 
     let video_cap = match (nginx, video::find_rtmp_module()) {
@@ -508,13 +515,12 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_types_say_so() {
+    fn every_type_has_a_plugin_and_unknown_ones_say_so() {
         let plugins = Plugins::new("/srv/media");
-        let shoutcast = plugins.for_type(ServiceType::Shoutcast as i32).err();
-        assert_eq!(
-            shoutcast.as_deref(),
-            Some("shoutcast services are not supported by this agent yet")
-        );
+        let shoutcast = plugins
+            .for_type(ServiceType::Shoutcast as i32)
+            .expect("shoutcast");
+        assert_eq!(shoutcast.program_name(), "sc_serv");
         assert!(plugins.for_type(ServiceType::Video as i32).is_ok());
         assert!(plugins.for_type(ServiceType::Unspecified as i32).is_err());
         assert!(plugins.for_type(ServiceType::Icecast as i32).is_ok());
