@@ -174,7 +174,10 @@ async fn lifecycle() {
     wait_state(&sup, "sc", ObservedState::Running).await;
     let config_text =
         std::fs::read_to_string(services_dir.join("sc").join("sc_serv.conf")).expect("config");
-    assert!(config_text.contains(&format!("portbase={port}")), "{config_text}");
+    assert!(
+        config_text.contains(&format!("portbase={port}")),
+        "{config_text}"
+    );
     assert!(config_text.contains(&format!("portlegacy={}", port + 1)));
     let first = sup.pid("sc").await.expect("pid");
 

@@ -239,10 +239,7 @@ impl Plugin for ShoutcastPlugin {
     }
 
     fn ports(&self, spec: &ServiceSpec) -> Result<Vec<u16>, String> {
-        Ok(vec![
-            http_port(spec)?,
-            port_for(spec, LEGACY_PORT_PURPOSE)?,
-        ])
+        Ok(vec![http_port(spec)?, port_for(spec, LEGACY_PORT_PURPOSE)?])
     }
 
     fn account(&self) -> Option<ServiceAccount> {
@@ -309,11 +306,11 @@ impl Plugin for ShoutcastPlugin {
         })
     }
 
-    fn update_mode(&self, _running: &ServiceSpec, _next: &ServiceSpec) -> UpdateMode {
+    fn update_mode(&self, running: &ServiceSpec, next: &ServiceSpec) -> UpdateMode {
         // The documentation's reload (admin.cgi?mode=reload) re-reads only some options and
         // none of the listen settings: a changed config restarts the server.
         let dir = Path::new("/srv/shoutcast");
-        match (render_config(_running, dir), render_config(_next, dir)) {
+        match (render_config(running, dir), render_config(next, dir)) {
             (Ok(old), Ok(new)) if old == new => UpdateMode::Rewrite,
             _ => UpdateMode::Restart,
         }
@@ -367,17 +364,33 @@ mod tests {
         assert_eq!(value_of(&config, "portbase").as_deref(), Some("8010"));
         assert_eq!(value_of(&config, "portlegacy").as_deref(), Some("8011"));
         assert_eq!(value_of(&config, "password").as_deref(), Some("src-pass"));
-        assert_eq!(value_of(&config, "adminpassword").as_deref(), Some("adm-pass"));
+        assert_eq!(
+            value_of(&config, "adminpassword").as_deref(),
+            Some("adm-pass")
+        );
         assert_eq!(value_of(&config, "maxuser").as_deref(), Some("50"));
         assert_eq!(value_of(&config, "streammaxuser_1").as_deref(), Some("50"));
-        assert_eq!(value_of(&config, "streammaxbitrate_1").as_deref(), Some("128"));
-        assert_eq!(value_of(&config, "streampath_1").as_deref(), Some("/stream"));
+        assert_eq!(
+            value_of(&config, "streammaxbitrate_1").as_deref(),
+            Some("128")
+        );
+        assert_eq!(
+            value_of(&config, "streampath_1").as_deref(),
+            Some("/stream")
+        );
         assert_eq!(value_of(&config, "publicserver").as_deref(), Some("never"));
         assert_eq!(
             value_of(&config, "pidfile").as_deref(),
             Some("/data/services/svc-1/sc_serv.pid")
         );
-        for key in ["logfile", "w3clog", "banfile", "ripfile", "agentfile", "adminfile"] {
+        for key in [
+            "logfile",
+            "w3clog",
+            "banfile",
+            "ripfile",
+            "agentfile",
+            "adminfile",
+        ] {
             let path = value_of(&config, key).unwrap_or_default();
             assert!(path.starts_with("/data/services/svc-1/"), "{key}={path}");
         }
@@ -394,10 +407,16 @@ mod tests {
         let mut s = spec();
         s.source_password = "pw\nadminpassword=owned\r\nmaxuser=99999".into();
         let config = render_config(&s, Path::new("/d")).expect("render");
-        assert_eq!(value_of(&config, "adminpassword").as_deref(), Some("adm-pass"));
+        assert_eq!(
+            value_of(&config, "adminpassword").as_deref(),
+            Some("adm-pass")
+        );
         assert_eq!(value_of(&config, "maxuser").as_deref(), Some("50"));
         assert_eq!(
-            config.lines().filter(|l| l.starts_with("adminpassword=")).count(),
+            config
+                .lines()
+                .filter(|l| l.starts_with("adminpassword="))
+                .count(),
             1
         );
         assert_eq!(config_value("  a\tb\u{7}c  "), "a b c");
@@ -465,8 +484,8 @@ mod tests {
         assert!(matches!(parse_ready(b"{\"total"), Readiness::NotReady(_)));
         assert!(parse_statistics(b"[]").is_err());
         // Quoted numbers, as some builds send them, count too.
-        let quoted = parse_statistics(br#"{"currentlisteners":"7","activestreams":"1"}"#)
-            .expect("quoted");
+        let quoted =
+            parse_statistics(br#"{"currentlisteners":"7","activestreams":"1"}"#).expect("quoted");
         assert_eq!((quoted.listeners, quoted.sources), (7, 1));
     }
 
