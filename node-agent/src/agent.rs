@@ -285,9 +285,6 @@ async fn session(
     let mut outbound_open = true;
     loop {
         tokio::select! {
-            // Messages first: after a pause (a frozen process, a starved runtime) timers and
-            // messages are ready together, and what the control plane sent comes first.
-            biased;
             received = inbound.message() => {
                 let Some(control) = received.map_err(|s| anyhow::anyhow!("stream error: {}", s.message()))? else {
                     return Ok(());

@@ -106,7 +106,10 @@ impl ControlPlane {
         principal: &Principal,
         new: NewReseller,
     ) -> Result<reseller::Model> {
-        super::retry_aborted("create_reseller", async || self.create_reseller_once(principal, new.clone()).await).await
+        super::retry_aborted("create_reseller", || {
+            self.create_reseller_once(principal, new.clone())
+        })
+        .await
     }
 
     async fn create_reseller_once(
@@ -197,7 +200,10 @@ impl ControlPlane {
         id: &str,
         patch: ResellerPatch,
     ) -> Result<reseller::Model> {
-        super::retry_aborted("update_reseller", async || self.update_reseller_once(principal, id, patch.clone()).await).await
+        super::retry_aborted("update_reseller", || {
+            self.update_reseller_once(principal, id, patch.clone())
+        })
+        .await
     }
 
     async fn update_reseller_once(
@@ -264,7 +270,10 @@ impl ControlPlane {
         principal: &Principal,
         new: NewCustomer,
     ) -> Result<customer::Model> {
-        super::retry_aborted("create_customer", async || self.create_customer_once(principal, new.clone()).await).await
+        super::retry_aborted("create_customer", || {
+            self.create_customer_once(principal, new.clone())
+        })
+        .await
     }
 
     async fn create_customer_once(
@@ -369,7 +378,10 @@ impl ControlPlane {
         id: &str,
         patch: CustomerPatch,
     ) -> Result<customer::Model> {
-        super::retry_aborted("update_customer", async || self.update_customer_once(principal, id, patch.clone()).await).await
+        super::retry_aborted("update_customer", || {
+            self.update_customer_once(principal, id, patch.clone())
+        })
+        .await
     }
 
     async fn update_customer_once(
@@ -461,7 +473,10 @@ impl ControlPlane {
         target: Principal,
         description: String,
     ) -> Result<(String, String)> {
-        super::retry_aborted("create_api_token", async || self.create_api_token_once(principal, target.clone(), description.clone()).await).await
+        super::retry_aborted("create_api_token", || {
+            self.create_api_token_once(principal, target.clone(), description.clone())
+        })
+        .await
     }
 
     async fn create_api_token_once(

@@ -74,7 +74,10 @@ impl ControlPlane {
         kind: ActionKind,
         trace_context: &str,
     ) -> Result<ActionRecord> {
-        super::retry_aborted("enqueue_action", async || self.enqueue_action_once(principal, service_id, kind, trace_context).await).await
+        super::retry_aborted("enqueue_action", || {
+            self.enqueue_action_once(principal, service_id, kind, trace_context)
+        })
+        .await
     }
 
     async fn enqueue_action_once(

@@ -22,7 +22,7 @@ impl ControlPlane {
     /// Exchanges a valid, unused, unexpired join token for a node certificate. The token is
     /// consumed in the same transaction, so a replay (even a concurrent one) is refused.
     pub async fn join_node(&self, token: &str, csr_pem: &str) -> Result<Joined> {
-        super::retry_aborted("join_node", async || self.join_node_once(token, csr_pem).await).await
+        super::retry_aborted("join_node", || self.join_node_once(token, csr_pem)).await
     }
 
     async fn join_node_once(&self, token: &str, csr_pem: &str) -> Result<Joined> {
@@ -83,7 +83,10 @@ impl ControlPlane {
         node: &node::Model,
         csr_pem: &str,
     ) -> Result<String> {
-        super::retry_aborted("renew_node_certificate", async || self.renew_node_certificate_once(node, csr_pem).await).await
+        super::retry_aborted("renew_node_certificate", || {
+            self.renew_node_certificate_once(node, csr_pem)
+        })
+        .await
     }
 
     async fn renew_node_certificate_once(

@@ -182,10 +182,11 @@ impl ControlPlane {
         }
         // Two replicas can race for the last ports of a node only if the row lock is bypassed;
         // the primary key still refuses the loser, whose request runs again.
-        super::retry_aborted("create_media_service", async || {
+        let new = &new;
+        super::retry_aborted("create_media_service", move || async move {
             let txn = self.db().begin().await?;
             let view = self
-                .create_media_service_in(&txn, principal, &new)
+                .create_media_service_in(&txn, principal, new)
                 .await
                 .map_err(|e| name_conflict(e, &new.name))?;
             let mut changes = super::Changes::default();
@@ -392,7 +393,10 @@ impl ControlPlane {
         id: &str,
         patch: MediaServicePatch,
     ) -> Result<MediaServiceView> {
-        super::retry_aborted("update_media_service", async || self.update_media_service_once(principal, id, patch.clone()).await).await
+        super::retry_aborted("update_media_service", || {
+            self.update_media_service_once(principal, id, patch.clone())
+        })
+        .await
     }
 
     async fn update_media_service_once(
@@ -548,7 +552,10 @@ impl ControlPlane {
         id: &str,
         new_customer_id: &str,
     ) -> Result<MediaServiceView> {
-        super::retry_aborted("change_owner", async || self.change_owner_once(principal, id, new_customer_id).await).await
+        super::retry_aborted("change_owner", || {
+            self.change_owner_once(principal, id, new_customer_id)
+        })
+        .await
     }
 
     async fn change_owner_once(

@@ -107,11 +107,8 @@ impl ControlPlane {
         shutdown: CancellationToken,
         metrics: crate::metrics::DispatchMetrics,
     ) -> Self {
-        let dispatcher = Dispatcher::new(
-            crate::ids::new_id("rep"),
-            config.dispatch.clone(),
-            metrics,
-        );
+        let dispatcher =
+            Dispatcher::new(crate::ids::new_id("rep"), config.dispatch.clone(), metrics);
         ControlPlane {
             inner: Arc::new(Inner {
                 persistence,
@@ -380,7 +377,11 @@ const TRANSACTION_ATTEMPTS: u32 = 4;
 
 /// Runs `request` (one transaction, committed or rolled back as a whole) again when the database
 /// aborted it, after a short randomised pause so the two sides of a conflict do not meet again.
-async fn retry_aborted<T>(what: &'static str, mut request: impl AsyncFnMut() -> Result<T>) -> Result<T> {
+async fn retry_aborted<T, F, Fut>(what: &'static str, mut request: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
     let mut attempt = 1;
     loop {
         match request().await {

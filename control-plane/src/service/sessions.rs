@@ -293,7 +293,10 @@ impl ControlPlane {
         email: &str,
         password: String,
     ) -> Result<login::Model> {
-        super::retry_aborted("set_login", async || self.set_login_once(principal, target.clone(), email, password.clone()).await).await
+        super::retry_aborted("set_login", || {
+            self.set_login_once(principal, target.clone(), email, password.clone())
+        })
+        .await
     }
 
     async fn set_login_once(
@@ -361,7 +364,10 @@ impl ControlPlane {
     }
 
     pub async fn delete_login(&self, principal: &Principal, target: Principal) -> Result<()> {
-        super::retry_aborted("delete_login", async || self.delete_login_once(principal, target.clone()).await).await
+        super::retry_aborted("delete_login", || {
+            self.delete_login_once(principal, target.clone())
+        })
+        .await
     }
 
     async fn delete_login_once(&self, principal: &Principal, target: Principal) -> Result<()> {
@@ -384,7 +390,10 @@ impl ControlPlane {
         current_password: String,
         new_password: String,
     ) -> Result<()> {
-        super::retry_aborted("change_password", async || self.change_password_once(credential, current_password.clone(), new_password.clone()).await).await
+        super::retry_aborted("change_password", || {
+            self.change_password_once(credential, current_password.clone(), new_password.clone())
+        })
+        .await
     }
 
     async fn change_password_once(
