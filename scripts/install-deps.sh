@@ -7,7 +7,7 @@
 # installs its tools into one). Idempotent; quiet when all is present.
 set -euo pipefail
 
-packages=(icecast2 ffmpeg liquidsoap nginx libnginx-mod-rtmp postgresql chromium ca-certificates curl prometheus python3-venv)
+packages=(icecast2 ffmpeg liquidsoap nginx libnginx-mod-rtmp postgresql chromium ca-certificates curl prometheus python3 python3-venv)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
