@@ -139,6 +139,7 @@ fn reseller_patch(
 
 #[tonic::async_trait]
 impl AccountService for AccountApi {
+    #[tracing::instrument(skip_all)]
     async fn create_reseller(
         &self,
         request: Request<pb::CreateResellerRequest>,
@@ -149,6 +150,7 @@ impl AccountService for AccountApi {
         Ok(Response::new(reseller_to_wire(&model)))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn get_reseller(
         &self,
         request: Request<pb::GetResellerRequest>,
@@ -159,6 +161,7 @@ impl AccountService for AccountApi {
         Ok(Response::new(reseller_to_wire(&model)))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn list_resellers(
         &self,
         request: Request<pb::ListResellersRequest>,
@@ -175,6 +178,7 @@ impl AccountService for AccountApi {
         }))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn update_reseller(
         &self,
         request: Request<pb::UpdateResellerRequest>,
@@ -188,6 +192,7 @@ impl AccountService for AccountApi {
         Ok(Response::new(reseller_to_wire(&model)))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn create_customer(
         &self,
         request: Request<pb::CreateCustomerRequest>,
@@ -211,6 +216,7 @@ impl AccountService for AccountApi {
         Ok(Response::new(customer_to_wire(&model)))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn get_customer(
         &self,
         request: Request<pb::GetCustomerRequest>,
@@ -221,6 +227,7 @@ impl AccountService for AccountApi {
         Ok(Response::new(customer_to_wire(&model)))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn list_customers(
         &self,
         request: Request<pb::ListCustomersRequest>,
@@ -242,6 +249,7 @@ impl AccountService for AccountApi {
         }))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn update_customer(
         &self,
         request: Request<pb::UpdateCustomerRequest>,
@@ -274,6 +282,7 @@ impl AccountService for AccountApi {
         Ok(Response::new(customer_to_wire(&model)))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn list_customer_choices(
         &self,
         request: Request<pb::ListCustomerChoicesRequest>,
@@ -288,6 +297,7 @@ impl AccountService for AccountApi {
         }))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn create_api_token(
         &self,
         request: Request<pb::CreateApiTokenRequest>,
@@ -305,6 +315,7 @@ impl AccountService for AccountApi {
         }))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn get_caller(
         &self,
         request: Request<pb::GetCallerRequest>,

@@ -99,6 +99,7 @@ fn check_default_allowed(default: Option<ServiceType>, allowed: &[ServiceType]) 
 
 impl ControlPlane {
     /// Creates a reseller together with its primary account, in one transaction.
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name()))]
     pub async fn create_reseller(
         &self,
         principal: &Principal,
@@ -142,6 +143,7 @@ impl ControlPlane {
         Ok(model)
     }
 
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name(), id = %id))]
     pub async fn get_reseller(&self, principal: &Principal, id: &str) -> Result<reseller::Model> {
         let not_found = || ServiceError::NotFound(format!("reseller {id:?} not found"));
         let visible = match principal {
@@ -157,6 +159,7 @@ impl ControlPlane {
             .ok_or_else(not_found)
     }
 
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name()))]
     pub async fn list_resellers(
         &self,
         principal: &Principal,
@@ -181,6 +184,7 @@ impl ControlPlane {
         }
     }
 
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name(), id = %id))]
     pub async fn update_reseller(
         &self,
         principal: &Principal,
@@ -240,6 +244,7 @@ impl ControlPlane {
         Ok(model)
     }
 
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name()))]
     pub async fn create_customer(
         &self,
         principal: &Principal,
@@ -289,6 +294,7 @@ impl ControlPlane {
         Ok(model)
     }
 
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name(), id = %id))]
     pub async fn get_customer(&self, principal: &Principal, id: &str) -> Result<customer::Model> {
         match db::get_customer(self.db(), id, false).await? {
             Some(c) if can_see_customer(principal, &c) => Ok(c),
@@ -296,6 +302,7 @@ impl ControlPlane {
         }
     }
 
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name()))]
     pub async fn list_customers(
         &self,
         principal: &Principal,
@@ -336,6 +343,7 @@ impl ControlPlane {
         }
     }
 
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name(), id = %id))]
     pub async fn update_customer(
         &self,
         principal: &Principal,
@@ -395,6 +403,7 @@ impl ControlPlane {
     }
 
     /// Wizard step 1: a–z by name, case-insensitively, primary account marked.
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name()))]
     pub async fn list_customer_choices(
         &self,
         principal: &Principal,
@@ -419,6 +428,7 @@ impl ControlPlane {
 
     /// Issues a token for `target` (the caller itself, or an account in its tenancy). Returns
     /// the token id and the secret, which is not stored.
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name()))]
     pub async fn create_api_token(
         &self,
         principal: &Principal,
@@ -497,6 +507,7 @@ impl ControlPlane {
     ///
     /// Every public call starts here, so this is also where a database outage is diagnosed
     /// and then answered at once until the database is back.
+    #[tracing::instrument(skip_all)]
     pub async fn authenticate(&self, secret: &str) -> Result<Option<Principal>> {
         let persistence = self.persistence();
         persistence.check_available().await?;
@@ -543,6 +554,7 @@ impl ControlPlane {
         })
     }
 
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name()))]
     pub async fn describe_caller(&self, principal: &Principal) -> Result<CallerView> {
         let display_name = match principal {
             Principal::Admin => "admin".to_owned(),
@@ -627,6 +639,7 @@ pub struct ProvisioningOptions {
 }
 
 impl ControlPlane {
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name()))]
     pub async fn provisioning_options(
         &self,
         principal: &Principal,
@@ -647,6 +660,7 @@ impl ControlPlane {
     }
 
     /// Wizard step 3: used, limit and available for every resource.
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name()))]
     pub async fn reseller_usage(
         &self,
         principal: &Principal,
