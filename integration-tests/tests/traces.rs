@@ -98,9 +98,9 @@ fn complete_chain(
     agent_steps: &[&str],
 ) -> Result<(), String> {
     let rpc = trace
-        .find("castplane-control", "rpc")
-        .into_iter()
-        .find(|s| s.attribute("rpc.method") == Some(rpc_method))
+        .spans
+        .values()
+        .find(|s| s.service == "castplane-control" && s.attribute("rpc.method") == Some(rpc_method))
         .ok_or_else(|| format!("no {rpc_method} rpc span"))?;
     if rpc.parent_span_id != root.span_id {
         return Err(format!("the {rpc_method} rpc span is not castctl's child"));
