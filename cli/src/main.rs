@@ -39,7 +39,8 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         // Inside the runtime: the exporter's gRPC channel lives on it.
-        let telemetry = castplane_telemetry::traces::init(castplane_telemetry::Service::Castctl, None);
+        let telemetry =
+            castplane_telemetry::traces::init(castplane_telemetry::Service::Castctl, None);
         let command = command_path(&matches);
         // The root of the trace: every call this command makes continues it (client.rs sends
         // its traceparent), and so does every action it queues, down to the agent.

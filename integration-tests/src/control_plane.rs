@@ -296,7 +296,10 @@ impl ControlPlaneHandle {
 
     /// Like [`Self::spawn_replica_process`], with extra environment (e.g. where to export
     /// traces).
-    pub async fn spawn_replica_process_with(&self, env: &[(String, String)]) -> ControlPlaneProcess {
+    pub async fn spawn_replica_process_with(
+        &self,
+        env: &[(String, String)],
+    ) -> ControlPlaneProcess {
         let database_url = self
             .database_url
             .clone()

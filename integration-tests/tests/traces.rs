@@ -15,7 +15,9 @@ use std::time::Duration;
 use castplane_integration_tests::agent::workspace_binary;
 use castplane_integration_tests::client::{icecast_request, limits};
 use castplane_integration_tests::otlp::{ReceivedSpan, TraceReceiver};
-use castplane_integration_tests::{AgentProcess, Backend, ControlPlaneHandle, free_port_range, wait_for};
+use castplane_integration_tests::{
+    AgentProcess, Backend, ControlPlaneHandle, free_port_range, wait_for,
+};
 use castplane_proto::v1 as pb;
 
 const AGENT_BINARY: &str = env!("CARGO_BIN_EXE_castplane-test-agent");
@@ -212,8 +214,12 @@ async fn one_trace_from_castctl_through_two_replicas_to_the_agent() {
     // The in-process control plane bootstraps the database; the replicas that export run as
     // processes on it: castctl talks to A, the agent to B.
     let cp = ControlPlaneHandle::start(Backend::Postgres).await;
-    let replica_a = cp.spawn_replica_process_with(&receiver.env("replica-a")).await;
-    let replica_b = cp.spawn_replica_process_with(&receiver.env("replica-b")).await;
+    let replica_a = cp
+        .spawn_replica_process_with(&receiver.env("replica-a"))
+        .await;
+    let replica_b = cp
+        .spawn_replica_process_with(&receiver.env("replica-b"))
+        .await;
     let admin = cp.admin().await;
 
     let (first, last) = free_port_range(3);
@@ -286,7 +292,14 @@ async fn one_trace_from_castctl_through_two_replicas_to_the_agent() {
         "service start",
         "StartMediaService",
         "replica-b",
-        &["start", "launch", "prepare", "render", "spawn", "readiness probe"],
+        &[
+            "start",
+            "launch",
+            "prepare",
+            "render",
+            "spawn",
+            "readiness probe",
+        ],
     )
     .await;
 
@@ -296,9 +309,7 @@ async fn one_trace_from_castctl_through_two_replicas_to_the_agent() {
     wait_for("the node offline", Duration::from_secs(60), || {
         let admin = admin.clone();
         let id = node.id.clone();
-        async move {
-            (admin.node(&id).await.status != pb::NodeStatus::Online as i32).then_some(())
-        }
+        async move { (admin.node(&id).await.status != pb::NodeStatus::Online as i32).then_some(()) }
     })
     .await;
     let stopped = castctl(
@@ -328,7 +339,11 @@ async fn one_trace_from_castctl_through_two_replicas_to_the_agent() {
     let finished = admin
         .finished_action(&action_id, Duration::from_secs(60))
         .await;
-    assert_eq!(finished.state, pb::ActionState::Succeeded as i32, "{finished:?}");
+    assert_eq!(
+        finished.state,
+        pb::ActionState::Succeeded as i32,
+        "{finished:?}"
+    );
     wait_for_trace(
         &receiver,
         "service stop",

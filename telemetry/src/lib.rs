@@ -12,6 +12,5 @@ pub use logging::LogFormat;
 pub use metrics::{MetricsServer, encode_registry};
 pub use prometheus_client;
 pub use traces::{
-    Logs, Service, Telemetry, current_traceparent, set_parent, set_parent_from_headers,
-    traceparent,
+    Logs, Service, Telemetry, current_traceparent, set_parent, set_parent_from_headers, traceparent,
 };

@@ -64,7 +64,13 @@ pub fn export_configured() -> bool {
 }
 
 /// The exporter's own crates would trace their own exports: never hand those to the exporter.
-const NOT_EXPORTED: [&str; 5] = ["h2=off", "hyper=off", "tonic=off", "tower=off", "opentelemetry=off"];
+const NOT_EXPORTED: [&str; 5] = [
+    "h2=off",
+    "hyper=off",
+    "tonic=off",
+    "tower=off",
+    "opentelemetry=off",
+];
 
 /// Holds the exporter; [`Telemetry::shutdown`] flushes what is still buffered.
 #[must_use = "call shutdown() before the process exits, or buffered spans are lost"]
@@ -150,7 +156,15 @@ pub fn init(service: Service, logs: Option<Logs<'_>>) -> Telemetry {
             Err(err) => eprintln!("warning: OpenTelemetry export disabled: {err}"),
         }
     }
-    if tracing_subscriber::registry().with(layers).try_init().is_err() {
+    if layers.is_empty() {
+        // castctl without an endpoint: no subscriber, so its spans cost next to nothing.
+        return Telemetry { provider };
+    }
+    if tracing_subscriber::registry()
+        .with(layers)
+        .try_init()
+        .is_err()
+    {
         // Someone (a test harness) installed a subscriber first; ours would see nothing.
         if let Some(provider) = provider.take() {
             let _ = provider.shutdown();
@@ -267,7 +281,10 @@ mod tests {
                 own.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
                 "{own}"
             );
-            assert!(!own.contains("00f067aa0ba902b7"), "a span of its own: {own}");
+            assert!(
+                !own.contains("00f067aa0ba902b7"),
+                "a span of its own: {own}"
+            );
 
             let garbage = tracing::info_span!("fresh");
             set_parent(&garbage, "00-nothex-00f067aa0ba902b7-01");
