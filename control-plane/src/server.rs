@@ -154,6 +154,7 @@ pub async fn run(
         ca,
         page_tokens,
         drain.clone(),
+        metrics.dispatch.clone(),
     );
 
     let token_path = config.admin_token_path();

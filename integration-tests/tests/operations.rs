@@ -429,7 +429,17 @@ async fn both_daemons_serve_prometheus_metrics_that_move_with_work() {
         "{finished:?}"
     );
 
-    let control = scrape(cp_metrics).await;
+    // Counted when the result is committed, which a reader of the action may see first.
+    let control = wait_for("the dispatcher to count the start", LONG, || async {
+        let text = scrape(cp_metrics).await;
+        (sample(
+            &text,
+            "castplane_actions_finished_total",
+            &[("action", "start"), ("state", "succeeded")],
+        ) == Some(1.0))
+        .then_some(text)
+    })
+    .await;
     promtool_check(&control).await;
     let started = sample(
         &control,
@@ -456,7 +466,19 @@ async fn both_daemons_serve_prometheus_metrics_that_move_with_work() {
     .expect("query latency");
     assert!(selects > 0.0);
     assert_eq!(sample(&control, "castplane_health_serving", &[]), Some(1.0));
-    assert!(control.contains("# TYPE castplane_agent_sessions gauge"));
+    // The dispatcher's own families moved with the start.
+    for histogram in [
+        "castplane_action_queue_seconds_count",
+        "castplane_action_execution_seconds_count",
+        "castplane_action_duration_seconds_count",
+    ] {
+        assert_eq!(
+            sample(&control, histogram, &[("action", "start")]),
+            Some(1.0),
+            "{histogram}: {control}"
+        );
+    }
+    assert_eq!(sample(&control, "castplane_agent_sessions", &[]), Some(1.0));
     // A refused call is counted with its code.
     let anonymous = cp.client("not-a-token").await;
     let _ = anonymous

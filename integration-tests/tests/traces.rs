@@ -254,7 +254,7 @@ async fn one_trace_from_castctl_through_two_replicas_to_the_agent() {
             &[pb::ServiceType::Icecast],
         )
         .await;
-    let service = admin
+    admin
         .media()
         .create_media_service(icecast_request(
             &reseller.primary_customer_id,
@@ -262,8 +262,7 @@ async fn one_trace_from_castctl_through_two_replicas_to_the_agent() {
             10,
         ))
         .await
-        .expect("create")
-        .into_inner();
+        .expect("create");
 
     let home = tempfile::tempdir().expect("home");
     let ca_cert = home.path().join("ca.pem");
@@ -355,5 +354,4 @@ async fn one_trace_from_castctl_through_two_replicas_to_the_agent() {
 
     drop(agent);
     castplane_integration_tests::agent::kill_processes_under(agent_dir.path());
-    drop(service);
 }

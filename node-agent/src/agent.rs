@@ -280,6 +280,10 @@ async fn session(
     let mut heartbeat = tokio::time::interval(config.heartbeat_interval);
     let mut renewal_check = tokio::time::interval(config.renewal_check_interval);
     renewal_check.tick().await;
+    // Once the control plane has ended its side, what it sent before is still read: an action
+    // already in the socket gets its answer (refused if past its deadline) instead of vanishing
+    // with the connection.
+    let mut outbound_open = true;
     loop {
         tokio::select! {
             received = inbound.message() => {
@@ -304,16 +308,16 @@ async fn session(
                     None => {}
                 }
             }
-            _ = heartbeat.tick() => {
-                tx.send(message(apb::agent_message::Body::Heartbeat(apb::Heartbeat {})))?;
+            _ = heartbeat.tick(), if outbound_open => {
+                outbound_open = tx.send(message(apb::agent_message::Body::Heartbeat(apb::Heartbeat {}))).is_ok();
             }
-            update = updates.recv() => {
+            update = updates.recv(), if outbound_open => {
                 let services = match update {
                     Ok(observed) => vec![observed],
                     Err(broadcast::error::RecvError::Lagged(_)) => shared.supervisor.observed().await,
                     Err(broadcast::error::RecvError::Closed) => return Ok(()),
                 };
-                tx.send(message(apb::agent_message::Body::ServiceReport(apb::ServiceReport { services })))?;
+                outbound_open = tx.send(message(apb::agent_message::Body::ServiceReport(apb::ServiceReport { services }))).is_ok();
             }
             _ = renewal_check.tick() => {
                 // The open stream stays up: its certificate was checked at the handshake, and the

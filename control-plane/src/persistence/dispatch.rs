@@ -885,6 +885,20 @@ pub async fn insert_action(
     .ok_or_else(|| super::PersistenceError::Corrupt(format!("action {} vanished", action.id)))
 }
 
+/// How many nodes hold a live session, on any replica.
+pub async fn connected_nodes(db: &impl ConnectionTrait) -> Result<i64> {
+    let b = db.get_database_backend();
+    let row = db
+        .query_one_raw(sql(
+            b,
+            "SELECT COUNT(*) AS connected FROM nodes WHERE connected = TRUE",
+            vec![],
+        ))
+        .await?
+        .ok_or_else(|| super::PersistenceError::Corrupt("COUNT returned no row".into()))?;
+    column(&row, "connected")
+}
+
 /// One read for a session's periodic check: the node's version, and whether anything is
 /// queued for it.
 pub async fn node_poll(db: &impl ConnectionTrait, node_id: &str) -> Result<Option<(i64, bool)>> {

@@ -54,10 +54,9 @@ impl From<DbErr> for PersistenceError {
             tracing::warn!(error = %err, "the database cannot serve requests");
             return PersistenceError::Unavailable(reason);
         }
-        let text = err.to_string();
-        // PostgreSQL 40P01 / 40001: the loser of a lock cycle or a serialization conflict.
-        if text.contains("deadlock detected") || text.contains("could not serialize access") {
-            return PersistenceError::Aborted(text);
+        if sqlstate(&err).is_some_and(|code| code == "40001" || code == "40P01") {
+            // The loser of a serialization conflict or a lock cycle: nothing was written.
+            return PersistenceError::Aborted(err.to_string());
         }
         match err {
             DbErr::ConnectionAcquire(e) => {
@@ -69,6 +68,22 @@ impl From<DbErr> for PersistenceError {
             }
             other => PersistenceError::Database(other),
         }
+    }
+}
+
+/// The database's own code for a failure: PostgreSQL's SQLSTATE, SQLite's (extended) result code.
+fn sqlstate(err: &DbErr) -> Option<String> {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Error as Sqlx;
+    let (DbErr::Conn(RuntimeErr::SqlxError(e))
+    | DbErr::Exec(RuntimeErr::SqlxError(e))
+    | DbErr::Query(RuntimeErr::SqlxError(e))) = err
+    else {
+        return None;
+    };
+    match &**e {
+        Sqlx::Database(db) => db.code().map(|code| code.into_owned()),
+        _ => None,
     }
 }
 

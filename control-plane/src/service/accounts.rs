@@ -10,6 +10,7 @@ use crate::ids;
 use crate::persistence::entities::{api_token, customer, reseller};
 use crate::persistence::{accounts as db, services as service_db};
 
+#[derive(Clone)]
 pub struct NewReseller {
     pub display_name: String,
     pub limits: Limits,
@@ -18,7 +19,7 @@ pub struct NewReseller {
 }
 
 /// Fields to change; `None` leaves a field as it is.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct ResellerPatch {
     pub display_name: Option<String>,
     /// Each entry replaces one limit (`None` inside = unlimited).
@@ -28,13 +29,14 @@ pub struct ResellerPatch {
     pub default_type: Option<Option<ServiceType>>,
 }
 
+#[derive(Clone)]
 pub struct NewCustomer {
     pub reseller_id: Option<String>,
     pub display_name: String,
     pub email: String,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct CustomerPatch {
     pub display_name: Option<String>,
     pub email: Option<String>,
@@ -101,6 +103,17 @@ impl ControlPlane {
     /// Creates a reseller together with its primary account, in one transaction.
     #[tracing::instrument(skip_all, fields(caller = %principal.audit_name()))]
     pub async fn create_reseller(
+        &self,
+        principal: &Principal,
+        new: NewReseller,
+    ) -> Result<reseller::Model> {
+        super::retry_aborted("create_reseller", || {
+            self.create_reseller_once(principal, new.clone())
+        })
+        .await
+    }
+
+    async fn create_reseller_once(
         &self,
         principal: &Principal,
         new: NewReseller,
@@ -191,6 +204,18 @@ impl ControlPlane {
         id: &str,
         patch: ResellerPatch,
     ) -> Result<reseller::Model> {
+        super::retry_aborted("update_reseller", || {
+            self.update_reseller_once(principal, id, patch.clone())
+        })
+        .await
+    }
+
+    async fn update_reseller_once(
+        &self,
+        principal: &Principal,
+        id: &str,
+        patch: ResellerPatch,
+    ) -> Result<reseller::Model> {
         // Visibility first, then the row again under lock: the patch applies to the latest
         // version, not to one a concurrent writer has since replaced.
         self.get_reseller(principal, id).await?;
@@ -246,6 +271,17 @@ impl ControlPlane {
 
     #[tracing::instrument(skip_all, fields(caller = %principal.audit_name()))]
     pub async fn create_customer(
+        &self,
+        principal: &Principal,
+        new: NewCustomer,
+    ) -> Result<customer::Model> {
+        super::retry_aborted("create_customer", || {
+            self.create_customer_once(principal, new.clone())
+        })
+        .await
+    }
+
+    async fn create_customer_once(
         &self,
         principal: &Principal,
         new: NewCustomer,
@@ -350,6 +386,18 @@ impl ControlPlane {
         id: &str,
         patch: CustomerPatch,
     ) -> Result<customer::Model> {
+        super::retry_aborted("update_customer", || {
+            self.update_customer_once(principal, id, patch.clone())
+        })
+        .await
+    }
+
+    async fn update_customer_once(
+        &self,
+        principal: &Principal,
+        id: &str,
+        patch: CustomerPatch,
+    ) -> Result<customer::Model> {
         self.get_customer(principal, id).await?;
         let now = now_millis();
         // Re-read under lock so the fields this patch leaves alone keep any concurrent change.
@@ -430,6 +478,18 @@ impl ControlPlane {
     /// the token id and the secret, which is not stored.
     #[tracing::instrument(skip_all, fields(caller = %principal.audit_name()))]
     pub async fn create_api_token(
+        &self,
+        principal: &Principal,
+        target: Principal,
+        description: String,
+    ) -> Result<(String, String)> {
+        super::retry_aborted("create_api_token", || {
+            self.create_api_token_once(principal, target.clone(), description.clone())
+        })
+        .await
+    }
+
+    async fn create_api_token_once(
         &self,
         principal: &Principal,
         target: Principal,

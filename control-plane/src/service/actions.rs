@@ -85,6 +85,19 @@ impl ControlPlane {
         kind: ActionKind,
         trace_context: &str,
     ) -> Result<ActionRecord> {
+        super::retry_aborted("enqueue_action", || {
+            self.enqueue_action_once(principal, service_id, kind, trace_context)
+        })
+        .await
+    }
+
+    async fn enqueue_action_once(
+        &self,
+        principal: &Principal,
+        service_id: &str,
+        kind: ActionKind,
+        trace_context: &str,
+    ) -> Result<ActionRecord> {
         if kind == ActionKind::Delete {
             super::require_manager(principal, "delete media services")?;
         }

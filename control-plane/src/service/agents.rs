@@ -23,6 +23,10 @@ impl ControlPlane {
     /// consumed in the same transaction, so a replay (even a concurrent one) is refused.
     #[tracing::instrument(skip_all)]
     pub async fn join_node(&self, token: &str, csr_pem: &str) -> Result<Joined> {
+        super::retry_aborted("join_node", || self.join_node_once(token, csr_pem)).await
+    }
+
+    async fn join_node_once(&self, token: &str, csr_pem: &str) -> Result<Joined> {
         let refused = || {
             ServiceError::Unauthenticated("join token is invalid, expired or already used".into())
         };
@@ -78,6 +82,17 @@ impl ControlPlane {
 
     #[tracing::instrument(skip_all)]
     pub async fn renew_node_certificate(
+        &self,
+        node: &node::Model,
+        csr_pem: &str,
+    ) -> Result<String> {
+        super::retry_aborted("renew_node_certificate", || {
+            self.renew_node_certificate_once(node, csr_pem)
+        })
+        .await
+    }
+
+    async fn renew_node_certificate_once(
         &self,
         node: &node::Model,
         csr_pem: &str,
@@ -187,6 +202,12 @@ impl ControlPlane {
             if let Err(err) = self.sweep().await {
                 tracing::warn!(error = %err, "deadline sweep failed");
             }
+            match db_dispatch::connected_nodes(self.reader()).await {
+                Ok(connected) => {
+                    self.dispatcher().metrics().connected_agents.set(connected);
+                }
+                Err(err) => tracing::debug!(error = %err, "could not count connected agents"),
+            }
         }
     }
 
@@ -252,6 +273,7 @@ impl ControlPlane {
             .await?;
             for action in moved {
                 tracing::warn!(action_id = %action.id, node_id = %action.node_id, reason = %message, "action failed: node unreachable past its deadline");
+                self.dispatcher().metrics().finished(&action);
                 // What was never started has not taken effect: its intent gives way to the
                 // one before (a delete leaves the service operable).
                 if from == ActionState::Dispatched {

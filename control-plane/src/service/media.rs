@@ -32,7 +32,7 @@ pub struct NewMediaService {
     pub remember_type_as_default: bool,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct MediaServicePatch {
     pub display_name: Option<String>,
     pub max_listeners: Option<u32>,
@@ -182,30 +182,23 @@ impl ControlPlane {
             ));
         }
         // Two replicas can race for the last ports of a node only if the row lock is bypassed;
-        // the primary key still refuses the loser, who tries again once.
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
+        // the primary key still refuses the loser, whose request runs again.
+        let new = &new;
+        super::retry_aborted("create_media_service", move || async move {
             let txn = self.db().begin().await?;
-            match self.create_media_service_in(&txn, principal, &new).await {
-                Ok(view) => {
-                    let mut changes = super::Changes::default();
-                    changes.nodes.insert(view.service.node_id.clone());
-                    self.commit(txn, changes)
-                        .await
-                        .map_err(|e| name_conflict(e, &new.name))?;
-                    tracing::info!(media_service_id = %view.service.id, node_id = %view.service.node_id, "created media service");
-                    return Ok(view);
-                }
-                Err(ServiceError::Aborted(message))
-                    if message == crate::error::PORT_RACE && attempt < 3 =>
-                {
-                    drop(txn);
-                    continue;
-                }
-                Err(err) => return Err(name_conflict(err, &new.name)),
-            }
-        }
+            let view = self
+                .create_media_service_in(&txn, principal, new)
+                .await
+                .map_err(|e| name_conflict(e, &new.name))?;
+            let mut changes = super::Changes::default();
+            changes.nodes.insert(view.service.node_id.clone());
+            self.commit(txn, changes)
+                .await
+                .map_err(|e| name_conflict(e, &new.name))?;
+            tracing::info!(media_service_id = %view.service.id, node_id = %view.service.node_id, "created media service");
+            Ok(view)
+        })
+        .await
     }
 
     async fn create_media_service_in(
@@ -404,6 +397,18 @@ impl ControlPlane {
         id: &str,
         patch: MediaServicePatch,
     ) -> Result<MediaServiceView> {
+        super::retry_aborted("update_media_service", || {
+            self.update_media_service_once(principal, id, patch.clone())
+        })
+        .await
+    }
+
+    async fn update_media_service_once(
+        &self,
+        principal: &Principal,
+        id: &str,
+        patch: MediaServicePatch,
+    ) -> Result<MediaServiceView> {
         require_manager(principal, "change a media service's configuration")?;
         let txn = self.db().begin().await?;
         let mut service = db::get_live_service(&txn, id, true)
@@ -548,6 +553,18 @@ impl ControlPlane {
     /// across resellers (admin only) the target's allowed types and quotas must admit it.
     #[tracing::instrument(skip_all, fields(caller = %principal.audit_name(), id = %id, new_customer_id = %new_customer_id))]
     pub async fn change_owner(
+        &self,
+        principal: &Principal,
+        id: &str,
+        new_customer_id: &str,
+    ) -> Result<MediaServiceView> {
+        super::retry_aborted("change_owner", || {
+            self.change_owner_once(principal, id, new_customer_id)
+        })
+        .await
+    }
+
+    async fn change_owner_once(
         &self,
         principal: &Principal,
         id: &str,

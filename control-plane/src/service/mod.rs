@@ -105,8 +105,10 @@ impl ControlPlane {
         ca: CertificateAuthority,
         page_tokens: page_tokens::PageTokens,
         shutdown: CancellationToken,
+        metrics: crate::metrics::DispatchMetrics,
     ) -> Self {
-        let dispatcher = Dispatcher::new(crate::ids::new_id("rep"), config.dispatch.clone());
+        let dispatcher =
+            Dispatcher::new(crate::ids::new_id("rep"), config.dispatch.clone(), metrics);
         ControlPlane {
             inner: Arc::new(Inner {
                 persistence,
@@ -366,6 +368,34 @@ fn require_admin(principal: &Principal, what: &str) -> Result<()> {
 }
 
 /// Resellers and the admin manage services; customers may only operate their own.
+/// How many times a request whose transaction the database aborted is run before its caller
+/// is told to retry. PostgreSQL aborts the loser of a deadlock or a serialization conflict
+/// (SQLSTATE 40P01, 40001) and a create can lose the last free port to another replica; the
+/// transaction rolled back, so running the request again is safe, and the caller should not
+/// have to.
+const TRANSACTION_ATTEMPTS: u32 = 4;
+
+/// Runs `request` (one transaction, committed or rolled back as a whole) again when the database
+/// aborted it, after a short randomised pause so the two sides of a conflict do not meet again.
+async fn retry_aborted<T, F, Fut>(what: &'static str, mut request: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut attempt = 1;
+    loop {
+        match request().await {
+            Err(ServiceError::Aborted(reason)) if attempt < TRANSACTION_ATTEMPTS => {
+                let pause = Duration::from_millis(rand::random_range(1..=5u64 << attempt));
+                tracing::debug!(what, attempt, %reason, ?pause, "transaction aborted; running it again");
+                tokio::time::sleep(pause).await;
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 fn require_manager(principal: &Principal, what: &str) -> Result<()> {
     match principal {
         Principal::Admin | Principal::Reseller { .. } => Ok(()),

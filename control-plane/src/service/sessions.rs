@@ -297,6 +297,19 @@ impl ControlPlane {
         email: &str,
         password: String,
     ) -> Result<login::Model> {
+        super::retry_aborted("set_login", || {
+            self.set_login_once(principal, target.clone(), email, password.clone())
+        })
+        .await
+    }
+
+    async fn set_login_once(
+        &self,
+        principal: &Principal,
+        target: Principal,
+        email: &str,
+        password: String,
+    ) -> Result<login::Model> {
         self.check_login_access(principal, &target, true).await?;
         let email = email.trim().to_lowercase();
         let password_hash = hash_password(password).await?;
@@ -357,6 +370,13 @@ impl ControlPlane {
 
     #[tracing::instrument(skip_all, fields(caller = %principal.audit_name()))]
     pub async fn delete_login(&self, principal: &Principal, target: Principal) -> Result<()> {
+        super::retry_aborted("delete_login", || {
+            self.delete_login_once(principal, target.clone())
+        })
+        .await
+    }
+
+    async fn delete_login_once(&self, principal: &Principal, target: Principal) -> Result<()> {
         self.check_login_access(principal, &target, true).await?;
         let (kind, id) = target.stored_key();
         let login = db::find_login_of(self.db(), kind, id)
@@ -372,6 +392,18 @@ impl ControlPlane {
     /// The caller changes its own password; its other sessions end, the current one stays.
     #[tracing::instrument(skip_all)]
     pub async fn change_password(
+        &self,
+        credential: &Credential,
+        current_password: String,
+        new_password: String,
+    ) -> Result<()> {
+        super::retry_aborted("change_password", || {
+            self.change_password_once(credential, current_password.clone(), new_password.clone())
+        })
+        .await
+    }
+
+    async fn change_password_once(
         &self,
         credential: &Credential,
         current_password: String,

@@ -28,6 +28,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::metrics::{ActionLabels, ActionOutcomeLabels, DispatchMetrics};
 use crate::persistence::entities::{action, media_service};
 use writer::Write;
 pub(crate) use writer::run as run_writer;
@@ -136,13 +137,14 @@ pub struct Dispatcher {
     writes: mpsc::Sender<Write>,
     writes_rx: Mutex<Option<mpsc::Receiver<Write>>>,
     tracker: TaskTracker,
+    metrics: DispatchMetrics,
 }
 
 /// Writes queued for the group commit before callers wait; beyond it they wait their turn.
 const WRITE_QUEUE: usize = 16 * 1024;
 
 impl Dispatcher {
-    pub fn new(replica_id: String, config: DispatchConfig) -> Self {
+    pub fn new(replica_id: String, config: DispatchConfig, metrics: DispatchMetrics) -> Self {
         let (writes, rx) = mpsc::channel(WRITE_QUEUE);
         Dispatcher {
             replica_id,
@@ -151,7 +153,12 @@ impl Dispatcher {
             writes,
             writes_rx: Mutex::new(Some(rx)),
             tracker: TaskTracker::new(),
+            metrics,
         }
+    }
+
+    pub fn metrics(&self) -> &DispatchMetrics {
+        &self.metrics
     }
 
     pub fn replica_id(&self) -> &str {
@@ -275,3 +282,39 @@ pub struct Hello {
 }
 
 pub(crate) use session::OutboundStream;
+
+/// Seconds between two of an action's instants (milliseconds), if both happened.
+fn seconds_between(from: i64, to: Option<i64>) -> Option<f64> {
+    to.and_then(|to| to.checked_sub(from))
+        .map(|ms| ms.max(0) as f64 / 1000.0)
+}
+
+impl DispatchMetrics {
+    /// An action was claimed for its node: how long it waited queued.
+    pub(crate) fn dispatched(&self, action: &action::Model) {
+        if let Some(wait) = seconds_between(action.create_time, action.dispatch_time) {
+            self.queue_wait
+                .get_or_create(&ActionLabels {
+                    action: action.kind,
+                })
+                .observe(wait);
+        }
+    }
+
+    /// An action reached its final state, by an agent's result or by its deadline.
+    pub(crate) fn finished(&self, action: &action::Model) {
+        let labels = ActionOutcomeLabels {
+            action: action.kind,
+            state: action.state,
+        };
+        self.actions_finished.get_or_create(&labels).inc();
+        if let Some(total) = seconds_between(action.create_time, action.finish_time) {
+            self.duration.get_or_create(&labels).observe(total);
+        }
+        if let (Some(dispatched), Some(_)) = (action.dispatch_time, action.finish_time)
+            && let Some(execution) = seconds_between(dispatched, action.finish_time)
+        {
+            self.execution.get_or_create(&labels).observe(execution);
+        }
+    }
+}

@@ -76,6 +76,7 @@ impl ControlPlane {
         tracing::info!(node_id, session_id = %session_id, generation, agent_version = %opened.node.agent_version, "agent connected");
 
         let attached = dispatcher.attach(node_id, generation);
+        dispatcher.metrics().agent_sessions.inc();
         let (outbound, rx) = mpsc::unbounded_channel();
         let session = Session {
             control_plane: self.clone(),
@@ -139,6 +140,7 @@ impl Session {
         };
         let dispatcher = self.control_plane.dispatcher();
         dispatcher.detach(&self.node_id, self.generation);
+        dispatcher.metrics().agent_sessions.dec();
         match &end {
             End::AgentLeft => tracing::info!(node_id = %self.node_id, "agent disconnected"),
             End::Silent => {
@@ -436,7 +438,9 @@ impl Session {
                 assignment.service = service;
             }
         }
+        let metrics = self.control_plane.dispatcher().metrics();
         for action in &actions {
+            metrics.dispatched(action);
             tracing::debug!(action_id = %action.id, node_id = %self.node_id, kind = %action.kind, "dispatching action");
             self.execute(action)?;
         }

@@ -351,9 +351,11 @@ async fn try_commit(
 }
 
 fn publish(control_plane: &ControlPlane, outcome: Outcome) {
+    let metrics = control_plane.dispatcher().metrics();
     for delta in &outcome.deltas {
         trace_transition(&delta.action);
         if delta.action.state.is_terminal() && delta.action.late_state.is_none() {
+            metrics.finished(&delta.action);
             tracing::info!(action_id = %delta.action.id, node_id = %delta.action.node_id, state = %delta.action.state, "action finished");
         }
     }
