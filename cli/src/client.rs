@@ -23,9 +23,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 const KEEPALIVE: Duration = Duration::from_secs(30);
 
-/// Adds `authorization: Bearer <token>` to each call.
+/// Adds `authorization: Bearer <token>` to each call and, when castctl exports traces, the
+/// W3C `traceparent` of the command's span, so the control plane continues castctl's trace.
 #[derive(Clone)]
-pub struct BearerAuth(MetadataValue<Ascii>);
+pub struct BearerAuth {
+    authorization: MetadataValue<Ascii>,
+    traced: bool,
+}
 
 impl Interceptor for BearerAuth {
     fn call(
@@ -34,7 +38,15 @@ impl Interceptor for BearerAuth {
     ) -> Result<tonic::Request<()>, tonic::Status> {
         request
             .metadata_mut()
-            .insert("authorization", self.0.clone());
+            .insert("authorization", self.authorization.clone());
+        if self.traced {
+            let traceparent = castplane_telemetry::current_traceparent();
+            if !traceparent.is_empty()
+                && let Ok(value) = MetadataValue::try_from(traceparent)
+            {
+                request.metadata_mut().insert("traceparent", value);
+            }
+        }
         Ok(request)
     }
 }
@@ -59,7 +71,10 @@ pub async fn connect(settings: &Settings) -> Result<Api> {
     // Keeps the value out of any Debug output of the request.
     auth.set_sensitive(true);
     let channel = channel(settings).await?;
-    let auth = BearerAuth(auth);
+    let auth = BearerAuth {
+        authorization: auth,
+        traced: castplane_telemetry::traces::export_configured(),
+    };
     Ok(Api {
         accounts: AccountServiceClient::with_interceptor(channel.clone(), auth.clone()),
         catalog: CatalogServiceClient::with_interceptor(channel.clone(), auth.clone()),

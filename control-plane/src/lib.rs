@@ -18,6 +18,7 @@ pub mod methods;
 pub mod metrics;
 pub mod persistence;
 pub mod pki;
+pub mod rpc_trace;
 pub mod server;
 pub mod service;
 

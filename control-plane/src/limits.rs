@@ -101,6 +101,12 @@ pub trait Middleware: Clone + Send + Sync + 'static {
 #[derive(Clone)]
 pub struct MiddlewareLayer<M>(M);
 
+impl<M> MiddlewareLayer<M> {
+    pub(crate) fn new(middleware: M) -> Self {
+        MiddlewareLayer(middleware)
+    }
+}
+
 impl<M: Clone, S> Layer<S> for MiddlewareLayer<M> {
     type Service = WithMiddleware<M, S>;
 
@@ -148,7 +154,7 @@ fn answer<E: 'static>(response: Response) -> BoxFuture<'static, Result<Response,
 // ---------------------------------------------------------------------------------------
 // Response bodies that report their end.
 
-type OnEnd = Box<dyn FnOnce(Code) + Send>;
+pub(crate) type OnEnd = Box<dyn FnOnce(Code) + Send>;
 
 /// A response body that runs `on_end` with the call's gRPC status when it ends (its trailers
 /// arrive, it errors, or it is dropped unfinished: `CANCELLED`), and drops `guard` — a stream
@@ -162,7 +168,11 @@ pub struct TrackedBody {
 impl TrackedBody {
     /// Wraps `response`. A response already complete (a trailers-only error, whose status is
     /// in its headers) ends at once: `on_end` runs now and `guard` is dropped.
-    fn wrap(response: Response, on_end: Option<OnEnd>, guard: Option<Box<dyn Send>>) -> Response {
+    pub(crate) fn wrap(
+        response: Response,
+        on_end: Option<OnEnd>,
+        guard: Option<Box<dyn Send>>,
+    ) -> Response {
         let header_code = grpc_code(response.headers());
         if header_code.is_some() || response.body().is_end_stream() {
             if let Some(on_end) = on_end {

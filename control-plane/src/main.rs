@@ -89,11 +89,18 @@ async fn main() -> std::process::ExitCode {
     unsafe { libc::umask(0o077) };
     raise_open_file_limit();
     let args = Args::parse();
-    castplane_telemetry::init_logging(args.log_format, "info,sqlx=warn,sea_orm=warn");
+    let telemetry = castplane_telemetry::traces::init(
+        castplane_telemetry::Service::Control,
+        Some(castplane_telemetry::Logs {
+            format: args.log_format,
+            default_filter: "info,sqlx=warn,sea_orm=warn",
+        }),
+    );
     let file = match args.config.as_deref().map(load_file).transpose() {
         Ok(file) => file.unwrap_or_default(),
         Err(err) => {
             eprintln!("castplane-control: {err}");
+            telemetry.shutdown().await;
             return std::process::ExitCode::from(2);
         }
     };
@@ -125,6 +132,7 @@ async fn main() -> std::process::ExitCode {
             for error in errors {
                 eprintln!("castplane-control: configuration: {error}");
             }
+            telemetry.shutdown().await;
             return std::process::ExitCode::from(2);
         }
     };
@@ -146,6 +154,8 @@ async fn main() -> std::process::ExitCode {
         castplane_control::run(resolved.config, listeners, shutdown).await
     }
     .await;
+    // The last actions' spans are still buffered: export them before the process goes.
+    telemetry.shutdown().await;
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

@@ -37,6 +37,7 @@ use crate::limits::{ApiLimits, admission_layer, rpc_metrics_layer, stream_limit_
 use crate::metrics::Metrics;
 use crate::persistence::Persistence;
 use crate::pki::CertificateAuthority;
+use crate::rpc_trace::rpc_trace_layer;
 use crate::service::page_tokens::PageTokens;
 use crate::service::{ControlPlane, ServiceConfig};
 
@@ -224,6 +225,7 @@ pub async fn run(
         .transpose()?;
     let cp = || control_plane.clone();
     let layers = tower::ServiceBuilder::new()
+        .layer(rpc_trace_layer())
         .layer(rpc_metrics_layer(metrics.rpc.clone()))
         .layer(admission_layer(config.limits.clone(), metrics.rpc.clone()))
         .layer(AuthLayer::new(control_plane.clone()))
@@ -297,6 +299,7 @@ pub async fn run(
         .tls_config(agent_tls)?
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .layer(rpc_trace_layer())
         .layer(rpc_metrics_layer(metrics.rpc.clone()))
         .add_service(agent_reflection_v1)
         .add_service(agent_reflection_v1alpha)

@@ -291,6 +291,15 @@ pub struct ControlPlaneProcess {
 impl ControlPlaneHandle {
     /// Another replica on this one's database, as a separate process (PostgreSQL only).
     pub async fn spawn_replica_process(&self) -> ControlPlaneProcess {
+        self.spawn_replica_process_with(&[]).await
+    }
+
+    /// Like [`Self::spawn_replica_process`], with extra environment (e.g. where to export
+    /// traces).
+    pub async fn spawn_replica_process_with(
+        &self,
+        env: &[(String, String)],
+    ) -> ControlPlaneProcess {
         let database_url = self
             .database_url
             .clone()
@@ -324,6 +333,7 @@ impl ControlPlaneHandle {
             .arg("--tls-key")
             .arg(data_dir.path().join("public.key"))
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(log)
@@ -350,6 +360,11 @@ impl ControlPlaneHandle {
 }
 
 impl ControlPlaneProcess {
+    /// Its public API, as clients dial it (the certificate names `localhost`).
+    pub fn public_url(&self) -> String {
+        format!("https://localhost:{}", self.public_addr.port())
+    }
+
     pub fn agent_url(&self) -> String {
         format!("https://{}", self.agent_addr)
     }

@@ -8,6 +8,7 @@ pub mod control_plane;
 pub mod fleet;
 pub mod fuzz;
 pub mod metrics;
+pub mod otlp;
 pub mod postgres;
 pub mod raw;
 pub mod scenarios;

@@ -26,6 +26,7 @@ use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::action_log::{ActionLog, ActionResult, Entry, StartedAction};
 use crate::state::DataDir;
@@ -451,8 +452,30 @@ enum Verdict {
     Run,
 }
 
+/// The agent's span of an action: it continues the control plane's dispatch span (the
+/// action's `traceparent`), so one trace holds the action from castctl to the server's
+/// readiness probe. Its children are the supervisor's steps (render, spawn, readiness probe,
+/// stop).
+fn action_span(action: &apb::ExecuteAction) -> tracing::Span {
+    let kind = pb::ActionKind::try_from(action.kind).unwrap_or(pb::ActionKind::Unspecified);
+    let span = tracing::info_span!(
+        "execute action",
+        otel.kind = "consumer",
+        otel.status_code = tracing::field::Empty,
+        action_id = %action.action_id,
+        kind = kind_name(kind),
+        media_service_id = %action.service.as_ref().map_or("", |s| s.id.as_str()),
+        verdict = tracing::field::Empty,
+        succeeded = tracing::field::Empty,
+        error = tracing::field::Empty,
+    );
+    castplane_telemetry::set_parent(&span, &action.traceparent);
+    span
+}
+
 /// Executes an action at most once per id (see the module's comment).
 fn handle_action(shared: &Arc<Shared>, action: apb::ExecuteAction) {
+    let span = action_span(&action);
     let id = action.action_id.clone();
     let verdict = {
         let mut in_flight = shared.in_flight.lock().unwrap_or_else(|e| e.into_inner());
@@ -478,12 +501,24 @@ fn handle_action(shared: &Arc<Shared>, action: apb::ExecuteAction) {
             }
         }
     };
+    span.record(
+        "verdict",
+        match &verdict {
+            Verdict::Replay(_) => "replay",
+            Verdict::AlreadyRunning => "already running",
+            Verdict::Resume(_) => "resume",
+            Verdict::Late(_) => "late",
+            Verdict::Run => "run",
+        },
+    );
     match verdict {
         Verdict::Replay(result) => {
+            let _entered = span.enter();
             tracing::info!(action_id = %id, "action already done; replaying its result");
             shared.report_result(&result);
         }
         Verdict::AlreadyRunning => {
+            let _entered = span.enter();
             tracing::info!(action_id = %id, "action redelivered while still running");
         }
         Verdict::Late(not_after) => {
@@ -502,7 +537,7 @@ fn handle_action(shared: &Arc<Shared>, action: apb::ExecuteAction) {
                     ),
                 };
                 finish(&shared, result).await;
-            });
+            }.instrument(span));
         }
         Verdict::Resume(started) => {
             let shared = shared.clone();
@@ -511,7 +546,7 @@ fn handle_action(shared: &Arc<Shared>, action: apb::ExecuteAction) {
                 shared.report(update(&id, pb::ActionState::Running, "resumed after an agent restart"));
                 let outcome = resume(&shared.supervisor, &started, action.service.as_ref()).await;
                 conclude(&shared, id, outcome).await;
-            });
+            }.instrument(span));
         }
         Verdict::Run => {
             let shared = shared.clone();
@@ -553,7 +588,7 @@ fn handle_action(shared: &Arc<Shared>, action: apb::ExecuteAction) {
                 let outcome = execute(&shared.supervisor, kind, spec).await;
                 crate::failpoints::hit("action-after-execute");
                 conclude(&shared, id, outcome).await;
-            });
+            }.instrument(span));
         }
     }
 }
@@ -571,6 +606,12 @@ async fn conclude(shared: &Arc<Shared>, id: String, outcome: Result<(), Supervis
         succeeded: outcome.is_ok(),
         message: outcome.err().map(|e| e.to_string()).unwrap_or_default(),
     };
+    let span = tracing::Span::current();
+    span.record("succeeded", result.succeeded);
+    if !result.succeeded {
+        span.record("error", result.message.as_str());
+        span.record("otel.status_code", "ERROR");
+    }
     tracing::info!(action_id = %result.action_id, succeeded = result.succeeded, reason = %result.message, "action finished");
     finish(shared, result).await;
 }

@@ -125,7 +125,6 @@ pub fn main() -> ExitCode {
     // SAFETY: umask has no preconditions; no other thread exists yet.
     unsafe { libc::umask(0o077) };
     let args = Args::parse();
-    castplane_telemetry::init_logging(args.log_format, "info");
     let errors = check(&args.command);
     if !errors.is_empty() {
         for error in errors {
@@ -143,45 +142,61 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let log_format = args.log_format;
     let result = runtime.block_on(async {
-        match args.command {
-            Command::Join {
-                control_plane,
-                token,
-                data_dir,
-            } => join(&control_plane, &token, &DataDir::new(data_dir))
-                .await
-                .map(|identity| {
-                    println!(
-                        "joined as node {} ({})",
-                        identity.node_name, identity.node_id
-                    );
-                }),
-            Command::Run {
-                data_dir,
-                control_plane,
-                metrics_listen,
-            } => {
-                DataDir::new(&data_dir).make_private()?;
-                let mut config = AgentConfig::new(data_dir);
-                config.control_plane_urls = control_plane;
-                config.metrics_listen = metrics_listen;
-                let shutdown = CancellationToken::new();
-                let on_signal = shutdown.clone();
-                tokio::spawn(async move {
-                    wait_for_signal().await;
-                    tracing::info!("shutting down; services keep running");
-                    on_signal.cancel();
-                });
-                run(config, shutdown).await
-            }
-        }
+        // Inside the runtime: the trace exporter's gRPC channel lives on it.
+        let telemetry = castplane_telemetry::traces::init(
+            castplane_telemetry::Service::Agent,
+            Some(castplane_telemetry::Logs {
+                format: log_format,
+                default_filter: "info",
+            }),
+        );
+        let result = run_command(args.command).await;
+        // Spans of the last actions are still buffered: export them before the process goes.
+        telemetry.shutdown().await;
+        result
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("castplane-agent: {err:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_command(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Join {
+            control_plane,
+            token,
+            data_dir,
+        } => join(&control_plane, &token, &DataDir::new(data_dir))
+            .await
+            .map(|identity| {
+                println!(
+                    "joined as node {} ({})",
+                    identity.node_name, identity.node_id
+                );
+            }),
+        Command::Run {
+            data_dir,
+            control_plane,
+            metrics_listen,
+        } => {
+            DataDir::new(&data_dir).make_private()?;
+            let mut config = AgentConfig::new(data_dir);
+            config.control_plane_urls = control_plane;
+            config.metrics_listen = metrics_listen;
+            let shutdown = CancellationToken::new();
+            let on_signal = shutdown.clone();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::info!("shutting down; services keep running");
+                on_signal.cancel();
+            });
+            run(config, shutdown).await
         }
     }
 }

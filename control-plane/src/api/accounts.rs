@@ -141,6 +141,7 @@ fn reseller_patch(
 
 #[tonic::async_trait]
 impl AccountService for AccountApi {
+    #[tracing::instrument(skip_all)]
     async fn create_reseller(
         &self,
         request: Request<pb::CreateResellerRequest>,
@@ -151,6 +152,7 @@ impl AccountService for AccountApi {
         Ok(Response::new(reseller_to_wire(&model)))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn get_reseller(
         &self,
         request: Request<pb::GetResellerRequest>,
@@ -161,6 +163,7 @@ impl AccountService for AccountApi {
         Ok(Response::new(reseller_to_wire(&model)))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn list_resellers(
         &self,
         request: Request<pb::ListResellersRequest>,
@@ -177,6 +180,7 @@ impl AccountService for AccountApi {
         }))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn update_reseller(
         &self,
         request: Request<pb::UpdateResellerRequest>,
@@ -190,6 +194,7 @@ impl AccountService for AccountApi {
         Ok(Response::new(reseller_to_wire(&model)))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn create_customer(
         &self,
         request: Request<pb::CreateCustomerRequest>,
@@ -213,6 +218,7 @@ impl AccountService for AccountApi {
         Ok(Response::new(customer_to_wire(&model)))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn get_customer(
         &self,
         request: Request<pb::GetCustomerRequest>,
@@ -223,6 +229,7 @@ impl AccountService for AccountApi {
         Ok(Response::new(customer_to_wire(&model)))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn list_customers(
         &self,
         request: Request<pb::ListCustomersRequest>,
@@ -244,6 +251,7 @@ impl AccountService for AccountApi {
         }))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn update_customer(
         &self,
         request: Request<pb::UpdateCustomerRequest>,
@@ -276,6 +284,7 @@ impl AccountService for AccountApi {
         Ok(Response::new(customer_to_wire(&model)))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn list_customer_choices(
         &self,
         request: Request<pb::ListCustomerChoicesRequest>,
@@ -290,6 +299,7 @@ impl AccountService for AccountApi {
         }))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn create_api_token(
         &self,
         request: Request<pb::CreateApiTokenRequest>,
@@ -307,6 +317,7 @@ impl AccountService for AccountApi {
         }))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn get_caller(
         &self,
         request: Request<pb::GetCallerRequest>,

@@ -22,6 +22,7 @@ impl ActionService for ActionApi {
     type WatchActionStream =
         Pin<Box<dyn Stream<Item = Result<pb::Action, Status>> + Send + 'static>>;
 
+    #[tracing::instrument(skip_all)]
     async fn get_action(
         &self,
         request: Request<pb::GetActionRequest>,
@@ -32,6 +33,7 @@ impl ActionService for ActionApi {
         Ok(Response::new(action_to_wire(&record)))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn list_actions(
         &self,
         request: Request<pb::ListActionsRequest>,
@@ -79,6 +81,7 @@ impl ActionService for ActionApi {
         }))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn watch_action(
         &self,
         request: Request<pb::WatchActionRequest>,

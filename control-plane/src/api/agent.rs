@@ -18,6 +18,7 @@ pub struct AgentApi {
 }
 
 impl AgentApi {
+    #[tracing::instrument(skip_all)]
     async fn authenticated_node<T>(&self, request: &Request<T>) -> Result<node::Model, Status> {
         let certs = request
             .peer_certs()
@@ -33,6 +34,7 @@ impl AgentApi {
 impl AgentService for AgentApi {
     type SessionStream = crate::service::dispatch::OutboundStream;
 
+    #[tracing::instrument(skip_all)]
     async fn join(
         &self,
         request: Request<apb::JoinRequest>,
@@ -47,6 +49,7 @@ impl AgentService for AgentApi {
         }))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn renew_certificate(
         &self,
         request: Request<apb::RenewCertificateRequest>,
@@ -62,6 +65,7 @@ impl AgentService for AgentApi {
         }))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn session(
         &self,
         request: Request<Streaming<apb::AgentMessage>>,

@@ -15,6 +15,7 @@ pub struct CatalogApi {
 
 #[tonic::async_trait]
 impl CatalogService for CatalogApi {
+    #[tracing::instrument(skip_all)]
     async fn list_service_types(
         &self,
         request: Request<pb::ListServiceTypesRequest>,
@@ -25,6 +26,7 @@ impl CatalogService for CatalogApi {
         }))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn get_provisioning_options(
         &self,
         request: Request<pb::GetProvisioningOptionsRequest>,
@@ -44,6 +46,7 @@ impl CatalogService for CatalogApi {
         }))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn get_reseller_usage(
         &self,
         request: Request<pb::GetResellerUsageRequest>,

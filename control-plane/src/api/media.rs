@@ -164,6 +164,7 @@ fn scope_from_wire(value: i32) -> Result<ServiceScope, ServiceError> {
 
 impl MediaServiceApi {
     /// Start, stop and restart differ only in the kind of action they queue.
+    #[tracing::instrument(skip_all)]
     async fn enqueue<T: prost::Message + prost::Name>(
         &self,
         request: &Request<T>,
@@ -182,6 +183,7 @@ impl MediaServiceApi {
 
 #[tonic::async_trait]
 impl MediaServiceService for MediaServiceApi {
+    #[tracing::instrument(skip_all)]
     async fn create_media_service(
         &self,
         request: Request<pb::CreateMediaServiceRequest>,
@@ -195,6 +197,7 @@ impl MediaServiceService for MediaServiceApi {
         Ok(Response::new(media_service_to_wire(&view)))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn get_media_service(
         &self,
         request: Request<pb::GetMediaServiceRequest>,
@@ -205,6 +208,7 @@ impl MediaServiceService for MediaServiceApi {
         Ok(Response::new(media_service_to_wire(&view)))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn list_media_services(
         &self,
         request: Request<pb::ListMediaServicesRequest>,
@@ -230,6 +234,7 @@ impl MediaServiceService for MediaServiceApi {
         }))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn update_media_service(
         &self,
         request: Request<pb::UpdateMediaServiceRequest>,
@@ -243,6 +248,7 @@ impl MediaServiceService for MediaServiceApi {
         Ok(Response::new(media_service_to_wire(&view)))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn get_media_service_connection_info(
         &self,
         request: Request<pb::GetMediaServiceConnectionInfoRequest>,
@@ -262,6 +268,7 @@ impl MediaServiceService for MediaServiceApi {
         }))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn change_media_service_owner(
         &self,
         request: Request<pb::ChangeMediaServiceOwnerRequest>,
@@ -277,6 +284,7 @@ impl MediaServiceService for MediaServiceApi {
         Ok(Response::new(media_service_to_wire(&view)))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn list_ownership_changes(
         &self,
         request: Request<pb::ListOwnershipChangesRequest>,
@@ -292,6 +300,7 @@ impl MediaServiceService for MediaServiceApi {
         }))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn start_media_service(
         &self,
         request: Request<pb::StartMediaServiceRequest>,
@@ -300,6 +309,7 @@ impl MediaServiceService for MediaServiceApi {
             .await
     }
 
+    #[tracing::instrument(skip_all)]
     async fn stop_media_service(
         &self,
         request: Request<pb::StopMediaServiceRequest>,
@@ -308,6 +318,7 @@ impl MediaServiceService for MediaServiceApi {
             .await
     }
 
+    #[tracing::instrument(skip_all)]
     async fn restart_media_service(
         &self,
         request: Request<pb::RestartMediaServiceRequest>,
@@ -316,6 +327,7 @@ impl MediaServiceService for MediaServiceApi {
             .await
     }
 
+    #[tracing::instrument(skip_all)]
     async fn delete_media_service(
         &self,
         request: Request<pb::DeleteMediaServiceRequest>,

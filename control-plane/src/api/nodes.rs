@@ -88,6 +88,7 @@ impl TryFrom<pb::CreateNodeRequest> for NewNode {
 
 #[tonic::async_trait]
 impl NodeService for NodeApi {
+    #[tracing::instrument(skip_all)]
     async fn create_node(
         &self,
         request: Request<pb::CreateNodeRequest>,
@@ -104,6 +105,7 @@ impl NodeService for NodeApi {
         }))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn get_node(
         &self,
         request: Request<pb::GetNodeRequest>,
@@ -114,6 +116,7 @@ impl NodeService for NodeApi {
         Ok(Response::new(node_to_wire(&view)))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn list_nodes(
         &self,
         request: Request<pb::ListNodesRequest>,
@@ -130,6 +133,7 @@ impl NodeService for NodeApi {
         }))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn create_node_join_token(
         &self,
         request: Request<pb::CreateNodeJoinTokenRequest>,

@@ -50,6 +50,7 @@ fn login_to_wire(model: &login::Model) -> pb::Login {
 
 #[tonic::async_trait]
 impl SessionService for SessionApi {
+    #[tracing::instrument(skip_all)]
     async fn create_session(
         &self,
         request: Request<pb::CreateSessionRequest>,
@@ -81,6 +82,7 @@ impl SessionService for SessionApi {
         }))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn delete_session(
         &self,
         request: Request<pb::DeleteSessionRequest>,
@@ -95,6 +97,7 @@ impl SessionService for SessionApi {
 
 #[tonic::async_trait]
 impl LoginService for LoginApi {
+    #[tracing::instrument(skip_all)]
     async fn set_login(
         &self,
         request: Request<pb::SetLoginRequest>,
@@ -114,6 +117,7 @@ impl LoginService for LoginApi {
         Ok(Response::new(login_to_wire(&model)))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn get_login(
         &self,
         request: Request<pb::GetLoginRequest>,
@@ -125,6 +129,7 @@ impl LoginService for LoginApi {
         Ok(Response::new(login_to_wire(&model)))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn delete_login(
         &self,
         request: Request<pb::DeleteLoginRequest>,
@@ -136,6 +141,7 @@ impl LoginService for LoginApi {
         Ok(Response::new(pb::DeleteLoginResponse {}))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn change_password(
         &self,
         request: Request<pb::ChangePasswordRequest>,

@@ -101,6 +101,7 @@ fn check_default_allowed(default: Option<ServiceType>, allowed: &[ServiceType]) 
 
 impl ControlPlane {
     /// Creates a reseller together with its primary account, in one transaction.
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name()))]
     pub async fn create_reseller(
         &self,
         principal: &Principal,
@@ -159,6 +160,7 @@ impl ControlPlane {
         Ok(model)
     }
 
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name(), id = %id))]
     pub async fn get_reseller(&self, principal: &Principal, id: &str) -> Result<reseller::Model> {
         let not_found = || ServiceError::NotFound(format!("reseller {id:?} not found"));
         let visible = match principal {
@@ -174,6 +176,7 @@ impl ControlPlane {
             .ok_or_else(not_found)
     }
 
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name()))]
     pub async fn list_resellers(
         &self,
         principal: &Principal,
@@ -198,6 +201,7 @@ impl ControlPlane {
         }
     }
 
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name(), id = %id))]
     pub async fn update_reseller(
         &self,
         principal: &Principal,
@@ -269,6 +273,7 @@ impl ControlPlane {
         Ok(model)
     }
 
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name()))]
     pub async fn create_customer(
         &self,
         principal: &Principal,
@@ -338,6 +343,7 @@ impl ControlPlane {
         Ok(model)
     }
 
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name(), id = %id))]
     pub async fn get_customer(&self, principal: &Principal, id: &str) -> Result<customer::Model> {
         match db::get_customer(self.db(), id, false).await? {
             Some(c) if can_see_customer(principal, &c) => Ok(c),
@@ -345,6 +351,7 @@ impl ControlPlane {
         }
     }
 
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name()))]
     pub async fn list_customers(
         &self,
         principal: &Principal,
@@ -385,6 +392,7 @@ impl ControlPlane {
         }
     }
 
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name(), id = %id))]
     pub async fn update_customer(
         &self,
         principal: &Principal,
@@ -456,6 +464,7 @@ impl ControlPlane {
     }
 
     /// Wizard step 1: a–z by name, case-insensitively, primary account marked.
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name()))]
     pub async fn list_customer_choices(
         &self,
         principal: &Principal,
@@ -480,6 +489,7 @@ impl ControlPlane {
 
     /// Issues a token for `target` (the caller itself, or an account in its tenancy). Returns
     /// the token id and the secret, which is not stored.
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name()))]
     pub async fn create_api_token(
         &self,
         principal: &Principal,
@@ -570,6 +580,7 @@ impl ControlPlane {
     ///
     /// Every public call starts here, so this is also where a database outage is diagnosed
     /// and then answered at once until the database is back.
+    #[tracing::instrument(skip_all)]
     pub async fn authenticate(&self, secret: &str) -> Result<Option<Principal>> {
         let persistence = self.persistence();
         persistence.check_available().await?;
@@ -616,6 +627,7 @@ impl ControlPlane {
         })
     }
 
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name()))]
     pub async fn describe_caller(&self, principal: &Principal) -> Result<CallerView> {
         let display_name = match principal {
             Principal::Admin => "admin".to_owned(),
@@ -700,6 +712,7 @@ pub struct ProvisioningOptions {
 }
 
 impl ControlPlane {
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name()))]
     pub async fn provisioning_options(
         &self,
         principal: &Principal,
@@ -720,6 +733,7 @@ impl ControlPlane {
     }
 
     /// Wizard step 3: used, limit and available for every resource.
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name()))]
     pub async fn reseller_usage(
         &self,
         principal: &Principal,

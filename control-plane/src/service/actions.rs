@@ -67,6 +67,17 @@ impl ControlPlane {
     /// node's session is woken. The service's desired state changes when the action is
     /// dispatched (and is put back if it fails), not here: an action that never reaches its
     /// node changes nothing.
+    ///
+    /// The action keeps the trace context of this span (the caller's trace, continued), so its
+    /// dispatch — on whichever replica holds the node's session, whenever the node connects —
+    /// and the agent's execution land in the trace of the request that queued it. When this
+    /// replica exports no traces, the caller's own `traceparent` is kept instead, so the
+    /// agent still continues the caller's trace.
+    #[tracing::instrument(
+        name = "queue action",
+        skip_all,
+        fields(media_service_id = %service_id, kind = %kind, action_id = tracing::field::Empty)
+    )]
     pub async fn enqueue_action(
         &self,
         principal: &Principal,
@@ -123,7 +134,7 @@ impl ControlPlane {
             expired: false,
             late_state: None,
             late_message: String::new(),
-            trace_context: traceparent_or_empty(trace_context),
+            trace_context: action_trace_context(trace_context),
             dispatch_time: None,
             run_time: None,
             finish_time: None,
@@ -143,12 +154,14 @@ impl ControlPlane {
             changes.nodes.insert(model.node_id.clone());
         }
         self.commit(txn, changes).await?;
+        tracing::Span::current().record("action_id", model.id.as_str());
         tracing::info!(action_id = %model.id, media_service_id = %model.media_service_id, kind = %kind, "queued action");
         self.redacted(principal, ActionRecord { action: model })
             .await
     }
 
     /// Deletion: video services need explicit confirmation; a dry run only returns the plan.
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name(), service_id = %service_id))]
     pub async fn delete_media_service(
         &self,
         principal: &Principal,
@@ -190,6 +203,7 @@ impl ControlPlane {
         Ok((plan, Some(record)))
     }
 
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name(), id = %id))]
     pub async fn get_action(&self, principal: &Principal, id: &str) -> Result<ActionRecord> {
         Ok(self.visible_action(principal, id).await?.0)
     }
@@ -225,6 +239,7 @@ impl ControlPlane {
         Ok(record)
     }
 
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name()))]
     pub async fn list_actions(
         &self,
         principal: &Principal,
@@ -275,6 +290,7 @@ impl ControlPlane {
     /// The action now, then again on every change, until it has succeeded or failed. Every
     /// watcher of one action on this replica shares one fan-out (see `dispatch::hub`); only
     /// the first answer is read from the database.
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name(), id = %id))]
     pub async fn watch_action(
         &self,
         principal: &Principal,
@@ -369,6 +385,16 @@ impl ControlPlane {
                 tracing::warn!(error = %err, "could not re-read actions for their watchers")
             }
         }
+    }
+}
+
+/// The trace context an action is queued with: the current span's, else the caller's.
+fn action_trace_context(caller: &str) -> String {
+    let own = castplane_telemetry::current_traceparent();
+    if own.is_empty() {
+        traceparent_or_empty(caller)
+    } else {
+        own
     }
 }
 

@@ -21,6 +21,7 @@ pub struct Joined {
 impl ControlPlane {
     /// Exchanges a valid, unused, unexpired join token for a node certificate. The token is
     /// consumed in the same transaction, so a replay (even a concurrent one) is refused.
+    #[tracing::instrument(skip_all)]
     pub async fn join_node(&self, token: &str, csr_pem: &str) -> Result<Joined> {
         super::retry_aborted("join_node", || self.join_node_once(token, csr_pem)).await
     }
@@ -67,6 +68,7 @@ impl ControlPlane {
     /// The node a presented client certificate belongs to. The certificate chain was already
     /// verified against the CA in the TLS handshake; this checks it is the node's current (or,
     /// during renewal, previous) certificate, so a re-joined node's old certificate stops working.
+    #[tracing::instrument(skip_all)]
     pub async fn authenticate_node(&self, cert_der: &[u8]) -> Result<node::Model> {
         let fingerprint = crate::pki::fingerprint_der(cert_der);
         db::find_by_certificate(self.reader(), &fingerprint)
@@ -78,6 +80,7 @@ impl ControlPlane {
             })
     }
 
+    #[tracing::instrument(skip_all)]
     pub async fn renew_node_certificate(
         &self,
         node: &node::Model,

@@ -162,6 +162,7 @@ fn name_conflict(err: ServiceError, name: &str) -> ServiceError {
 impl ControlPlane {
     /// The whole creation wizard in one transaction: quota, type, placement and ports are
     /// checked and taken together, or nothing is written.
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name()))]
     pub async fn create_media_service(
         &self,
         principal: &Principal,
@@ -325,6 +326,7 @@ impl ControlPlane {
         }
     }
 
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name(), id = %id))]
     pub async fn get_media_service(
         &self,
         principal: &Principal,
@@ -345,6 +347,7 @@ impl ControlPlane {
         })
     }
 
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name()))]
     pub async fn list_media_services(
         &self,
         principal: &Principal,
@@ -413,6 +416,7 @@ impl ControlPlane {
         Ok((views, token))
     }
 
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name(), id = %id))]
     pub async fn update_media_service(
         &self,
         principal: &Principal,
@@ -513,6 +517,7 @@ impl ControlPlane {
         self.view_of(service).await
     }
 
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name(), id = %id))]
     pub async fn connection_info(&self, principal: &Principal, id: &str) -> Result<ConnectionView> {
         let service = self.visible_service(principal, id).await?;
         let ports = db::ports_of_services(self.reader(), std::slice::from_ref(&service.id)).await?;
@@ -572,6 +577,7 @@ impl ControlPlane {
 
     /// Moves a service to another customer. Within one reseller nothing changes in quota;
     /// across resellers (admin only) the target's allowed types and quotas must admit it.
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name(), id = %id, new_customer_id = %new_customer_id))]
     pub async fn change_owner(
         &self,
         principal: &Principal,
@@ -687,6 +693,7 @@ impl ControlPlane {
         self.view_of(service).await
     }
 
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name(), id = %id))]
     pub async fn list_ownership_changes(
         &self,
         principal: &Principal,

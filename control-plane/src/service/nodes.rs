@@ -247,6 +247,7 @@ fn join_token_expiry(now: i64, ttl: Duration) -> Result<i64> {
 }
 
 impl ControlPlane {
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name()))]
     pub async fn create_node(
         &self,
         principal: &Principal,
@@ -311,6 +312,7 @@ impl ControlPlane {
     }
 
     /// Replaces the node's join token; the previous one stops working.
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name(), node_id = %node_id))]
     pub async fn create_join_token(
         &self,
         principal: &Principal,
@@ -337,6 +339,7 @@ impl ControlPlane {
         (secret, token)
     }
 
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name(), id = %id))]
     pub async fn get_node(&self, principal: &Principal, id: &str) -> Result<NodeView> {
         require_admin(principal, "view nodes")?;
         let node = db::get_node(self.reader(), id, false)
@@ -348,6 +351,7 @@ impl ControlPlane {
             .ok_or_else(|| ServiceError::Internal("node view vanished".into()))
     }
 
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name()))]
     pub async fn list_nodes(
         &self,
         principal: &Principal,

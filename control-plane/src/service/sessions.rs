@@ -136,6 +136,7 @@ impl ControlPlane {
     }
 
     /// Signs in with email and password.
+    #[tracing::instrument(skip_all)]
     pub async fn create_session(&self, email: &str, password: String) -> Result<SessionGrant> {
         let email = email.trim().to_lowercase();
         let Some(login) = db::find_login_by_email(self.db(), &email).await? else {
@@ -177,6 +178,7 @@ impl ControlPlane {
     }
 
     /// Signs out of the session the call came with.
+    #[tracing::instrument(skip_all)]
     pub async fn delete_session(&self, session_id: Option<&str>) -> Result<()> {
         let Some(session_id) = session_id else {
             return Err(ServiceError::precondition(
@@ -191,6 +193,7 @@ impl ControlPlane {
     }
 
     /// Resolves a bearer token, API token or session, to whom it belongs.
+    #[tracing::instrument(skip_all)]
     pub async fn authenticate_bearer(&self, secret: &str) -> Result<Option<Credential>> {
         if !secret.starts_with(SESSION_TOKEN_PREFIX) {
             return Ok(self
@@ -286,6 +289,7 @@ impl ControlPlane {
 
     /// Sets `target`'s sign-in email and password, creating its login if needed. Ends the
     /// login's sessions and lifts any lockout.
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name()))]
     pub async fn set_login(
         &self,
         principal: &Principal,
@@ -351,6 +355,7 @@ impl ControlPlane {
         Ok(login)
     }
 
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name()))]
     pub async fn get_login(
         &self,
         principal: &Principal,
@@ -363,6 +368,7 @@ impl ControlPlane {
             .ok_or_else(|| ServiceError::NotFound("this account has no login".into()))
     }
 
+    #[tracing::instrument(skip_all, fields(caller = %principal.audit_name()))]
     pub async fn delete_login(&self, principal: &Principal, target: Principal) -> Result<()> {
         super::retry_aborted("delete_login", || {
             self.delete_login_once(principal, target.clone())
@@ -384,6 +390,7 @@ impl ControlPlane {
     }
 
     /// The caller changes its own password; its other sessions end, the current one stays.
+    #[tracing::instrument(skip_all)]
     pub async fn change_password(
         &self,
         credential: &Credential,

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use castplane_proto::agent::v1::{ObservedService, ServiceSpec};
 use castplane_proto::v1::{ObservedState, ServiceStats, ServiceStatus};
 use tokio::sync::{broadcast, mpsc, oneshot};
+use tracing::Instrument;
 
 use super::files;
 use super::process::{Exit, Proc};
@@ -134,7 +135,8 @@ async fn wait_proc(proc: &mut Option<Proc>) -> Exit {
 }
 
 impl Actor {
-    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+    /// Each command arrives with its sender's span (see `Handle::send`), and runs in it.
+    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<(Command, tracing::Span)>) {
         let mut stats_tick = tokio::time::interval(self.ctx.config.stats_interval);
         stats_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut log_tick = tokio::time::interval(LOG_POLL);
@@ -146,8 +148,8 @@ impl Actor {
                 biased;
                 () = self.ctx.cancel.cancelled() => break,
                 cmd = rx.recv() => match cmd {
-                    Some(cmd) => {
-                        if let Flow::Exit = self.handle(cmd).await {
+                    Some((cmd, span)) => {
+                        if let Flow::Exit = self.handle(cmd).instrument(span).await {
                             return;
                         }
                     }

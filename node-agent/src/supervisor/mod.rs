@@ -104,9 +104,20 @@ struct Inner {
 type CapabilityFingerprint = Vec<(PathBuf, u64, Option<std::time::SystemTime>)>;
 
 struct Handle {
-    tx: mpsc::UnboundedSender<Command>,
+    tx: mpsc::UnboundedSender<(Command, tracing::Span)>,
     shared: Arc<Mutex<Shared>>,
     task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Handle {
+    /// Hands `command` to the service's actor with the caller's span, so that what the actor
+    /// does for it (render, spawn, readiness probe, stop) is part of the caller's trace — an
+    /// action's. Gives the command back if the actor has ended.
+    fn send(&self, command: Command) -> Result<(), Command> {
+        self.tx
+            .send((command, tracing::Span::current()))
+            .map_err(|mpsc::error::SendError((command, _))| command)
+    }
 }
 
 /// What a new actor starts from: nothing (a new service) or what adoption found.
@@ -379,7 +390,7 @@ impl Supervisor {
         for _ in 0..COMMAND_ATTEMPTS {
             let handle = self.handle_or_spawn(id, Initial::default)?;
             let (tx, rx) = oneshot::channel();
-            if handle.tx.send(make(tx)).is_ok()
+            if handle.send(make(tx)).is_ok()
                 && let Ok(result) = rx.await
             {
                 return result.map_err(|reason| self.failure(reason));
@@ -465,16 +476,16 @@ impl Supervisor {
                     tracing::info!(media_service_id = %id, pid, "adopted running server");
                     if autostart && wants_sibling != sibling_pid.is_some() {
                         // AutoDJ died (or should not run) while no agent watched.
-                        let _ = handle.tx.send(Command::Ensure(Box::new(spec)));
+                        let _ = handle.send(Command::Ensure(Box::new(spec)));
                     }
                 }
                 None if desired && autostart => {
                     tracing::info!(media_service_id = %id, "server should run but is not running; starting it");
-                    let _ = handle.tx.send(Command::Ensure(Box::new(spec)));
+                    let _ = handle.send(Command::Ensure(Box::new(spec)));
                 }
                 None if sibling_pid.is_some() && autostart => {
                     tracing::info!(media_service_id = %id, "AutoDJ runs without its server; stopping it");
-                    let _ = handle.tx.send(Command::Ensure(Box::new(spec)));
+                    let _ = handle.send(Command::Ensure(Box::new(spec)));
                 }
                 None => tracing::info!(media_service_id = %id, "known stopped service"),
             }
@@ -550,9 +561,9 @@ impl Supervisor {
                     }
                 };
                 let Some(s) = spec.take() else { break };
-                match handle.tx.send(Command::Ensure(Box::new(s))) {
+                match handle.send(Command::Ensure(Box::new(s))) {
                     Ok(()) => break,
-                    Err(mpsc::error::SendError(cmd)) => {
+                    Err(cmd) => {
                         self.forget(&id, &handle);
                         if let Command::Ensure(s) = cmd {
                             spec = Some(*s);
@@ -584,6 +595,7 @@ impl Supervisor {
     /// or restart). Clears a crash loop. If the server starts but AutoDJ does not, the server
     /// keeps running (RUNNING, the message says why AutoDJ is down, and AutoDJ is retried with
     /// backoff) and the start fails with AutoDJ's reason.
+    #[tracing::instrument(name = "start", skip_all, fields(media_service_id = %spec.id, generation = spec.generation))]
     pub async fn start(&self, spec: &ServiceSpec) -> Result<(), SupervisorError> {
         check_id(&spec.id)?;
         let mut spec = spec.clone();
@@ -597,6 +609,7 @@ impl Supervisor {
     }
 
     /// Stops the service (desired: stopped). Stopped or unknown → `Ok`.
+    #[tracing::instrument(name = "stop", skip_all, fields(media_service_id = %service_id))]
     pub async fn stop(&self, service_id: &str) -> Result<(), SupervisorError> {
         if !valid_service_id(service_id) {
             return Ok(());
@@ -620,6 +633,7 @@ impl Supervisor {
     }
 
     /// Stop + start: always a new process. Clears a crash loop.
+    #[tracing::instrument(name = "restart", skip_all, fields(media_service_id = %spec.id, generation = spec.generation))]
     pub async fn restart(&self, spec: &ServiceSpec) -> Result<(), SupervisorError> {
         check_id(&spec.id)?;
         let mut spec = spec.clone();
@@ -633,12 +647,13 @@ impl Supervisor {
     }
 
     /// Stops the service and removes its whole directory. Unknown → `Ok`.
+    #[tracing::instrument(name = "delete", skip_all, fields(media_service_id = %service_id))]
     pub async fn delete(&self, service_id: &str) -> Result<(), SupervisorError> {
         check_id(service_id)?;
         self.load_if_on_disk(service_id).await;
         if let Some(handle) = self.handle(service_id) {
             let (tx, rx) = oneshot::channel();
-            if handle.tx.send(Command::Delete(tx)).is_ok() {
+            if handle.send(Command::Delete(tx)).is_ok() {
                 match rx.await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => return Err(self.failure(e)),

@@ -216,6 +216,7 @@ impl Unit {
     /// process, which a restart replaces), and the config is rendered and written. A restart
     /// calls this before stopping anything, so one that could not start leaves the service
     /// running as it was.
+    #[tracing::instrument(name = "prepare", skip_all, fields(media_service_id = %ctx.id, program = plugin.program_name(), role = ?role))]
     pub async fn prepare(
         &self,
         ctx: &Ctx,
@@ -266,20 +267,27 @@ impl Unit {
         }
 
         let group = account.map(|a| a.gid);
-        for file in plugin.render(spec, &ctx.dir)? {
-            files::write_atomic(
-                &ctx.dir.join(file.name),
-                file.contents.as_bytes(),
-                file.mode,
-                group,
-            )
-            .map_err(|e| format!("cannot write {}: {e}", file.name))?;
-        }
+        let render = tracing::info_span!("render", files = tracing::field::Empty);
+        render.in_scope(|| {
+            let rendered = plugin.render(spec, &ctx.dir)?;
+            render.record("files", rendered.len());
+            for file in rendered {
+                files::write_atomic(
+                    &ctx.dir.join(file.name),
+                    file.contents.as_bytes(),
+                    file.mode,
+                    group,
+                )
+                .map_err(|e| format!("cannot write {}: {e}", file.name))?;
+            }
+            Ok::<(), String>(())
+        })?;
         Ok(account)
     }
 
     /// Prepares ([`Self::prepare`]), spawns the process and waits until it is ready. On success
     /// the process is in `self.proc`; on failure nothing of it is left running.
+    #[tracing::instrument(name = "launch", skip_all, fields(media_service_id = %ctx.id, program = plugin.program_name(), role = ?role, generation = spec.generation))]
     pub async fn launch(
         &mut self,
         ctx: &Ctx,
@@ -331,6 +339,13 @@ impl Unit {
     ) -> Result<(), StartFailure> {
         let program = plugin.program_name();
         let group = account.map(|a| a.gid);
+        let spawn_span = tracing::info_span!(
+            "spawn",
+            media_service_id = %ctx.id,
+            program,
+            pid = tracing::field::Empty,
+        );
+        let spawning = spawn_span.enter();
         if let Some(path) = pid_file {
             files::remove_if_exists(path);
         }
@@ -381,6 +396,9 @@ impl Unit {
         });
         self.running_spec = Some(spec.clone());
         self.save_record(ctx, plugin, spec.generation);
+        spawn_span.record("pid", pid);
+        drop(spawning);
+        drop(spawn_span);
 
         match self.wait_ready(ctx, plugin, spec, pid_file, pid).await {
             Ok(()) => {
@@ -402,6 +420,7 @@ impl Unit {
 
     /// Waits for the pid file and the plugin's log marker, then probes. Connecting earlier can
     /// crash icecast2 (see `icecast::STATS_READY_MARKER`).
+    #[tracing::instrument(name = "readiness probe", skip_all, fields(media_service_id = %ctx.id, program = plugin.program_name(), pid = pid))]
     async fn wait_ready(
         &mut self,
         ctx: &Ctx,
@@ -510,6 +529,7 @@ impl Unit {
     }
 
     /// The plugin's stop signal to the group, up to `stop_grace`, then SIGKILL.
+    #[tracing::instrument(name = "stop process", skip_all, fields(media_service_id = %ctx.id, program = plugin.program_name(), pid = tracing::field::Empty, forced = tracing::field::Empty))]
     pub async fn stop(&mut self, ctx: &Ctx, plugin: &dyn Plugin) -> Result<(), String> {
         let Some(mut proc) = self.proc.take() else {
             return Ok(());
@@ -517,6 +537,7 @@ impl Unit {
         let program = plugin.program_name();
         let stop_signal = plugin.stop_signal();
         let pid = proc.pid();
+        tracing::Span::current().record("pid", pid);
         self.last_stop_forced = false;
         tracing::info!(media_service_id = %ctx.id, pid, "stopping {program}");
         if let Err(e) = proc.signal_group(stop_signal) {
@@ -533,6 +554,7 @@ impl Unit {
                     "{program} ignored {stop_signal}; killing its process group"
                 );
                 self.last_stop_forced = true;
+                tracing::Span::current().record("forced", true);
                 if let Err(e) = proc.signal_group(Signal::SIGKILL) {
                     self.proc = Some(proc);
                     return Err(format!("cannot kill {program} (pid {pid}): {e}"));

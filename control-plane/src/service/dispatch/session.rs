@@ -447,10 +447,28 @@ impl Session {
         Ok(())
     }
 
+    /// Sends the action to the agent, in a span of the trace the action was queued in (on
+    /// whichever replica, however long ago); the agent's execution continues this span.
     fn execute(&self, action: &action::Model) -> Result<()> {
+        let span = tracing::info_span!(
+            "dispatch action",
+            otel.kind = "producer",
+            action_id = %action.id,
+            kind = %action.kind,
+            media_service_id = %action.media_service_id,
+            node_id = %self.node_id,
+            session_generation = self.generation,
+        );
+        castplane_telemetry::set_parent(&span, &action.trace_context);
+        let _entered = span.enter();
         let Some(assignment) = self.specs.get(&action.media_service_id) else {
             tracing::warn!(action_id = %action.id, media_service_id = %action.media_service_id, "claimed action for a service the node does not have; it will fail at its deadline");
             return Ok(());
+        };
+        // Untraced here (no exporter) but traced by the caller: the agent continues theirs.
+        let traceparent = match castplane_telemetry::traceparent(&span) {
+            own if own.is_empty() => action.trace_context.clone(),
+            own => own,
         };
         self.send(apb::control_message::Body::ExecuteAction(
             apb::ExecuteAction {
@@ -458,7 +476,7 @@ impl Session {
                 kind: pb::ActionKind::from(action.kind) as i32,
                 service: Some(wire::spec_to_wire(assignment, &self.node_address)),
                 not_after: action.not_after.map(to_timestamp),
-                traceparent: action.trace_context.clone(),
+                traceparent,
             },
         ))
     }

@@ -367,6 +367,7 @@ fn publish(control_plane: &ControlPlane, outcome: Outcome) {
     }
     let metrics = control_plane.dispatcher().metrics();
     for delta in &outcome.deltas {
+        trace_transition(&delta.action);
         if delta.action.state.is_terminal() && delta.action.late_state.is_none() {
             metrics.finished(&delta.action);
             tracing::info!(action_id = %delta.action.id, node_id = %delta.action.node_id, state = %delta.action.state, "action finished");
@@ -390,5 +391,38 @@ fn publish(control_plane: &ControlPlane, outcome: Outcome) {
     }
     for node in outcome.touched {
         dispatcher.wake(&node, SPECS_CHANGED);
+    }
+}
+
+/// Marks a committed step of an action (dispatched, running, succeeded, failed, or a late
+/// result) in the trace the action was queued in. One commit carries many actions of many
+/// traces, so each gets a span of its own, recorded once the step is durable.
+fn trace_transition(action: &action::Model) {
+    let state = action.late_state.unwrap_or(action.state);
+    let span = tracing::info_span!(
+        parent: None,
+        "action transition",
+        otel.name = %format_args!("action {state}"),
+        action_id = %action.id,
+        kind = %action.kind,
+        state = %state,
+        late = action.late_state.is_some(),
+        media_service_id = %action.media_service_id,
+        node_id = %action.node_id,
+        error = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    if span.is_disabled() {
+        return;
+    }
+    castplane_telemetry::set_parent(&span, &action.trace_context);
+    let message = if action.late_state.is_some() {
+        &action.late_message
+    } else {
+        &action.error
+    };
+    if state == ActionState::Failed {
+        span.record("error", message.as_str());
+        span.record("otel.status_code", "ERROR");
     }
 }
