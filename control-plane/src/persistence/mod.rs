@@ -62,8 +62,7 @@ impl From<DbErr> for PersistenceError {
             DbErr::ConnectionAcquire(e) => {
                 LAST_ACQUIRE_TIMEOUT.store(crate::clock::now_millis(), Ordering::Relaxed);
                 PersistenceError::Busy(format!(
-                    "no database connection within {} s ({e}): the database is overloaded, down or unreachable",
-                    ACQUIRE_TIMEOUT.as_secs()
+                    "no database connection in time ({e}): the database is overloaded, down or unreachable"
                 ))
             }
             other => PersistenceError::Database(other),
@@ -128,9 +127,14 @@ fn unavailable_reason(err: &DbErr) -> Option<String> {
     }
 }
 
-/// How long a request waits for a database connection. A healthy pool hands one out in
+/// How long a request waits for a PostgreSQL connection. A healthy pool hands one out in
 /// microseconds; a database that is down must not hold every caller for long.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a request waits for SQLite's connection. A local file is never down or
+/// unreachable (its faults — a full disk, a read-only file — are told by their error codes);
+/// waiting here is queueing behind the single writer, which a burst on a loaded host can make
+/// longer than [`ACQUIRE_TIMEOUT`] without anything being wrong.
+pub const SQLITE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 /// After an outage was diagnosed, callers are answered at once for this long before the
 /// database is tried again.
 const OUTAGE_MEMORY: Duration = Duration::from_secs(2);
@@ -194,7 +198,11 @@ impl Persistence {
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .sqlx_logging(false)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .acquire_timeout(if is_sqlite {
+                SQLITE_ACQUIRE_TIMEOUT
+            } else {
+                ACQUIRE_TIMEOUT
+            })
             .max_lifetime(settings.max_lifetime);
         if is_sqlite {
             // A local file cannot drop a connection: never ping one before use (sqlx's
@@ -235,7 +243,7 @@ impl Persistence {
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .sqlx_logging(false)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .acquire_timeout(SQLITE_ACQUIRE_TIMEOUT)
             .max_lifetime(settings.max_lifetime)
             .max_connections(settings.readers.max(1))
             .min_connections(1)

@@ -48,9 +48,29 @@ pub fn cmdline(pid: u32) -> Option<Vec<OsString>> {
     )
 }
 
-/// Alive and the same process as when first seen: zombies count as dead, they only await reaping.
+/// Alive and the same process as when first seen: zombies count as dead, they only await
+/// reaping. A leader thread shows as a zombie while the process's other threads still exit
+/// (holding its sockets open), so a process is dead only once those are gone too.
 pub fn is_alive(pid: u32, start_time: u64) -> bool {
-    stat(pid).is_some_and(|s| s.start_time == start_time && s.state != 'Z' && s.state != 'X')
+    stat(pid).is_some_and(|s| {
+        s.start_time == start_time
+            && match s.state {
+                'X' => false,
+                'Z' => other_threads_remain(pid),
+                _ => true,
+            }
+    })
+}
+
+/// Whether a process whose leader thread has exited still has other threads.
+fn other_threads_remain(pid: u32) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .filter_map(Result::ok)
+                .any(|t| t.file_name() != pid.to_string().as_str())
+        })
+        .unwrap_or(false)
 }
 
 /// How a process ended.
