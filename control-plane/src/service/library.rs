@@ -360,7 +360,8 @@ impl ControlPlane {
     /// bytes in the store (unless another customer's file holds the same bytes), and — by
     /// bumping the nodes of its AutoDJ services, recorded in `changes` — every node's copy.
     /// For DeleteCustomer; the caller commits `txn` with `changes`.
-    pub async fn delete_customer_media(
+    #[allow(dead_code)] // for DeleteCustomer (branch accounts), which calls it at merge
+    pub(crate) async fn delete_customer_media(
         &self,
         txn: &DatabaseTransaction,
         customer_id: &str,
