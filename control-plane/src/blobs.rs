@@ -48,10 +48,19 @@ pub trait BlobStore: Send + Sync {
 
     /// The bytes from `offset` on, `length` of them at most (`None`: to the end), as a stream
     /// of chunks: memory stays bounded whatever the blob's size.
-    fn get(&self, sha256: &str, offset: u64, length: Option<u64>) -> BoxFuture<'_, BlobResult<ByteStream>>;
+    fn get(
+        &self,
+        sha256: &str,
+        offset: u64,
+        length: Option<u64>,
+    ) -> BoxFuture<'_, BlobResult<ByteStream>>;
 
     /// Removes the blob inside `txn`; removing one that is absent is a no-op.
-    fn delete<'a>(&'a self, txn: &'a DatabaseTransaction, sha256: &'a str) -> BoxFuture<'a, BlobResult<()>>;
+    fn delete<'a>(
+        &'a self,
+        txn: &'a DatabaseTransaction,
+        sha256: &'a str,
+    ) -> BoxFuture<'a, BlobResult<()>>;
 
     /// The blob's size, if it is stored.
     fn exists<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, BlobResult<Option<u64>>>;
@@ -137,7 +146,12 @@ impl BlobStore for DatabaseBlobStore {
         })
     }
 
-    fn get(&self, sha256: &str, offset: u64, length: Option<u64>) -> BoxFuture<'_, BlobResult<ByteStream>> {
+    fn get(
+        &self,
+        sha256: &str,
+        offset: u64,
+        length: Option<u64>,
+    ) -> BoxFuture<'_, BlobResult<ByteStream>> {
         let sha256 = sha256.to_owned();
         Box::pin(async move {
             let Some(blob) = db::get_blob(&self.reader, &sha256).await? else {
@@ -159,11 +173,12 @@ impl BlobStore for DatabaseBlobStore {
                         return Ok(None);
                     }
                     let index = position / chunk;
-                    let data = db::get_chunk(&reader, &sha256, i64::try_from(index).unwrap_or(i64::MAX))
-                        .await?
-                        .ok_or_else(|| {
-                            ServiceError::Internal(format!("blob {sha256} lacks chunk {index}"))
-                        })?;
+                    let data =
+                        db::get_chunk(&reader, &sha256, i64::try_from(index).unwrap_or(i64::MAX))
+                            .await?
+                            .ok_or_else(|| {
+                                ServiceError::Internal(format!("blob {sha256} lacks chunk {index}"))
+                            })?;
                     let from = usize::try_from(position - index * chunk).unwrap_or(usize::MAX);
                     let to = usize::try_from((end - index * chunk).min(data.len() as u64))
                         .unwrap_or(usize::MAX);
@@ -181,7 +196,11 @@ impl BlobStore for DatabaseBlobStore {
         })
     }
 
-    fn delete<'a>(&'a self, txn: &'a DatabaseTransaction, sha256: &'a str) -> BoxFuture<'a, BlobResult<()>> {
+    fn delete<'a>(
+        &'a self,
+        txn: &'a DatabaseTransaction,
+        sha256: &'a str,
+    ) -> BoxFuture<'a, BlobResult<()>> {
         Box::pin(async move {
             db::delete_blob(txn, sha256).await?;
             Ok(())

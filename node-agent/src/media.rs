@@ -95,7 +95,9 @@ fn managed_name(name: &str, prefix: &str) -> bool {
         return false;
     };
     stem.len() <= 64
-        && stem.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('_'))
+        && stem
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('_'))
         && stem.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         && (1..=8).contains(&ext.len())
         && ext.bytes().all(|b| b.is_ascii_alphanumeric())
@@ -109,6 +111,15 @@ fn valid_file(file: &apb::MediaFile, prefix: &str) -> bool {
         tracing::warn!(file_id = %file.id, "ignoring a media file with an unexpected name or hash");
     }
     ok
+}
+
+/// How far a sync got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Synced {
+    Complete,
+    /// A video service's directory did not exist yet (its first spec is still being applied):
+    /// its files are placed by a later sync.
+    WaitingForServiceDirs,
 }
 
 /// The node's media, kept in step with the desired state.
@@ -161,21 +172,26 @@ impl MediaSync {
             loop {
                 let wanted = Wanted::of(&self.specs());
                 match self.sync(&client, &wanted).await {
-                    Ok(()) => break,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "media sync failed; retrying");
-                        tokio::select! {
-                            () = tokio::time::sleep(RETRY_AFTER) => {}
-                            () = self.notify.notified() => {}
-                        }
+                    Ok(Synced::Complete) => break,
+                    Ok(Synced::WaitingForServiceDirs) => {
+                        tracing::debug!("some video services have no directory yet; syncing again shortly");
                     }
+                    Err(e) => tracing::warn!(error = %e, "media sync failed; retrying"),
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(RETRY_AFTER) => {}
+                    () = self.notify.notified() => {}
                 }
             }
         }
     }
 
     /// Fetches what is missing, then materialises and prunes.
-    pub async fn sync(&self, client: &AgentServiceClient<Channel>, wanted: &Wanted) -> anyhow::Result<()> {
+    pub async fn sync(
+        &self,
+        client: &AgentServiceClient<Channel>,
+        wanted: &Wanted,
+    ) -> anyhow::Result<Synced> {
         let blobs = wanted.blobs();
         let cache_dir = self.cache_dir.clone();
         tokio::task::spawn_blocking(move || prepare_cache(&cache_dir)).await??;
@@ -188,21 +204,33 @@ impl MediaSync {
         let media_dir = self.media_dir.clone();
         let services_dir = self.services_dir.clone();
         let wanted = wanted.clone();
-        tokio::task::spawn_blocking(move || materialise(&cache_dir, &media_dir, &services_dir, &wanted)).await??;
-        Ok(())
+        let synced = tokio::task::spawn_blocking(move || {
+            materialise(&cache_dir, &media_dir, &services_dir, &wanted)
+        })
+        .await??;
+        Ok(synced)
     }
 
     /// One blob into the cache: streamed to a temporary file, hashed, checked, renamed.
-    async fn fetch(&self, client: &AgentServiceClient<Channel>, sha256: &str, size: u64) -> anyhow::Result<()> {
+    async fn fetch(
+        &self,
+        client: &AgentServiceClient<Channel>,
+        sha256: &str,
+        size: u64,
+    ) -> anyhow::Result<()> {
         use tokio::io::AsyncWriteExt;
         let started = std::time::Instant::now();
         let mut stream = client
             .clone()
-            .fetch_blob(apb::FetchBlobRequest { sha256: sha256.to_owned() })
+            .fetch_blob(apb::FetchBlobRequest {
+                sha256: sha256.to_owned(),
+            })
             .await
             .map_err(|s| anyhow::anyhow!("fetching blob {sha256}: {}", s.message()))?
             .into_inner();
-        let tmp = self.cache_dir.join(format!(".{sha256}.{}.part", std::process::id()));
+        let tmp = self
+            .cache_dir
+            .join(format!(".{sha256}.{}.part", std::process::id()));
         let mut file = tokio::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -219,13 +247,22 @@ impl MediaSync {
                 .map_err(|s| anyhow::anyhow!("fetching blob {sha256}: {}", s.message()))?
             {
                 received = received.saturating_add(chunk.data.len() as u64);
-                anyhow::ensure!(received <= size, "blob {sha256} is longer than {size} bytes");
+                anyhow::ensure!(
+                    received <= size,
+                    "blob {sha256} is longer than {size} bytes"
+                );
                 hasher.update(&chunk.data);
                 file.write_all(&chunk.data).await?;
             }
-            anyhow::ensure!(received == size, "blob {sha256} ended after {received} of {size} bytes");
+            anyhow::ensure!(
+                received == size,
+                "blob {sha256} ended after {received} of {size} bytes"
+            );
             let actual = hex::encode(hasher.finalize());
-            anyhow::ensure!(actual == sha256, "blob {sha256} arrived hashing to {actual}");
+            anyhow::ensure!(
+                actual == sha256,
+                "blob {sha256} arrived hashing to {actual}"
+            );
             file.sync_all().await?;
             // Read-only for everyone: its links are what servers open, and the directories
             // above them decide who may.
@@ -238,7 +275,12 @@ impl MediaSync {
             let _ = tokio::fs::remove_file(&tmp).await;
         }
         result?;
-        tracing::info!(sha256, size_bytes = size, elapsed_ms = started.elapsed().as_millis() as u64, "fetched blob");
+        tracing::info!(
+            sha256,
+            size_bytes = size,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "fetched blob"
+        );
         Ok(())
     }
 }
@@ -258,7 +300,12 @@ fn prepare_cache(dir: &Path) -> io::Result<()> {
 }
 
 /// Puts `file` at `dir/name` unless it is already there (same inode, or same size).
-fn place(cache_dir: &Path, dir: &Path, file: &apb::MediaFile, group: Option<u32>) -> io::Result<()> {
+fn place(
+    cache_dir: &Path,
+    dir: &Path,
+    file: &apb::MediaFile,
+    group: Option<u32>,
+) -> io::Result<()> {
     let target = dir.join(&file.file_name);
     let source = cache_dir.join(&file.sha256);
     if let Ok(meta) = fs::metadata(&target)
@@ -270,7 +317,11 @@ fn place(cache_dir: &Path, dir: &Path, file: &apb::MediaFile, group: Option<u32>
     let _ = fs::remove_file(&tmp);
     if fs::hard_link(&source, &tmp).is_err() {
         // Another filesystem: a copy, readable by the server's group only.
-        let mut out = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        let mut out = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         io::copy(&mut fs::File::open(&source)?, &mut out)?;
         if let Some(gid) = group {
             std::os::unix::fs::fchown(&out, None, Some(gid))?;
@@ -284,7 +335,11 @@ fn place(cache_dir: &Path, dir: &Path, file: &apb::MediaFile, group: Option<u32>
 }
 
 /// Removes managed files of `dir` that `keep` does not list.
-fn prune(dir: &Path, prefix: &str, keep: Option<&BTreeMap<String, apb::MediaFile>>) -> io::Result<()> {
+fn prune(
+    dir: &Path,
+    prefix: &str,
+    keep: Option<&BTreeMap<String, apb::MediaFile>>,
+) -> io::Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -301,9 +356,24 @@ fn prune(dir: &Path, prefix: &str, keep: Option<&BTreeMap<String, apb::MediaFile
     Ok(())
 }
 
-fn materialise(cache_dir: &Path, media_dir: &Path, services_dir: &Path, wanted: &Wanted) -> anyhow::Result<()> {
-    let liquidsoap = unit::account(&AutoDjPlugin::new(media_dir)).map_err(anyhow::Error::msg)?;
-    let www = unit::account(&VideoPlugin::new()).map_err(anyhow::Error::msg)?;
+/// The account a server runs as, if the agent switches to one (as root); a host without it
+/// cannot run that server anyway, and its files are placed for the agent's own account.
+fn account_of(plugin: &dyn crate::plugins::Plugin) -> Option<Account> {
+    unit::account(plugin).unwrap_or_else(|e| {
+        tracing::debug!(error = %e, "no service account for media files");
+        None
+    })
+}
+
+fn materialise(
+    cache_dir: &Path,
+    media_dir: &Path,
+    services_dir: &Path,
+    wanted: &Wanted,
+) -> anyhow::Result<Synced> {
+    let liquidsoap = account_of(&AutoDjPlugin::new(media_dir));
+    let www = account_of(&VideoPlugin::new());
+    let mut synced = Synced::Complete;
     for (customer, files) in &wanted.libraries {
         let dir = media_dir.join(customer);
         files::prepare_external_dir(&dir, liquidsoap)?;
@@ -317,7 +387,10 @@ fn materialise(cache_dir: &Path, media_dir: &Path, services_dir: &Path, wanted: 
     if let Ok(entries) = fs::read_dir(media_dir) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if valid_customer_id(&name) && !wanted.libraries.contains_key(&name) && entry.path().is_dir() {
+            if valid_customer_id(&name)
+                && !wanted.libraries.contains_key(&name)
+                && entry.path().is_dir()
+            {
                 prune(&entry.path(), "trk", None)?;
             }
         }
@@ -327,6 +400,7 @@ fn materialise(cache_dir: &Path, media_dir: &Path, services_dir: &Path, wanted: 
         // The supervisor creates the service's directory with its first spec; until then
         // there is nowhere to put its files, and the next sync will.
         if !service_dir.is_dir() {
+            synced = Synced::WaitingForServiceDirs;
             continue;
         }
         let dir = service_dir.join(VIDEOS_DIR);
@@ -345,7 +419,7 @@ fn materialise(cache_dir: &Path, media_dir: &Path, services_dir: &Path, wanted: 
             tracing::info!(sha256 = %name, "removed cached blob no service needs");
         }
     }
-    Ok(())
+    Ok(synced)
 }
 
 #[cfg(test)]

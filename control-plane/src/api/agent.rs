@@ -102,10 +102,15 @@ impl AgentService for AgentApi {
         use tokio_stream::StreamExt;
         let node = self.authenticated_node(&request).await?;
         let sha256 = request.into_inner().sha256;
-        let bytes = self.control_plane.fetch_blob_for_node(&node.id, &sha256).await?;
+        let bytes = self
+            .control_plane
+            .fetch_blob_for_node(&node.id, &sha256)
+            .await?;
         let chunks = bytes.map(|chunk| {
             chunk
-                .map(|data| apb::BlobChunk { data: data.to_vec() })
+                .map(|data| apb::BlobChunk {
+                    data: data.to_vec(),
+                })
                 .map_err(Status::from)
         });
         Ok(Response::new(Box::pin(chunks)))

@@ -78,9 +78,27 @@ fn interrupted(status: Status) -> ServiceError {
     ))
 }
 
+/// The upload's first message, waited for at most as long as any other.
+async fn first_message<T>(
+    stream: &mut Streaming<T>,
+) -> Result<Result<Option<T>, Status>, Status> {
+    let timeout = crate::service::library::UPLOAD_IDLE_TIMEOUT;
+    tokio::time::timeout(timeout, stream.message())
+        .await
+        .map_err(|_| {
+            Status::deadline_exceeded(format!(
+                "no upload header arrived within {} s",
+                timeout.as_secs()
+            ))
+        })
+}
+
 fn not_header() -> Status {
-    ServiceError::invalid_field("header", "the first message of an upload must be its header")
-        .into()
+    ServiceError::invalid_field(
+        "header",
+        "the first message of an upload must be its header",
+    )
+    .into()
 }
 
 fn after_header() -> ServiceError {
@@ -122,7 +140,7 @@ impl MediaLibraryService for MediaLibraryApi {
         use pb::upload_media_track_request::Body;
         let principal = streaming_principal(&request)?;
         let mut stream = request.into_inner();
-        let header = match stream.message().await {
+        let header = match first_message(&mut stream).await? {
             Ok(Some(pb::UploadMediaTrackRequest {
                 body: Some(Body::Header(header)),
             })) => header,
@@ -176,7 +194,9 @@ impl MediaLibraryService for MediaLibraryApi {
     ) -> Result<Response<pb::DeleteMediaTrackResponse>, Status> {
         let principal = principal(&request)?;
         let id = required("id", &request.get_ref().id)?;
-        self.control_plane.delete_media_track(&principal, id).await?;
+        self.control_plane
+            .delete_media_track(&principal, id)
+            .await?;
         Ok(Response::new(pb::DeleteMediaTrackResponse {}))
     }
 
@@ -187,7 +207,7 @@ impl MediaLibraryService for MediaLibraryApi {
         use pb::upload_video_file_request::Body;
         let principal = streaming_principal(&request)?;
         let mut stream = request.into_inner();
-        let header = match stream.message().await {
+        let header = match first_message(&mut stream).await? {
             Ok(Some(pb::UploadVideoFileRequest {
                 body: Some(Body::Header(header)),
             })) => header,

@@ -98,7 +98,11 @@ pub async fn blob_referenced(db: &impl ConnectionTrait, sha256: &str) -> Result<
 
 /// Whether a service placed on `node_id` needs the blob: a track of the owner of one of its
 /// live AutoDJ services, or a video file of one of its live services.
-pub async fn node_needs_blob(db: &impl ConnectionTrait, node_id: &str, sha256: &str) -> Result<bool> {
+pub async fn node_needs_blob(
+    db: &impl ConnectionTrait,
+    node_id: &str,
+    sha256: &str,
+) -> Result<bool> {
     let needed = total(
         db,
         "SELECT CAST((SELECT COUNT(*) FROM media_tracks t WHERE t.sha256 = $2 AND EXISTS \
@@ -122,7 +126,9 @@ pub async fn insert_track(db: &impl ConnectionTrait, model: media_track::Model) 
 }
 
 pub async fn get_track(db: &impl ConnectionTrait, id: &str) -> Result<Option<media_track::Model>> {
-    Ok(media_track::Entity::find_by_id(id.to_owned()).one(db).await?)
+    Ok(media_track::Entity::find_by_id(id.to_owned())
+        .one(db)
+        .await?)
 }
 
 pub async fn delete_track(db: &impl ConnectionTrait, id: &str) -> Result<()> {
@@ -174,7 +180,9 @@ pub async fn insert_video(db: &impl ConnectionTrait, model: video_file::Model) -
 }
 
 pub async fn get_video(db: &impl ConnectionTrait, id: &str) -> Result<Option<video_file::Model>> {
-    Ok(video_file::Entity::find_by_id(id.to_owned()).one(db).await?)
+    Ok(video_file::Entity::find_by_id(id.to_owned())
+        .one(db)
+        .await?)
 }
 
 pub async fn delete_video(db: &impl ConnectionTrait, id: &str) -> Result<()> {

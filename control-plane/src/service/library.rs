@@ -34,7 +34,9 @@ use crate::error::ServiceError;
 use crate::ids;
 use crate::persistence::dispatch as dispatch_db;
 use crate::persistence::entities::{media_service, media_track, video_file};
-use crate::persistence::{accounts as account_db, media as db, nodes as node_db, services as service_db};
+use crate::persistence::{
+    accounts as account_db, media as db, nodes as node_db, services as service_db,
+};
 
 /// 1 MB of disk quota, in bytes.
 pub const MB: u64 = 1 << 20;
@@ -42,6 +44,9 @@ pub const MB: u64 = 1 << 20;
 pub const MAX_FILE_NAME_BYTES: usize = 255;
 /// No single upload is larger (64 GiB); quotas usually refuse far smaller ones first.
 pub const MAX_UPLOAD_BYTES: u64 = 64 << 30;
+/// An upload whose next message takes longer ends (nothing kept): a stalled client must not
+/// hold its stream slot and spool file forever.
+pub const UPLOAD_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What the first message of an upload announces.
 #[derive(Clone, Debug)]
@@ -71,7 +76,10 @@ pub fn sanitize_file_name(name: &str) -> Result<String> {
         ));
     }
     if base.chars().any(char::is_control) {
-        return Err(ServiceError::invalid_field(field, "must not contain control characters"));
+        return Err(ServiceError::invalid_field(
+            field,
+            "must not contain control characters",
+        ));
     }
     if base.len() > MAX_FILE_NAME_BYTES {
         return Err(ServiceError::invalid_field(
@@ -99,7 +107,13 @@ fn check_upload(upload: &Upload) -> Result<String> {
     Ok(name)
 }
 
-fn quota_error(subject: String, what: &str, asked: u64, available: u64, detail: String) -> ServiceError {
+fn quota_error(
+    subject: String,
+    what: &str,
+    asked: u64,
+    available: u64,
+    detail: String,
+) -> ServiceError {
     ServiceError::QuotaExceeded {
         message: format!(
             "quota exceeded for {what}: asked for {asked} bytes, {available} bytes available ({detail})"
@@ -121,7 +135,9 @@ async fn check_media_quota(
     asked: u64,
 ) -> Result<()> {
     if let Some(service) = service {
-        let quota = u64::try_from(service.disk_quota_mb).unwrap_or_default().saturating_mul(MB);
+        let quota = u64::try_from(service.disk_quota_mb)
+            .unwrap_or_default()
+            .saturating_mul(MB);
         let used = db::service_video_bytes(db, &service.id).await?;
         let available = quota.saturating_sub(used);
         if asked > available {
@@ -130,7 +146,10 @@ async fn check_media_quota(
                 "the service's disk",
                 asked,
                 available,
-                format!("its disk quota is {} MB, {used} bytes of video files stored", service.disk_quota_mb),
+                format!(
+                    "its disk quota is {} MB, {used} bytes of video files stored",
+                    service.disk_quota_mb
+                ),
             ));
         }
     }
@@ -144,9 +163,7 @@ async fn check_media_quota(
             "the customer's disk",
             asked,
             available,
-            format!(
-                "its services' disk quotas sum to {quota_mb} MB, {used} bytes of media stored"
-            ),
+            format!("its services' disk quotas sum to {quota_mb} MB, {used} bytes of media stored"),
         ));
     }
     let reseller = account_db::get_reseller(db, reseller_id, false)
@@ -161,7 +178,9 @@ async fn check_media_quota(
                 "the reseller's disk",
                 asked,
                 available,
-                format!("its disk limit is {limit_mb} MB, {used} bytes of media stored by its customers"),
+                format!(
+                    "its disk limit is {limit_mb} MB, {used} bytes of media stored by its customers"
+                ),
             ));
         }
     }
@@ -183,7 +202,9 @@ impl ControlPlane {
         let dir = self.config().upload_spool_dir.clone();
         let file = tokio::task::spawn_blocking(move || {
             // 0600 by construction (tempfile's default), removed when dropped.
-            tempfile::Builder::new().prefix(".upload-").tempfile_in(&dir)
+            tempfile::Builder::new()
+                .prefix(".upload-")
+                .tempfile_in(&dir)
         })
         .await
         .map_err(|e| ServiceError::Internal(format!("spooling task: {e}")))?
@@ -200,7 +221,16 @@ impl ControlPlane {
         );
         let mut hasher = Sha256::new();
         let mut received: u64 = 0;
-        while let Some(chunk) = chunks.next().await {
+        loop {
+            let next = tokio::time::timeout(UPLOAD_IDLE_TIMEOUT, chunks.next())
+                .await
+                .map_err(|_| {
+                    ServiceError::Aborted(format!(
+                        "no chunk of the upload arrived for {} s; nothing was kept, send it again",
+                        UPLOAD_IDLE_TIMEOUT.as_secs()
+                    ))
+                })?;
+            let Some(chunk) = next else { break };
             let chunk = chunk?;
             if chunk.len() > BLOB_CHUNK_BYTES {
                 return Err(ServiceError::invalid_field(
@@ -212,7 +242,10 @@ impl ControlPlane {
             if received > upload.size_bytes {
                 return Err(ServiceError::invalid_field(
                     "file.size_bytes",
-                    format!("the file is longer than the {} bytes announced", upload.size_bytes),
+                    format!(
+                        "the file is longer than the {} bytes announced",
+                        upload.size_bytes
+                    ),
                 ));
             }
             hasher.update(&chunk);
@@ -229,27 +262,37 @@ impl ControlPlane {
                 ),
             ));
         }
-        writer
-            .flush()
-            .await
-            .map_err(|e| ServiceError::Unavailable(format!("cannot write the upload spool file: {e}")))?;
+        writer.flush().await.map_err(|e| {
+            ServiceError::Unavailable(format!("cannot write the upload spool file: {e}"))
+        })?;
         let actual = hex::encode(hasher.finalize());
         if actual != upload.sha256 {
             return Err(ServiceError::invalid_field(
                 "file.sha256",
-                format!("the bytes received hash to {actual}, not {}; nothing was kept", upload.sha256),
+                format!(
+                    "the bytes received hash to {actual}, not {}; nothing was kept",
+                    upload.sha256
+                ),
             ));
         }
         Ok(Spooled { file })
     }
 
     /// Stores the spooled file's bytes under its hash inside `txn`.
-    async fn store_spooled(&self, txn: &DatabaseTransaction, upload: &Upload, spooled: &Spooled) -> Result<()> {
+    async fn store_spooled(
+        &self,
+        txn: &DatabaseTransaction,
+        upload: &Upload,
+        spooled: &Spooled,
+    ) -> Result<()> {
         let std_file = spooled
             .file
             .reopen()
             .map_err(|e| ServiceError::Internal(format!("reopening the spool file: {e}")))?;
-        let mut reader = tokio::io::BufReader::with_capacity(BLOB_CHUNK_BYTES, tokio::fs::File::from_std(std_file));
+        let mut reader = tokio::io::BufReader::with_capacity(
+            BLOB_CHUNK_BYTES,
+            tokio::fs::File::from_std(std_file),
+        );
         self.blobs()
             .put(txn, &upload.sha256, upload.size_bytes, &mut reader)
             .await
@@ -271,7 +314,14 @@ impl ControlPlane {
             .await?
             .filter(|c| can_see_customer(principal, c))
             .ok_or_else(|| ServiceError::NotFound(format!("customer {customer_id:?} not found")))?;
-        check_media_quota(self.reader(), &customer.id, &customer.reseller_id, None, upload.size_bytes).await?;
+        check_media_quota(
+            self.reader(),
+            &customer.id,
+            &customer.reseller_id,
+            None,
+            upload.size_bytes,
+        )
+        .await?;
         let spooled = self.spool(&upload, chunks).await?;
         let probed = probe::probe(spooled.file.path(), Expect::Audio).await?;
 
@@ -281,7 +331,14 @@ impl ControlPlane {
         let customer = account_db::get_customer(&txn, &customer.id, false)
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("customer {customer_id:?} not found")))?;
-        check_media_quota(&txn, &customer.id, &customer.reseller_id, None, upload.size_bytes).await?;
+        check_media_quota(
+            &txn,
+            &customer.id,
+            &customer.reseller_id,
+            None,
+            upload.size_bytes,
+        )
+        .await?;
         self.store_spooled(&txn, &upload, &spooled).await?;
         let track = media_track::Model {
             id: ids::new_id("trk"),
@@ -308,11 +365,17 @@ impl ControlPlane {
     async fn visible_track(&self, principal: &Principal, id: &str) -> Result<media_track::Model> {
         match db::get_track(self.reader(), id).await? {
             Some(t) if super::can_see_owner(principal, &t.reseller_id, &t.customer_id) => Ok(t),
-            _ => Err(ServiceError::NotFound(format!("media track {id:?} not found"))),
+            _ => Err(ServiceError::NotFound(format!(
+                "media track {id:?} not found"
+            ))),
         }
     }
 
-    pub async fn get_media_track(&self, principal: &Principal, id: &str) -> Result<media_track::Model> {
+    pub async fn get_media_track(
+        &self,
+        principal: &Principal,
+        id: &str,
+    ) -> Result<media_track::Model> {
         self.visible_track(principal, id).await
     }
 
@@ -340,10 +403,13 @@ impl ControlPlane {
         let track = self.visible_track(principal, id).await?;
         let txn = self.db().begin().await?;
         if db::get_track(&txn, &track.id).await?.is_none() {
-            return Err(ServiceError::NotFound(format!("media track {id:?} not found")));
+            return Err(ServiceError::NotFound(format!(
+                "media track {id:?} not found"
+            )));
         }
         db::delete_track(&txn, &track.id).await?;
-        self.release_blobs(&txn, std::slice::from_ref(&track.sha256)).await?;
+        self.release_blobs(&txn, std::slice::from_ref(&track.sha256))
+            .await?;
         let mut changes = Changes::default();
         touch_library_nodes(&txn, &track.customer_id, &mut changes).await?;
         self.commit(txn, changes).await?;
@@ -375,14 +441,24 @@ impl ControlPlane {
 
     // ---- video files --------------------------------------------------------------------
 
-    async fn visible_video_service(&self, principal: &Principal, id: &str) -> Result<media_service::Model> {
+    async fn visible_video_service(
+        &self,
+        principal: &Principal,
+        id: &str,
+    ) -> Result<media_service::Model> {
         let service = self.visible_service(principal, id).await?;
-        let service_type: ServiceType = service.service_type.parse().map_err(ServiceError::Internal)?;
+        let service_type: ServiceType = service
+            .service_type
+            .parse()
+            .map_err(ServiceError::Internal)?;
         if service_type.kind() != ServiceKind::Video {
             return Err(ServiceError::precondition(
                 "NOT_A_VIDEO_SERVICE",
                 format!("media_service:{}", service.id),
-                format!("media service {} is not a video service; audio goes to the customer's media library", service.id),
+                format!(
+                    "media service {} is not a video service; audio goes to the customer's media library",
+                    service.id
+                ),
             ));
         }
         Ok(service)
@@ -403,7 +479,14 @@ impl ControlPlane {
         if service.deleting {
             return Err(super::media::being_deleted(&service));
         }
-        check_media_quota(self.reader(), &service.customer_id, &service.reseller_id, Some(&service), upload.size_bytes).await?;
+        check_media_quota(
+            self.reader(),
+            &service.customer_id,
+            &service.reseller_id,
+            Some(&service),
+            upload.size_bytes,
+        )
+        .await?;
         let spooled = self.spool(&upload, chunks).await?;
         let probed: Probed = probe::probe(spooled.file.path(), Expect::Video).await?;
 
@@ -412,8 +495,17 @@ impl ControlPlane {
         let service = service_db::get_live_service(&txn, &service.id, true)
             .await?
             .filter(|s| !s.deleting)
-            .ok_or_else(|| ServiceError::NotFound(format!("media service {service_id:?} not found")))?;
-        check_media_quota(&txn, &service.customer_id, &service.reseller_id, Some(&service), upload.size_bytes).await?;
+            .ok_or_else(|| {
+                ServiceError::NotFound(format!("media service {service_id:?} not found"))
+            })?;
+        check_media_quota(
+            &txn,
+            &service.customer_id,
+            &service.reseller_id,
+            Some(&service),
+            upload.size_bytes,
+        )
+        .await?;
         self.store_spooled(&txn, &upload, &spooled).await?;
         let video = video_file::Model {
             id: ids::new_id("vid"),
@@ -429,13 +521,17 @@ impl ControlPlane {
             create_time: now_millis(),
         };
         db::insert_video(&txn, video.clone()).await?;
-        dispatch_db::touch_services(&txn, &service.node_id, std::slice::from_ref(&service.id)).await?;
+        dispatch_db::touch_services(&txn, &service.node_id, std::slice::from_ref(&service.id))
+            .await?;
         let mut changes = Changes::default();
         changes.nodes.insert(service.node_id.clone());
         self.commit(txn, changes).await?;
         tracing::info!(video_file_id = %video.id, media_service_id = %service.id, size_bytes = upload.size_bytes, "stored video file");
         let base = self.video_base_url(&service).await?;
-        Ok(VideoFileView { url: video_url(&base, &video), video })
+        Ok(VideoFileView {
+            url: video_url(&base, &video),
+            video,
+        })
     }
 
     pub async fn list_video_files(
@@ -454,14 +550,19 @@ impl ControlPlane {
         let base = self.video_base_url(&service).await?;
         let views = rows
             .into_iter()
-            .map(|video| VideoFileView { url: video_url(&base, &video), video })
+            .map(|video| VideoFileView {
+                url: video_url(&base, &video),
+                video,
+            })
             .collect();
         Ok((views, token))
     }
 
     pub async fn delete_video_file(&self, principal: &Principal, id: &str) -> Result<()> {
         let not_found = || ServiceError::NotFound(format!("video file {id:?} not found"));
-        let video = db::get_video(self.reader(), id).await?.ok_or_else(not_found)?;
+        let video = db::get_video(self.reader(), id)
+            .await?
+            .ok_or_else(not_found)?;
         let service = service_db::get_live_service(self.reader(), &video.media_service_id, false)
             .await?
             .filter(|s| can_see_service(principal, s))
@@ -471,8 +572,10 @@ impl ControlPlane {
             return Err(not_found());
         }
         db::delete_video(&txn, &video.id).await?;
-        self.release_blobs(&txn, std::slice::from_ref(&video.sha256)).await?;
-        dispatch_db::touch_services(&txn, &service.node_id, std::slice::from_ref(&service.id)).await?;
+        self.release_blobs(&txn, std::slice::from_ref(&video.sha256))
+            .await?;
+        dispatch_db::touch_services(&txn, &service.node_id, std::slice::from_ref(&service.id))
+            .await?;
         let mut changes = Changes::default();
         changes.nodes.insert(service.node_id.clone());
         self.commit(txn, changes).await?;
@@ -482,11 +585,13 @@ impl ControlPlane {
 
     /// The names of the service's video files, for its deletion plan.
     pub(crate) async fn video_file_names(&self, service_id: &str) -> Result<Vec<String>> {
-        Ok(db::videos_of_services(self.reader(), &[service_id.to_owned()])
-            .await?
-            .into_iter()
-            .map(|v| v.display_name)
-            .collect())
+        Ok(
+            db::videos_of_services(self.reader(), &[service_id.to_owned()])
+                .await?
+                .into_iter()
+                .map(|v| v.display_name)
+                .collect(),
+        )
     }
 
     /// `http://HOST:PORT` of the service's HTTP port.
@@ -494,8 +599,13 @@ impl ControlPlane {
         let node = node_db::get_node(self.reader(), &service.node_id, false)
             .await?
             .ok_or_else(|| ServiceError::Internal(format!("service {} has no node", service.id)))?;
-        let ports = service_db::ports_of_services(self.reader(), std::slice::from_ref(&service.id)).await?;
-        let port = ports.iter().find(|p| p.purpose == "http").map(|p| p.port).unwrap_or_default();
+        let ports =
+            service_db::ports_of_services(self.reader(), std::slice::from_ref(&service.id)).await?;
+        let port = ports
+            .iter()
+            .find(|p| p.purpose == "http")
+            .map(|p| p.port)
+            .unwrap_or_default();
         Ok(format!("http://{}:{port}", node.public_host))
     }
 }
@@ -505,7 +615,8 @@ impl ControlPlane {
     /// service's owner's track, a video service's file); anything else answers NOT_FOUND,
     /// whether or not the blob exists.
     pub async fn fetch_blob_for_node(&self, node_id: &str, sha256: &str) -> Result<ByteStream> {
-        let not_found = || ServiceError::NotFound(format!("blob {sha256:?} not found for this node"));
+        let not_found =
+            || ServiceError::NotFound(format!("blob {sha256:?} not found for this node"));
         if !is_sha256(sha256) || !db::node_needs_blob(self.reader(), node_id, sha256).await? {
             return Err(not_found());
         }
@@ -519,7 +630,10 @@ pub fn node_file_name(id: &str, extension: &str) -> String {
 }
 
 fn video_url(base: &str, video: &video_file::Model) -> String {
-    format!("{base}/videos/{}", node_file_name(&video.id, &video.extension))
+    format!(
+        "{base}/videos/{}",
+        node_file_name(&video.id, &video.extension)
+    )
 }
 
 /// Deletes every blob in `hashes` that no track or video file names any more, inside `txn`
@@ -539,7 +653,11 @@ pub(crate) async fn release_blobs(
 
 /// Bumps the nodes of the customer's AutoDJ services so their next desired state lists its
 /// library as it now is.
-async fn touch_library_nodes(txn: &DatabaseTransaction, customer_id: &str, changes: &mut Changes) -> Result<()> {
+async fn touch_library_nodes(
+    txn: &DatabaseTransaction,
+    customer_id: &str,
+    changes: &mut Changes,
+) -> Result<()> {
     let mut by_node: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (node, service) in db::autodj_services_of_customer(txn, customer_id).await? {
         by_node.entry(node).or_default().push(service);
@@ -566,11 +684,20 @@ pub(crate) async fn media_of_services(
         .collect();
     let video_services: Vec<String> = services
         .iter()
-        .filter(|s| s.service_type.parse::<ServiceType>().is_ok_and(|t| t.kind() == ServiceKind::Video))
+        .filter(|s| {
+            s.service_type
+                .parse::<ServiceType>()
+                .is_ok_and(|t| t.kind() == ServiceKind::Video)
+        })
         .map(|s| s.id.clone())
         .collect();
-    let tracks = super::group_by_parent(db::tracks_of_customers(db, &owners).await?, |t| &t.customer_id);
-    let mut videos = super::group_by_parent(db::videos_of_services(db, &video_services).await?, |v| &v.media_service_id);
+    let tracks = super::group_by_parent(db::tracks_of_customers(db, &owners).await?, |t| {
+        &t.customer_id
+    });
+    let mut videos =
+        super::group_by_parent(db::videos_of_services(db, &video_services).await?, |v| {
+            &v.media_service_id
+        });
     let mut out = BTreeMap::new();
     for s in services {
         let library = if s.autodj {
@@ -578,7 +705,10 @@ pub(crate) async fn media_of_services(
         } else {
             Vec::new()
         };
-        out.insert(s.id.clone(), (library, videos.remove(&s.id).unwrap_or_default()));
+        out.insert(
+            s.id.clone(),
+            (library, videos.remove(&s.id).unwrap_or_default()),
+        );
     }
     Ok(out)
 }
@@ -590,7 +720,10 @@ mod tests {
     #[test]
     fn names_lose_their_directories_and_are_bounded() {
         assert_eq!(sanitize_file_name("../../etc/passwd").unwrap(), "passwd");
-        assert_eq!(sanitize_file_name("C:\\Music\\a b.mp3 ").unwrap(), "a b.mp3");
+        assert_eq!(
+            sanitize_file_name("C:\\Music\\a b.mp3 ").unwrap(),
+            "a b.mp3"
+        );
         assert!(sanitize_file_name("dir/").is_err());
         assert!(sanitize_file_name("..").is_err());
         assert!(sanitize_file_name("a\u{7}b.mp3").is_err());

@@ -67,7 +67,14 @@ struct Format {
 pub async fn probe(path: &Path, expect: Expect) -> Result<Probed, ServiceError> {
     let mut command = tokio::process::Command::new("ffprobe");
     command
-        .args(["-v", "error", "-print_format", "json", "-show_format", "-show_streams"])
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+        ])
         // `file:` so that no name could be read as another protocol.
         .arg(format!("file:{}", path.display()))
         .stdin(std::process::Stdio::null())
@@ -77,7 +84,10 @@ pub async fn probe(path: &Path, expect: Expect) -> Result<Probed, ServiceError> 
         .map_err(|_| {
             ServiceError::invalid_field(
                 "chunk",
-                format!("ffprobe could not read the file within {} s", PROBE_TIMEOUT.as_secs()),
+                format!(
+                    "ffprobe could not read the file within {} s",
+                    PROBE_TIMEOUT.as_secs()
+                ),
             )
         })?
         .map_err(|e| {
@@ -98,7 +108,10 @@ fn not_recognised(expect: Expect, why: &str) -> ServiceError {
         Expect::Audio => "audio",
         Expect::Video => "video",
     };
-    ServiceError::invalid_field("chunk", format!("the file is not {what} castplane can play: {why}"))
+    ServiceError::invalid_field(
+        "chunk",
+        format!("the file is not {what} castplane can play: {why}"),
+    )
 }
 
 fn judge(output: Output, expect: Expect) -> Result<Probed, ServiceError> {
@@ -111,15 +124,23 @@ fn judge(output: Output, expect: Expect) -> Result<Probed, ServiceError> {
     let stream = match expect {
         Expect::Audio => {
             if real("video").is_some() {
-                return Err(not_recognised(expect, "it has a video stream (upload it as a video file)"));
+                return Err(not_recognised(
+                    expect,
+                    "it has a video stream (upload it as a video file)",
+                ));
             }
             real("audio").ok_or_else(|| not_recognised(expect, "it has no audio stream"))?
         }
-        Expect::Video => real("video").ok_or_else(|| not_recognised(expect, "it has no video stream"))?,
+        Expect::Video => {
+            real("video").ok_or_else(|| not_recognised(expect, "it has no video stream"))?
+        }
     };
     let format = output.format.format_name.clone();
     let extension = extension_of(&format, &stream.codec_name, expect).ok_or_else(|| {
-        not_recognised(expect, &format!("format {format:?} is not one castplane serves"))
+        not_recognised(
+            expect,
+            &format!("format {format:?} is not one castplane serves"),
+        )
     })?;
     let duration_ms = output
         .format
@@ -155,7 +176,11 @@ fn extension_of(format: &str, codec: &str, expect: Expect) -> Option<&'static st
         (Expect::Audio, "aac") => Some("aac"),
         (Expect::Audio, "mov,mp4,m4a,3gp,3g2,mj2") => Some("m4a"),
         (Expect::Video, "mov,mp4,m4a,3gp,3g2,mj2") => Some("mp4"),
-        (Expect::Video, "matroska,webm") => Some(if matches!(codec, "vp8" | "vp9" | "av1") { "webm" } else { "mkv" }),
+        (Expect::Video, "matroska,webm") => Some(if matches!(codec, "vp8" | "vp9" | "av1") {
+            "webm"
+        } else {
+            "mkv"
+        }),
         (Expect::Video, "flv") => Some("flv"),
         (Expect::Video, "mpegts") => Some("ts"),
         _ => None,
@@ -178,18 +203,26 @@ mod tests {
                "format":{"format_name":"mp3","duration":"12.500000","bit_rate":"128000"}}"#,
         );
         let probed = judge(mp3, Expect::Audio).expect("audio");
-        assert_eq!((probed.extension, probed.duration_ms, probed.bit_rate), ("mp3", 12_500, 128_000));
+        assert_eq!(
+            (probed.extension, probed.duration_ms, probed.bit_rate),
+            ("mp3", 12_500, 128_000)
+        );
         let mp4 = r#"{"streams":[{"codec_type":"video","codec_name":"h264"},{"codec_type":"audio","codec_name":"aac"}],
                "format":{"format_name":"mov,mp4,m4a,3gp,3g2,mj2","duration":"2.0"}}"#;
         assert!(judge(output(mp4), Expect::Audio).is_err());
-        assert_eq!(judge(output(mp4), Expect::Video).expect("video").extension, "mp4");
+        assert_eq!(
+            judge(output(mp4), Expect::Video).expect("video").extension,
+            "mp4"
+        );
     }
 
     #[test]
     fn unknown_formats_and_streamless_files_are_refused() {
         let text = output(r#"{"streams":[],"format":{"format_name":"tty"}}"#);
         assert!(judge(text, Expect::Audio).is_err());
-        let image = output(r#"{"streams":[{"codec_type":"video","codec_name":"png"}],"format":{"format_name":"png_pipe"}}"#);
+        let image = output(
+            r#"{"streams":[{"codec_type":"video","codec_name":"png"}],"format":{"format_name":"png_pipe"}}"#,
+        );
         assert!(judge(image, Expect::Video).is_err());
     }
 }
