@@ -139,7 +139,10 @@ mod tests {
         let upload = table
             .lookup("/castplane.v1.MediaLibraryService/UploadMediaTrack")
             .expect("UploadMediaTrack");
-        assert!(upload.streaming, "an upload holds a stream slot while it lasts");
+        assert!(
+            upload.streaming,
+            "an upload holds a stream slot while it lasts"
+        );
         assert!(upload.client_streaming && !watch.client_streaming);
         assert!(table.lookup("/grpc.health.v1.Health/Check").is_some());
         assert!(

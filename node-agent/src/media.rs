@@ -174,7 +174,9 @@ impl MediaSync {
                 match self.sync(&client, &wanted).await {
                     Ok(Synced::Complete) => break,
                     Ok(Synced::WaitingForServiceDirs) => {
-                        tracing::debug!("some video services have no directory yet; syncing again shortly");
+                        tracing::debug!(
+                            "some video services have no directory yet; syncing again shortly"
+                        );
                     }
                     Err(e) => tracing::warn!(error = %e, "media sync failed; retrying"),
                 }

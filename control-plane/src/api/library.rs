@@ -79,9 +79,7 @@ fn interrupted(status: Status) -> ServiceError {
 }
 
 /// The upload's first message, waited for at most as long as any other.
-async fn first_message<T>(
-    stream: &mut Streaming<T>,
-) -> Result<Result<Option<T>, Status>, Status> {
+async fn first_message<T>(stream: &mut Streaming<T>) -> Result<Result<Option<T>, Status>, Status> {
     let timeout = crate::service::library::UPLOAD_IDLE_TIMEOUT;
     tokio::time::timeout(timeout, stream.message())
         .await

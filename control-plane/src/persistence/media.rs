@@ -36,13 +36,13 @@ pub async fn get_blob(db: &impl ConnectionTrait, sha256: &str) -> Result<Option<
 
 pub async fn insert_chunk(
     db: &impl ConnectionTrait,
-    sha256: &str,
+    storage_key: &str,
     chunk_index: i64,
     data: Vec<u8>,
 ) -> Result<()> {
     blob_chunk::Entity::insert(
         blob_chunk::Model {
-            sha256: sha256.to_owned(),
+            storage_key: storage_key.to_owned(),
             chunk_index,
             data,
         }
@@ -62,26 +62,71 @@ pub async fn insert_blob(db: &impl ConnectionTrait, model: blob::Model) -> Resul
 
 pub async fn get_chunk(
     db: &impl ConnectionTrait,
-    sha256: &str,
+    storage_key: &str,
     chunk_index: i64,
 ) -> Result<Option<Vec<u8>>> {
     Ok(
-        blob_chunk::Entity::find_by_id((sha256.to_owned(), chunk_index))
+        blob_chunk::Entity::find_by_id((storage_key.to_owned(), chunk_index))
             .one(db)
             .await?
             .map(|c| c.data),
     )
 }
 
+/// Removes the blob and its chunks.
 pub async fn delete_blob(db: &impl ConnectionTrait, sha256: &str) -> Result<()> {
+    if let Some(blob) = blob::Entity::find_by_id(sha256.to_owned()).one(db).await? {
+        delete_chunks(db, &blob.storage_key).await?;
+        blob::Entity::delete_by_id(sha256.to_owned())
+            .exec(db)
+            .await?;
+    }
+    Ok(())
+}
+
+pub async fn delete_chunks(db: &impl ConnectionTrait, storage_key: &str) -> Result<()> {
     blob_chunk::Entity::delete_many()
-        .filter(blob_chunk::Column::Sha256.eq(sha256))
-        .exec(db)
-        .await?;
-    blob::Entity::delete_by_id(sha256.to_owned())
+        .filter(blob_chunk::Column::StorageKey.eq(storage_key))
         .exec(db)
         .await?;
     Ok(())
+}
+
+/// Records that an upload is writing chunks under `storage_key`.
+pub async fn begin_upload(db: &impl ConnectionTrait, storage_key: &str, now: i64) -> Result<()> {
+    db.execute_raw(sql(
+        db.get_database_backend(),
+        "INSERT INTO blob_uploads (storage_key, start_time) VALUES ($1, $2)",
+        vec![storage_key.into(), now.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// The upload's chunks are a blob's now (or gone): nothing to sweep.
+pub async fn end_upload(db: &impl ConnectionTrait, storage_key: &str) -> Result<()> {
+    db.execute_raw(sql(
+        db.get_database_backend(),
+        "DELETE FROM blob_uploads WHERE storage_key = $1",
+        vec![storage_key.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Chunk sets of uploads that started before `before` and never became a blob (the process
+/// writing them died): their keys.
+pub async fn stale_uploads(db: &impl ConnectionTrait, before: i64) -> Result<Vec<String>> {
+    let rows = db
+        .query_all_raw(sql(
+            db.get_database_backend(),
+            "SELECT storage_key FROM blob_uploads WHERE start_time < $1",
+            vec![before.into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| Ok(row.try_get::<String>("", "storage_key")?))
+        .collect()
 }
 
 /// Whether any track or video file still holds these bytes.

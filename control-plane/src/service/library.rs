@@ -2,11 +2,12 @@
 //!
 //! An upload is spooled to a private temporary file (0600) while it is hashed, so that ffprobe
 //! can judge the whole file and the database sees only bytes that are already known to be
-//! complete, correct and playable; then one transaction re-checks the quota under the
-//! reseller's row lock, stores the blob, records the file and bumps the nodes that must fetch
-//! it. Memory stays at one chunk whatever the size; an upload cut off anywhere before that
-//! commit leaves nothing behind (the spool file is removed when dropped), so a retry starts
-//! clean.
+//! complete, correct and playable; then the bytes are written to the blob store (staged, in
+//! short transactions), and one transaction re-checks the quota under the reseller's row
+//! lock, adopts the blob, records the file and bumps the nodes that must fetch it. Memory
+//! stays at one chunk whatever the size; an upload cut off anywhere before that commit
+//! leaves nothing behind (the spool file is removed when dropped, staged chunks are discarded
+//! or swept), so a retry starts clean.
 //!
 //! The media quota (README: "Media quota"): with 1 MB = 1,048,576 bytes,
 //! - a customer's stored bytes (its library plus the video files of its live services) stay
@@ -27,7 +28,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::probe::{self, Expect, Probed};
 use super::{Changes, ControlPlane, Result, can_see_customer, can_see_service, page_size};
-use crate::blobs::{BLOB_CHUNK_BYTES, ByteStream, is_sha256};
+use crate::blobs::{BLOB_CHUNK_BYTES, ByteStream, Staged, is_sha256};
 use crate::clock::now_millis;
 use crate::domain::{Principal, Resource, ServiceKind, ServiceType};
 use crate::error::ServiceError;
@@ -278,13 +279,8 @@ impl ControlPlane {
         Ok(Spooled { file })
     }
 
-    /// Stores the spooled file's bytes under its hash inside `txn`.
-    async fn store_spooled(
-        &self,
-        txn: &DatabaseTransaction,
-        upload: &Upload,
-        spooled: &Spooled,
-    ) -> Result<()> {
+    /// Writes the spooled file's bytes to the store (outside any transaction).
+    async fn stage_spooled(&self, upload: &Upload, spooled: &Spooled) -> Result<Staged> {
         let std_file = spooled
             .file
             .reopen()
@@ -294,8 +290,15 @@ impl ControlPlane {
             tokio::fs::File::from_std(std_file),
         );
         self.blobs()
-            .put(txn, &upload.sha256, upload.size_bytes, &mut reader)
+            .stage(&upload.sha256, upload.size_bytes, &mut reader)
             .await
+    }
+
+    /// Staged bytes that did not become a blob (refused, failed, or already stored) go.
+    async fn settle(&self, staged: &Staged, adopted: Option<bool>) {
+        if adopted != Some(true) {
+            self.blobs().discard(staged).await;
+        }
     }
 
     /// Receives a track into `customer_id`'s library (module docs).
@@ -324,7 +327,29 @@ impl ControlPlane {
         .await?;
         let spooled = self.spool(&upload, chunks).await?;
         let probed = probe::probe(spooled.file.path(), Expect::Audio).await?;
+        let staged = self.stage_spooled(&upload, &spooled).await?;
+        drop(spooled);
+        let recorded = self
+            .record_track(&customer, &upload, display_name, probed, &staged)
+            .await;
+        self.settle(&staged, recorded.as_ref().ok().map(|(_, adopted)| *adopted))
+            .await;
+        let (track, _) = recorded?;
+        tracing::info!(media_track_id = %track.id, customer_id = %track.customer_id, size_bytes = upload.size_bytes, "stored media track");
+        Ok(track)
+    }
 
+    /// The storing transaction of a track: the quota again, under the reseller's lock, the
+    /// blob adopted, the track recorded, the library's nodes bumped.
+    async fn record_track(
+        &self,
+        customer: &crate::persistence::entities::customer::Model,
+        upload: &Upload,
+        display_name: String,
+        probed: Probed,
+        staged: &Staged,
+    ) -> Result<(media_track::Model, bool)> {
+        let customer_id = customer.id.as_str();
         let txn = self.db().begin().await?;
         // The reseller's row lock orders every quota decision about its customers.
         account_db::get_reseller(&txn, &customer.reseller_id, true).await?;
@@ -339,7 +364,7 @@ impl ControlPlane {
             upload.size_bytes,
         )
         .await?;
-        self.store_spooled(&txn, &upload, &spooled).await?;
+        let adopted = self.blobs().adopt(&txn, staged, upload.size_bytes).await?;
         let track = media_track::Model {
             id: ids::new_id("trk"),
             customer_id: customer.id.clone(),
@@ -358,8 +383,7 @@ impl ControlPlane {
         let mut changes = Changes::default();
         touch_library_nodes(&txn, &customer.id, &mut changes).await?;
         self.commit(txn, changes).await?;
-        tracing::info!(media_track_id = %track.id, customer_id = %track.customer_id, size_bytes = upload.size_bytes, "stored media track");
-        Ok(track)
+        Ok((track, adopted))
     }
 
     async fn visible_track(&self, principal: &Principal, id: &str) -> Result<media_track::Model> {
@@ -489,7 +513,35 @@ impl ControlPlane {
         .await?;
         let spooled = self.spool(&upload, chunks).await?;
         let probed: Probed = probe::probe(spooled.file.path(), Expect::Video).await?;
+        let staged = self.stage_spooled(&upload, &spooled).await?;
+        drop(spooled);
+        let recorded = self
+            .record_video(&service, &upload, display_name, probed, &staged)
+            .await;
+        self.settle(
+            &staged,
+            recorded.as_ref().ok().map(|(_, _, adopted)| *adopted),
+        )
+        .await;
+        let (video, service, _) = recorded?;
+        tracing::info!(video_file_id = %video.id, media_service_id = %service.id, size_bytes = upload.size_bytes, "stored video file");
+        let base = self.video_base_url(&service).await?;
+        Ok(VideoFileView {
+            url: video_url(&base, &video),
+            video,
+        })
+    }
 
+    /// The storing transaction of a video file (see [`Self::record_track`]).
+    async fn record_video(
+        &self,
+        service: &media_service::Model,
+        upload: &Upload,
+        display_name: String,
+        probed: Probed,
+        staged: &Staged,
+    ) -> Result<(video_file::Model, media_service::Model, bool)> {
+        let service_id = service.id.as_str();
         let txn = self.db().begin().await?;
         account_db::get_reseller(&txn, &service.reseller_id, true).await?;
         let service = service_db::get_live_service(&txn, &service.id, true)
@@ -506,7 +558,7 @@ impl ControlPlane {
             upload.size_bytes,
         )
         .await?;
-        self.store_spooled(&txn, &upload, &spooled).await?;
+        let adopted = self.blobs().adopt(&txn, staged, upload.size_bytes).await?;
         let video = video_file::Model {
             id: ids::new_id("vid"),
             media_service_id: service.id.clone(),
@@ -526,12 +578,7 @@ impl ControlPlane {
         let mut changes = Changes::default();
         changes.nodes.insert(service.node_id.clone());
         self.commit(txn, changes).await?;
-        tracing::info!(video_file_id = %video.id, media_service_id = %service.id, size_bytes = upload.size_bytes, "stored video file");
-        let base = self.video_base_url(&service).await?;
-        Ok(VideoFileView {
-            url: video_url(&base, &video),
-            video,
-        })
+        Ok((video, service, adopted))
     }
 
     pub async fn list_video_files(

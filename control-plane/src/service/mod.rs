@@ -115,8 +115,10 @@ impl ControlPlane {
         page_tokens: page_tokens::PageTokens,
         shutdown: CancellationToken,
     ) -> Self {
-        let blobs: Arc<dyn BlobStore> =
-            Arc::new(DatabaseBlobStore::new(persistence.reader().clone()));
+        let blobs: Arc<dyn BlobStore> = Arc::new(DatabaseBlobStore::new(
+            persistence.db().clone(),
+            persistence.reader().clone(),
+        ));
         let dispatcher = Dispatcher::new(crate::ids::new_id("rep"), config.dispatch.clone());
         ControlPlane {
             inner: Arc::new(Inner {

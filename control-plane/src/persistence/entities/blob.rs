@@ -1,5 +1,5 @@
-//! The `blobs` table: one row per stored blob, written in the transaction that wrote its
-//! chunks, so a blob either exists whole or not at all.
+//! The `blobs` table: one row per stored blob, naming the chunk set (`storage_key`) that holds
+//! its bytes; written once every chunk is in, so a blob either exists whole or not at all.
 
 use sea_orm::entity::prelude::*;
 
@@ -8,6 +8,7 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub sha256: String,
+    pub storage_key: String,
     pub size_bytes: i64,
     pub chunk_count: i64,
     pub create_time: i64,

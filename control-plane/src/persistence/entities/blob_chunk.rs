@@ -6,7 +6,8 @@ use sea_orm::entity::prelude::*;
 #[sea_orm(table_name = "blob_chunks")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
-    pub sha256: String,
+    /// The chunk set: an upload's own key until its blob row adopts it.
+    pub storage_key: String,
     #[sea_orm(primary_key, auto_increment = false)]
     pub chunk_index: i64,
     pub data: Vec<u8>,

@@ -15,9 +15,14 @@ impl MigrationName for Migration {
 
 fn up(bytes_type: &str) -> Vec<String> {
     vec![
-        // A blob exists once its row does: chunks are written in the same transaction.
+        // A blob exists once its row does. Its chunks are written first, under a key of
+        // their own, each in a short transaction of its own (so that a large upload never
+        // holds SQLite's one write lock for long); the row that makes them the blob is
+        // written in the transaction that records the file. `blob_uploads` lists chunk sets
+        // not yet adopted, so that what a crashed upload wrote can be swept.
         r#"CREATE TABLE blobs (
             sha256 TEXT PRIMARY KEY,
+            storage_key TEXT NOT NULL,
             size_bytes BIGINT NOT NULL,
             chunk_count BIGINT NOT NULL,
             create_time BIGINT NOT NULL
@@ -25,12 +30,17 @@ fn up(bytes_type: &str) -> Vec<String> {
         .to_owned(),
         format!(
             r#"CREATE TABLE blob_chunks (
-                sha256 TEXT NOT NULL,
+                storage_key TEXT NOT NULL,
                 chunk_index BIGINT NOT NULL,
                 data {bytes_type} NOT NULL,
-                PRIMARY KEY (sha256, chunk_index)
+                PRIMARY KEY (storage_key, chunk_index)
             )"#
         ),
+        r#"CREATE TABLE blob_uploads (
+            storage_key TEXT PRIMARY KEY,
+            start_time BIGINT NOT NULL
+        )"#
+        .to_owned(),
         r#"CREATE TABLE media_tracks (
             id TEXT PRIMARY KEY,
             customer_id TEXT NOT NULL,
@@ -84,7 +94,13 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
-        for table in ["video_files", "media_tracks", "blob_chunks", "blobs"] {
+        for table in [
+            "video_files",
+            "media_tracks",
+            "blob_uploads",
+            "blob_chunks",
+            "blobs",
+        ] {
             db.execute_unprepared(&format!("DROP TABLE {table}"))
                 .await?;
         }
