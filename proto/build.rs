@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "castplane/v1/media_services.proto",
     "castplane/v1/nodes.proto",
     "castplane/v1/sessions.proto",
+    "castplane/v1/media.proto",
     "castplane/agent/v1/agent.proto",
 ];
 

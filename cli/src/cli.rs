@@ -103,6 +103,68 @@ pub enum Command {
     /// Streaming hosts (admin)
     #[command(subcommand)]
     Node(NodeCommand),
+    /// A customer's media library: the audio tracks its AutoDJ services play
+    #[command(subcommand)]
+    Media(MediaCommand),
+    /// A video service's uploaded video files, served over HTTP from its port
+    #[command(subcommand)]
+    Video(VideoCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MediaCommand {
+    /// Upload audio files into a customer's library (checksummed; only audio ffprobe
+    /// recognises is kept; counts against the customer's and the reseller's disk quota)
+    Upload {
+        /// Audio files (MP3, Ogg Vorbis/Opus, FLAC, WAV, AAC, M4A); each keeps its file name
+        /// as its display name
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Customer id (cus_…) whose library gets the tracks
+        #[arg(long, value_name = "ID")]
+        customer: String,
+    },
+    /// List a customer's tracks
+    List {
+        /// Customer id (cus_…)
+        #[arg(long, value_name = "ID")]
+        customer: String,
+    },
+    /// Show one track
+    Get {
+        /// Track id (trk_…)
+        id: String,
+    },
+    /// Delete a track from the library, the store and every node
+    Delete {
+        /// Track id (trk_…)
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VideoCommand {
+    /// Upload video files to a video service (ffprobe must find a video stream; counts
+    /// against the service's disk quota)
+    Upload {
+        /// Video files (MP4, WebM, MKV, FLV, MPEG-TS)
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// The video service, by name or id
+        #[arg(long, value_name = "SERVICE")]
+        service: String,
+    },
+    /// List a video service's files and their URLs
+    List {
+        /// The video service, by name or id
+        #[arg(long, value_name = "SERVICE")]
+        service: String,
+    },
+    /// Delete a video file from the service, the store and its node
+    Delete {
+        /// Video file id (vid_…)
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ use castplane_proto::v1::account_service_client::AccountServiceClient;
 use castplane_proto::v1::action_service_client::ActionServiceClient;
 use castplane_proto::v1::catalog_service_client::CatalogServiceClient;
 use castplane_proto::v1::login_service_client::LoginServiceClient;
+use castplane_proto::v1::media_library_service_client::MediaLibraryServiceClient;
 use castplane_proto::v1::media_service_service_client::MediaServiceServiceClient;
 use castplane_proto::v1::node_service_client::NodeServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -61,6 +62,7 @@ pub struct Api {
     pub actions: ActionServiceClient<Authed>,
     pub nodes: NodeServiceClient<Authed>,
     pub logins: LoginServiceClient<Authed>,
+    pub library: MediaLibraryServiceClient<Authed>,
 }
 
 pub async fn connect(settings: &Settings) -> Result<Api> {
@@ -81,7 +83,8 @@ pub async fn connect(settings: &Settings) -> Result<Api> {
         media: MediaServiceServiceClient::with_interceptor(channel.clone(), auth.clone()),
         actions: ActionServiceClient::with_interceptor(channel.clone(), auth.clone()),
         nodes: NodeServiceClient::with_interceptor(channel.clone(), auth.clone()),
-        logins: LoginServiceClient::with_interceptor(channel, auth),
+        logins: LoginServiceClient::with_interceptor(channel.clone(), auth.clone()),
+        library: MediaLibraryServiceClient::with_interceptor(channel, auth),
     })
 }
 

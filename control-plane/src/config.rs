@@ -266,6 +266,9 @@ pub fn resolve(file: FileConfig, overrides: FileConfig) -> Result<Resolved, Vec<
             SESSION_RANGE,
             defaults.session_lifetime,
         ),
+        // Inside the private data directory (the server resolves the empty default): uploads
+        // may hold anything, and /tmp may be memory-backed.
+        upload_spool_dir: PathBuf::new(),
     };
     let console_dir = pick(overrides.console_dir, file.console_dir);
     if let Some(dir) = &console_dir

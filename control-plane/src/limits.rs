@@ -9,7 +9,9 @@
 //!   one more is refused at once (RESOURCE_EXHAUSTED), not queued, so overload turns into
 //!   fast refusals instead of growing latency for everyone. A stream counts until it opens.
 //! - **Timeout**: a call that has not answered within `request_timeout` gets
-//!   DEADLINE_EXCEEDED. For a stream this covers opening it, not how long it stays open.
+//!   DEADLINE_EXCEEDED. For a stream this covers opening it, not how long it stays open; an
+//!   upload (client streaming) answers only at its end, so instead each of its messages must
+//!   arrive within `service::library::UPLOAD_IDLE_TIMEOUT`.
 //! - **Streams**: a streaming call (`WatchAction`, or any method the descriptor set marks as
 //!   streaming) holds a slot for as long as its response body lives, both from its
 //!   principal's `max_streams_per_principal` and from the process-wide `max_streams`. One
@@ -361,6 +363,17 @@ impl Middleware for Admission {
         };
         let timeout = limits.request_timeout;
         let refusals = self.metrics.limit_refusals.clone();
+        // An upload answers after its last chunk, however long the file takes to send; its
+        // handler bounds the wait for each message instead.
+        let uploading = crate::methods::MethodTable::get()
+            .lookup(request.uri().path())
+            .is_some_and(|m| m.client_streaming);
+        if uploading {
+            return Box::pin(async move {
+                let _permit = permit;
+                inner.call(request).await
+            });
+        }
         Box::pin(async move {
             let _permit = permit;
             match tokio::time::timeout(timeout, inner.call(request)).await {

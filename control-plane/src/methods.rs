@@ -35,6 +35,9 @@ pub struct Method {
     pub name: Arc<str>,
     /// Client or server streaming: the call can stay open for as long as the client likes.
     pub streaming: bool,
+    /// Client streaming (uploads): the answer comes only after the client's last message, so
+    /// the request timeout cannot bound it (the handler bounds the wait for each message).
+    pub client_streaming: bool,
 }
 
 pub struct MethodTable {
@@ -55,13 +58,14 @@ impl MethodTable {
         let set = prost_types::FileDescriptorSet::decode(encoded).unwrap_or_default();
         let mut by_path = HashMap::new();
         let mut public_services = Vec::new();
-        let mut add = |service: &str, name: &str, streaming: bool| {
+        let mut add = |service: &str, name: &str, streaming: bool, client_streaming: bool| {
             by_path.insert(
                 format!("/{service}/{name}"),
                 Method {
                     service: service.into(),
                     name: name.into(),
                     streaming,
+                    client_streaming,
                 },
             );
         };
@@ -77,12 +81,13 @@ impl MethodTable {
                         &full,
                         method.name(),
                         method.client_streaming() || method.server_streaming(),
+                        method.client_streaming(),
                     );
                 }
             }
         }
         for (service, name, streaming) in EXTRA_METHODS {
-            add(service, name, *streaming);
+            add(service, name, *streaming, false);
         }
         public_services.sort();
         MethodTable {
@@ -113,6 +118,7 @@ mod tests {
             "castplane.v1.AccountService",
             "castplane.v1.ActionService",
             "castplane.v1.CatalogService",
+            "castplane.v1.MediaLibraryService",
             "castplane.v1.MediaServiceService",
             "castplane.v1.NodeService",
         ] {
@@ -130,6 +136,14 @@ mod tests {
             .lookup("/castplane.v1.AccountService/GetCaller")
             .expect("GetCaller");
         assert!(!caller.streaming);
+        let upload = table
+            .lookup("/castplane.v1.MediaLibraryService/UploadMediaTrack")
+            .expect("UploadMediaTrack");
+        assert!(
+            upload.streaming,
+            "an upload holds a stream slot while it lasts"
+        );
+        assert!(upload.client_streaming && !watch.client_streaming);
         assert!(table.lookup("/grpc.health.v1.Health/Check").is_some());
         assert!(
             table

@@ -14,6 +14,7 @@ use castplane_proto::v1::account_service_server::AccountServiceServer;
 use castplane_proto::v1::action_service_server::ActionServiceServer;
 use castplane_proto::v1::catalog_service_server::CatalogServiceServer;
 use castplane_proto::v1::login_service_server::LoginServiceServer;
+use castplane_proto::v1::media_library_service_server::MediaLibraryServiceServer;
 use castplane_proto::v1::media_service_service_server::MediaServiceServiceServer;
 use castplane_proto::v1::node_service_server::NodeServiceServer;
 use castplane_proto::v1::session_service_server::SessionServiceServer;
@@ -27,6 +28,7 @@ use crate::api::accounts::AccountApi;
 use crate::api::actions::ActionApi;
 use crate::api::agent::AgentApi;
 use crate::api::catalog::CatalogApi;
+use crate::api::library::MediaLibraryApi;
 use crate::api::media::MediaServiceApi;
 use crate::api::nodes::NodeApi;
 use crate::api::sessions::{LoginApi, SessionApi};
@@ -122,6 +124,11 @@ pub async fn run(
         );
     }
     create_private_dir(&config.data_dir)?;
+    let mut service_config = config.service.clone();
+    if service_config.upload_spool_dir.as_os_str().is_empty() {
+        service_config.upload_spool_dir = config.data_dir.join("spool");
+    }
+    prepare_spool_dir(&service_config.upload_spool_dir)?;
     let database_url = config.database_url();
     if let Some(database) = sqlite_path(&database_url) {
         prepare_sqlite_files(&database)?;
@@ -150,7 +157,7 @@ pub async fn run(
         .context("loading the page-token key")?;
     let control_plane = ControlPlane::new(
         persistence.clone(),
-        config.service.clone(),
+        service_config,
         ca,
         page_tokens,
         drain.clone(),
@@ -248,6 +255,13 @@ pub async fn run(
         .add_service(MediaServiceServiceServer::new(MediaServiceApi {
             control_plane: cp(),
         }))
+        .add_service(
+            MediaLibraryServiceServer::new(MediaLibraryApi {
+                control_plane: cp(),
+            })
+            // One chunk (1 MiB) and its framing fit; tonic's default of 4 MiB would admit more.
+            .max_decoding_message_size(UPLOAD_MESSAGE_BYTES),
+        )
         .add_service(ActionServiceServer::new(ActionApi {
             control_plane: cp(),
         }))
@@ -366,12 +380,16 @@ const PUBLIC_SERVICES: &[&str] = &[
     "castplane.v1.AccountService",
     "castplane.v1.CatalogService",
     "castplane.v1.MediaServiceService",
+    "castplane.v1.MediaLibraryService",
     "castplane.v1.ActionService",
     "castplane.v1.NodeService",
     "castplane.v1.SessionService",
     "castplane.v1.LoginService",
     "grpc.health.v1.Health",
 ];
+/// The largest message an upload may send: a chunk of `blobs::BLOB_CHUNK_BYTES` with room for
+/// its framing (the header is far smaller).
+const UPLOAD_MESSAGE_BYTES: usize = crate::blobs::BLOB_CHUNK_BYTES + 64 * 1024;
 /// What the agent listener serves.
 const AGENT_SERVICES: &[&str] = &["castplane.agent.v1.AgentService"];
 
@@ -521,6 +539,19 @@ pub fn create_private_dir(path: &Path) -> anyhow::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))
         .with_context(|| format!("making {} private", path.display()))?;
     tracing::warn!(dir = %path.display(), was = %format!("{mode:o}"), "made the data directory private (0700): it holds the database and the admin token");
+    Ok(())
+}
+
+/// Creates the upload spool directory (private) and removes what uploads cut off by a crash
+/// left there: nothing in it outlives the call that spooled it.
+fn prepare_spool_dir(dir: &Path) -> anyhow::Result<()> {
+    create_private_dir(dir)?;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with(".upload-") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
     Ok(())
 }
 

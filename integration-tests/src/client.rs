@@ -85,6 +85,15 @@ impl Client {
         LoginServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }
 
+    pub fn library(
+        &self,
+    ) -> castplane_proto::v1::media_library_service_client::MediaLibraryServiceClient<Authed> {
+        castplane_proto::v1::media_library_service_client::MediaLibraryServiceClient::with_interceptor(
+            self.channel.clone(),
+            self.bearer.clone(),
+        )
+    }
+
     /// A reseller with the given limits (None = unlimited) and allowed types.
     pub async fn create_reseller(
         &self,

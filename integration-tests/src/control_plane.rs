@@ -193,6 +193,16 @@ impl ControlPlaneHandle {
         }
     }
 
+    /// The database this control plane uses, whichever backend, as a URL sea-orm connects to.
+    pub fn effective_database_url(&self) -> String {
+        self.config().database_url()
+    }
+
+    /// Where uploads are spooled while they are checked.
+    pub fn spool_dir(&self) -> PathBuf {
+        self.config().data_dir.join("spool")
+    }
+
     /// The database this control plane uses, when it is PostgreSQL.
     pub fn database_url(&self) -> Option<&str> {
         self.database_url.as_deref()

@@ -7,6 +7,7 @@ pub mod client;
 pub mod control_plane;
 pub mod fleet;
 pub mod fuzz;
+pub mod media;
 pub mod metrics;
 pub mod otlp;
 pub mod postgres;

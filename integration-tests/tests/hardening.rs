@@ -91,6 +91,7 @@ async fn each_listener_reflects_only_what_it_serves() {
             "castplane.v1.ActionService",
             "castplane.v1.CatalogService",
             "castplane.v1.LoginService",
+            "castplane.v1.MediaLibraryService",
             "castplane.v1.MediaServiceService",
             "castplane.v1.NodeService",
             "castplane.v1.SessionService",

@@ -29,6 +29,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::action_log::{ActionLog, ActionResult, Entry, StartedAction};
+use crate::media::MediaSync;
 use crate::state::DataDir;
 use crate::supervisor::{Supervisor, SupervisorConfig, SupervisorError};
 use crate::{renewal, tls};
@@ -252,6 +253,7 @@ async fn session(
     )?;
     let channel = tls::connect(url, tls_config).await?;
     let mut client = AgentServiceClient::new(channel);
+    let media_client = client.clone();
 
     let (tx, rx) = mpsc::unbounded_channel::<apb::AgentMessage>();
     let hello = apb::Hello {
@@ -275,6 +277,18 @@ async fn session(
         desired.clone(),
     ));
     let _reconciler = tokio_util::task::AbortOnDropHandle::new(reconciler);
+    // Uploaded media the services need, fetched over this session's channel.
+    let media = Arc::new(MediaSync::new(
+        &config.data_dir,
+        config.supervisor.media_dir.clone(),
+        config.supervisor.services_dir.clone(),
+    ));
+    let media_task = tokio::spawn({
+        let media = media.clone();
+        let client = media_client;
+        async move { media.run(client).await }
+    });
+    let _media_task = tokio_util::task::AbortOnDropHandle::new(media_task);
 
     let mut updates = shared.supervisor.subscribe();
     let mut heartbeat = tokio::time::interval(config.heartbeat_interval);
@@ -297,9 +311,11 @@ async fn session(
                         {
                             heartbeat = tokio::time::interval(interval);
                         }
+                        media.replace(&state.services);
                         desired.replace(state.services);
                     }
                     Some(apb::control_message::Body::DesiredStateUpdate(update)) => {
+                        media.update(&update.services, &update.removed_service_ids);
                         desired.update(update.services, update.removed_service_ids);
                     }
                     Some(apb::control_message::Body::ExecuteAction(action)) => {

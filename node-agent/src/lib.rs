@@ -6,6 +6,7 @@ pub mod agent;
 pub mod cli;
 pub mod failpoints;
 pub mod join;
+pub mod media;
 pub mod metrics;
 pub mod plugins;
 pub mod renewal;

@@ -49,6 +49,8 @@ fn spec(id: &str, port: u16, owner: &str) -> ServiceSpec {
         bind_address: "127.0.0.1".to_owned(),
         desired_running: true,
         generation: 1,
+        media_tracks: Vec::new(),
+        video_files: Vec::new(),
     }
 }
 

@@ -81,6 +81,9 @@ impl fmt::Debug for ServiceSpec {
             .field("public_host", &self.public_host)
             .field("desired_running", &self.desired_running)
             .field("generation", &self.generation)
+            .field("bind_address", &self.bind_address)
+            .field("media_tracks", &self.media_tracks)
+            .field("video_files", &self.video_files)
             .finish()
     }
 }

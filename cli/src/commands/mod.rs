@@ -6,6 +6,7 @@ mod action;
 mod catalog;
 mod console_login;
 mod customer;
+mod media;
 mod node;
 mod reseller;
 mod service;
@@ -62,5 +63,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Service(command) => service::run(&ctx, command).await,
         Command::Action(command) => action::run(&ctx, command).await,
         Command::Node(command) => node::run(&ctx, command).await,
+        Command::Media(command) => media::run_media(&ctx, command).await,
+        Command::Video(command) => media::run_video(&ctx, command).await,
     }
 }

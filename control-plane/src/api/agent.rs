@@ -33,6 +33,9 @@ impl AgentApi {
 #[tonic::async_trait]
 impl AgentService for AgentApi {
     type SessionStream = crate::service::dispatch::OutboundStream;
+    type FetchBlobStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<apb::BlobChunk, Status>> + Send + 'static>,
+    >;
 
     #[tracing::instrument(skip_all)]
     async fn join(
@@ -94,5 +97,26 @@ impl AgentService for AgentApi {
             .attach_session(&node.id, hello, inbound)
             .await?;
         Ok(Response::new(outbound))
+    }
+
+    async fn fetch_blob(
+        &self,
+        request: Request<apb::FetchBlobRequest>,
+    ) -> Result<Response<Self::FetchBlobStream>, Status> {
+        use tokio_stream::StreamExt;
+        let node = self.authenticated_node(&request).await?;
+        let sha256 = request.into_inner().sha256;
+        let bytes = self
+            .control_plane
+            .fetch_blob_for_node(&node.id, &sha256)
+            .await?;
+        let chunks = bytes.map(|chunk| {
+            chunk
+                .map(|data| apb::BlobChunk {
+                    data: data.to_vec(),
+                })
+                .map_err(Status::from)
+        });
+        Ok(Response::new(Box::pin(chunks)))
     }
 }

@@ -6,6 +6,7 @@ pub mod agent;
 pub mod boundary;
 pub mod catalog;
 mod convert;
+pub mod library;
 pub mod media;
 pub mod nodes;
 pub mod sessions;

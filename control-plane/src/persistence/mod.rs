@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod dispatch;
 pub mod entities;
 pub mod logins;
+pub mod media;
 pub mod migrations;
 pub mod nodes;
 pub mod notify;

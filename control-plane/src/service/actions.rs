@@ -178,7 +178,8 @@ impl ControlPlane {
         if service.deleting {
             return Err(being_deleted(&service));
         }
-        let plan = self.deletion_plan(&service, &ports)?;
+        let video_files = self.video_file_names(&service.id).await?;
+        let plan = self.deletion_plan(&service, &ports, &video_files)?;
         if validate_only {
             return Ok((plan, None));
         }

@@ -337,7 +337,14 @@ impl ControlPlane {
             return Ok(None);
         }
         let now = now_millis();
-        self.delete_customer_media(&txn, &customer.id).await?;
+        let mut changes = Changes {
+            tokens: true,
+            ..Default::default()
+        };
+        // DESIGN: deleting a customer permanently deletes its media library — from the store
+        // and, through the node versions it bumps, from every node.
+        self.delete_customer_media(&txn, &customer.id, &mut changes)
+            .await?;
         remove_credentials(&txn, "customer", &customer.id).await?;
         account_db::mark_customer_deleted(&txn, &customer.id, now).await?;
         let mut gone = vec![customer.id.clone()];
@@ -351,32 +358,11 @@ impl ControlPlane {
             account_db::mark_reseller_deleted(&txn, &reseller.id, now).await?;
             gone.push(reseller.id.clone());
         }
-        let changes = Changes {
-            tokens: true,
-            ..Default::default()
-        };
         self.commit(txn, changes).await?;
         for account in &gone {
             tracing::info!(account_id = %account, "account deleted");
         }
         Ok(Some(gone))
-    }
-
-    /// THE place where a deleted customer's media library is destroyed (DESIGN: "Deleting a
-    /// customer permanently deletes its media library"), inside the transaction that deletes
-    /// the customer. The media library lives on the `media` branch: at merge, this calls its
-    /// `delete_customer_media(txn, customer_id)`. On this branch there is no stored library
-    /// to remove (tracks exist only as files an operator put on nodes by hand).
-    async fn delete_customer_media(
-        &self,
-        _txn: &DatabaseTransaction,
-        customer_id: &str,
-    ) -> Result<()> {
-        tracing::debug!(
-            customer_id,
-            "customer media library deletion point (no stored library on this build)"
-        );
-        Ok(())
     }
 
     // -----------------------------------------------------------------------------------------

@@ -712,6 +712,7 @@ impl ControlPlane {
         &self,
         service: &media_service::Model,
         ports: &[port_allocation::Model],
+        video_files: &[String],
     ) -> Result<DeletionPlan> {
         let service_type: ServiceType = service
             .service_type
@@ -743,7 +744,15 @@ impl ControlPlane {
                 false
             }
             ServiceKind::Video => {
-                destroyed.push("all uploaded video files of the service (permanently)".to_owned());
+                destroyed.push(format!(
+                    "all {} uploaded video files of the service (permanently)",
+                    video_files.len()
+                ));
+                destroyed.extend(
+                    video_files
+                        .iter()
+                        .map(|name| format!("video file {name:?}")),
+                );
                 destroyed.push("its HLS output".to_owned());
                 true
             }

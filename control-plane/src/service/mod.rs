@@ -6,9 +6,11 @@ mod actions;
 pub mod agents;
 mod deletion;
 pub mod dispatch;
+pub mod library;
 mod media;
 mod nodes;
 pub mod page_tokens;
+mod probe;
 mod sessions;
 mod tokens;
 
@@ -29,6 +31,7 @@ pub use media::{DeletionPlan, MediaServicePatch, MediaServiceView, NewMediaServi
 pub use nodes::{Capability, MAX_JOIN_TOKEN_TTL, NewNode, NodeCapabilities, NodeView};
 pub use sessions::{Credential, SESSION_TOKEN_PREFIX, SessionGrant};
 
+use crate::blobs::{BlobStore, DatabaseBlobStore};
 use crate::domain::Principal;
 use crate::error::ServiceError;
 use crate::persistence::Persistence;
@@ -51,6 +54,9 @@ pub struct ServiceConfig {
     pub session_idle_timeout: Duration,
     /// A console session ends this long after sign-in, however much it is used.
     pub session_lifetime: Duration,
+    /// Where uploads are spooled (private temporary files) while they are hashed and probed;
+    /// empty: `DATA_DIR/spool`.
+    pub upload_spool_dir: std::path::PathBuf,
 }
 
 impl Default for ServiceConfig {
@@ -61,6 +67,7 @@ impl Default for ServiceConfig {
             dispatch: DispatchConfig::default(),
             session_idle_timeout: Duration::from_secs(30 * 60),
             session_lifetime: Duration::from_secs(12 * 3600),
+            upload_spool_dir: std::path::PathBuf::new(),
         }
     }
 }
@@ -82,6 +89,8 @@ struct Inner {
     hub: ActionHub,
     tokens: TokenCache,
     owner_epoch: std::sync::atomic::AtomicU64,
+    /// Uploaded files' bytes (see `crate::blobs`).
+    blobs: Arc<dyn BlobStore>,
 }
 
 /// What a transaction changed that someone may be waiting on: published to this replica once
@@ -109,6 +118,10 @@ impl ControlPlane {
         shutdown: CancellationToken,
         metrics: crate::metrics::DispatchMetrics,
     ) -> Self {
+        let blobs: Arc<dyn BlobStore> = Arc::new(DatabaseBlobStore::new(
+            persistence.db().clone(),
+            persistence.reader().clone(),
+        ));
         let dispatcher =
             Dispatcher::new(crate::ids::new_id("rep"), config.dispatch.clone(), metrics);
         ControlPlane {
@@ -122,6 +135,7 @@ impl ControlPlane {
                 hub: ActionHub::default(),
                 tokens: TokenCache::default(),
                 owner_epoch: std::sync::atomic::AtomicU64::new(0),
+                blobs,
             }),
         }
     }
@@ -149,6 +163,10 @@ impl ControlPlane {
 
     pub(crate) fn dispatch_config(&self) -> &DispatchConfig {
         &self.inner.config.dispatch
+    }
+
+    pub fn blobs(&self) -> &dyn BlobStore {
+        self.inner.blobs.as_ref()
     }
 
     pub fn ca(&self) -> &CertificateAuthority {

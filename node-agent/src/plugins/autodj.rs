@@ -375,6 +375,8 @@ mod tests {
             bind_address: "127.0.0.1".into(),
             desired_running: true,
             generation: 1,
+            media_tracks: Vec::new(),
+            video_files: Vec::new(),
         }
     }
 

@@ -27,9 +27,9 @@
 //! when turned off, while the server takes the change by reload and keeps its pid.
 
 mod actor;
-mod files;
+pub(crate) mod files;
 mod process;
-mod unit;
+pub(crate) mod unit;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -7,6 +7,7 @@ mod m20261128_000001_initial;
 mod m20261201_000001_dispatch;
 mod m20261201_100001_console_logins;
 mod m20261201_300001_node_bind_address;
+mod m20261201_500001_media;
 mod m20261201_800001_account_deletion;
 
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_dispatch::Migration),
             Box::new(m20261201_300001_node_bind_address::Migration),
             Box::new(m20261201_100001_console_logins::Migration),
+            Box::new(m20261201_500001_media::Migration),
             Box::new(m20261201_800001_account_deletion::Migration),
         ]
     }

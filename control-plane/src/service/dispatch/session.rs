@@ -196,6 +196,10 @@ impl Session {
             bind_address: loaded.bind_address,
         };
         self.specs = assignments(loaded.services, loaded.ports);
+        {
+            let mut all: Vec<&mut Assignment> = self.specs.values_mut().collect();
+            attach_media(self.control_plane.reader(), &mut all).await?;
+        }
         let config = self.control_plane.dispatch_config();
         // Often enough that two missed heartbeats still fit in the timeout.
         let interval = config
@@ -401,6 +405,7 @@ impl Session {
         };
         let mut ports = group_by_parent(delta.ports, |p| &p.media_service_id);
         let mut update = apb::DesiredStateUpdate::default();
+        let mut changed = Vec::new();
         for service in delta.services {
             if service.delete_time.is_some() {
                 if self.specs.remove(&service.id).is_some() {
@@ -409,7 +414,13 @@ impl Session {
                 continue;
             }
             let ports = ports.remove(&service.id).unwrap_or_default();
-            let assignment = Assignment { service, ports };
+            changed.push(Assignment::new(service, ports));
+        }
+        {
+            let mut refs: Vec<&mut Assignment> = changed.iter_mut().collect();
+            attach_media(self.control_plane.reader(), &mut refs).await?;
+        }
+        for assignment in changed {
             update
                 .services
                 .push(wire::spec_to_wire(&assignment, &self.node_address));
@@ -491,7 +502,24 @@ fn assignments(
         .into_iter()
         .map(|service| {
             let ports = ports.remove(&service.id).unwrap_or_default();
-            (service.id.clone(), Assignment { service, ports })
+            (service.id.clone(), Assignment::new(service, ports))
         })
         .collect()
+}
+
+/// Lists in each assignment the uploaded files its node must hold (the owner's library for
+/// AutoDJ, the video files of a video service).
+async fn attach_media(
+    db: &impl sea_orm::ConnectionTrait,
+    assignments: &mut [&mut Assignment],
+) -> Result<()> {
+    let services: Vec<&media_service::Model> = assignments.iter().map(|a| &a.service).collect();
+    let mut media = crate::service::library::media_of_services(db, &services).await?;
+    for assignment in assignments.iter_mut() {
+        if let Some((tracks, videos)) = media.remove(&assignment.service.id) {
+            assignment.tracks = tracks.iter().map(wire::track_to_wire).collect();
+            assignment.videos = videos.iter().map(wire::video_to_wire).collect();
+        }
+    }
+    Ok(())
 }

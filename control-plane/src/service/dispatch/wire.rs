@@ -6,7 +6,7 @@ use castplane_proto::v1 as pb;
 
 use crate::domain::{DesiredState, ObservedState, ServiceType, service_type_from_wire};
 use crate::persistence::dispatch::Observation;
-use crate::persistence::entities::{media_service, port_allocation};
+use crate::persistence::entities::{media_service, media_track, port_allocation, video_file};
 use crate::service::{Capability, NodeCapabilities};
 
 /// Longest status message, version or detail string kept from an agent.
@@ -37,6 +37,41 @@ pub fn bounded(text: &str, max: usize) -> String {
 pub struct Assignment {
     pub service: media_service::Model,
     pub ports: Vec<port_allocation::Model>,
+    /// The owner's library, for an AutoDJ service.
+    pub tracks: Vec<apb::MediaFile>,
+    /// The service's video files, for a video service.
+    pub videos: Vec<apb::MediaFile>,
+}
+
+impl Assignment {
+    pub fn new(service: media_service::Model, ports: Vec<port_allocation::Model>) -> Self {
+        Assignment {
+            service,
+            ports,
+            tracks: Vec::new(),
+            videos: Vec::new(),
+        }
+    }
+}
+
+pub fn track_to_wire(t: &media_track::Model) -> apb::MediaFile {
+    apb::MediaFile {
+        id: t.id.clone(),
+        sha256: t.sha256.clone(),
+        display_name: t.display_name.clone(),
+        size_bytes: u64::try_from(t.size_bytes).unwrap_or_default(),
+        file_name: crate::service::library::node_file_name(&t.id, &t.extension),
+    }
+}
+
+pub fn video_to_wire(v: &video_file::Model) -> apb::MediaFile {
+    apb::MediaFile {
+        id: v.id.clone(),
+        sha256: v.sha256.clone(),
+        display_name: v.display_name.clone(),
+        size_bytes: u64::try_from(v.size_bytes).unwrap_or_default(),
+        file_name: crate::service::library::node_file_name(&v.id, &v.extension),
+    }
 }
 
 /// Where the node's services are reached and where they listen.
@@ -77,6 +112,8 @@ pub fn spec_to_wire(assignment: &Assignment, node: &NodeAddress) -> apb::Service
         bind_address: node.bind_address.clone(),
         desired_running: s.desired_state == DesiredState::Running,
         generation: u64::try_from(s.generation).unwrap_or_default(),
+        media_tracks: assignment.tracks.clone(),
+        video_files: assignment.videos.clone(),
     }
 }
 

@@ -20,6 +20,7 @@ use crate::domain::{ActionKind, ActionState, DesiredState};
 use crate::persistence::PersistenceError;
 use crate::persistence::dispatch::{self as db, Observation, Which};
 use crate::persistence::entities::{action, media_service};
+use crate::persistence::media as media_db;
 use crate::persistence::notify::{self, NoticeKind};
 use crate::service::ControlPlane;
 
@@ -271,7 +272,18 @@ async fn try_commit(
                     .await?
                     .is_some()
                 {
-                    tracing::info!(media_service_id = %action.media_service_id, "media service deleted");
+                    // A confirmed delete destroys the service's video files: the agent has
+                    // removed its directory, and the store lets go of bytes nothing else names.
+                    let hashes =
+                        media_db::delete_videos_of_service(&txn, &action.media_service_id).await?;
+                    for sha256 in &hashes {
+                        if media_db::lock_blob(&txn, sha256).await?.is_some()
+                            && !media_db::blob_referenced(&txn, sha256).await?
+                        {
+                            media_db::delete_blob(&txn, sha256).await?;
+                        }
+                    }
+                    tracing::info!(media_service_id = %action.media_service_id, video_blobs = hashes.len(), "media service deleted");
                 }
             }
             (ActionKind::Delete, _) => {
