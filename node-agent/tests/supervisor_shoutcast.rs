@@ -324,7 +324,7 @@ async fn autodj() {
     s.autodj = true;
     s.owner_customer_id = "cus_sc".to_owned();
     // Quotes, a backslash and an interpolation reach sc_serv as text, not as liquidsoap code.
-    s.display_name = r#"DJ "#{shutdown()}" \ radio"#.to_owned();
+    s.display_name = r##"DJ "#{shutdown()}" \ radio"##.to_owned();
     sup.start(&s).await.expect("start");
     wait_until("sc_serv and AutoDJ both running", || async {
         observed(&sup, "scdj").await.is_some_and(|o| {

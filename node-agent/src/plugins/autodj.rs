@@ -504,7 +504,7 @@ mod tests {
         s.source_password = " p\"#{x}\n ".into();
         let text = script(&s).expect("renders");
         assert!(
-            text.contains(r#"password=("p\"#" ^ "{x}"), name="#),
+            text.contains(r##"password=("p\"#" ^ "{x}"), name="##),
             "{text}"
         );
         // sc_serv's own checks apply: its legacy port must follow the base port.
