@@ -338,8 +338,8 @@ async fn autodj() {
     .await;
     let server = sup.pid("scdj").await.expect("sc_serv pid");
     let liquidsoap = sup.sibling_pid("scdj").await.expect("liquidsoap pid");
-    let script = std::fs::read_to_string(services_dir.join("scdj").join("autodj.liq"))
-        .expect("autodj.liq");
+    let script =
+        std::fs::read_to_string(services_dir.join("scdj").join("autodj.liq")).expect("autodj.liq");
     assert!(
         script.contains(&format!(
             "output.shoutcast(%mp3(bitrate=128, samplerate=44100), id=\"autodj\", host=\"127.0.0.1\", port={port}, password=\"src-scdj-secret\","
@@ -361,7 +361,10 @@ async fn autodj() {
         Some(s.display_name.as_str()),
         "{stats}"
     );
-    assert!(stats["standin_source_bytes"].as_u64() > Some(16 * 1024), "{stats}");
+    assert!(
+        stats["standin_source_bytes"].as_u64() > Some(16 * 1024),
+        "{stats}"
+    );
     assert!(
         stats["standin_audio_head"]
             .as_str()

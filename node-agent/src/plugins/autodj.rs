@@ -498,7 +498,10 @@ mod tests {
             text.contains("output.shoutcast(%mp3(bitrate=128, samplerate=44100), id=\"autodj\", host=\"127.0.0.1\", port=8010, password=\"src-pass\", name=\"Radio One\", public=false, radio)\n"),
             "{text}"
         );
-        assert!(!text.contains("output.icecast") && !text.contains("adm-pass"), "{text}");
+        assert!(
+            !text.contains("output.icecast") && !text.contains("adm-pass"),
+            "{text}"
+        );
         // The password liquidsoap sends is the one sc_serv's config holds, sanitised alike.
         let mut s = shoutcast_spec();
         s.source_password = " p\"#{x}\n ".into();
