@@ -162,13 +162,14 @@ async fn lifecycle() {
     let port = free_port_pair();
     let s = spec("sc", port);
 
-    // The host has sc_serv now: the capability says so, AutoDJ not offered with it.
+    // The host has sc_serv now: the capability says so, and AutoDJ goes with liquidsoap.
     let caps = sup.capabilities().await;
     let sc = caps
         .iter()
         .find(|c| c.r#type == ServiceType::Shoutcast as i32)
         .expect("a shoutcast entry");
-    assert!(sc.available && !sc.autodj_available, "{sc:?}");
+    let liquidsoap = castplane_agent::plugins::find_program("liquidsoap").is_some();
+    assert!(sc.available && sc.autodj_available == liquidsoap, "{sc:?}");
 
     sup.start(&s).await.expect("start");
     wait_state(&sup, "sc", ObservedState::Running).await;
@@ -226,4 +227,173 @@ async fn lifecycle() {
     .await;
     assert!(!port_accepts(port).await);
     second.stop_all().await;
+}
+
+/// Live processes whose command line names `dir`: the test's sc_serv (its config) and
+/// liquidsoap (its script).
+fn processes_under(dir: &Path) -> Vec<i32> {
+    let needle = dir.to_string_lossy().into_owned();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = status
+                .rfind(')')
+                .and_then(|i| status[i + 1..].split_whitespace().next())
+                .is_none_or(|state| state == "Z" || state == "X");
+            !zombie
+                && std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .unwrap_or_default()
+                    .split(|b| *b == 0)
+                    .any(|arg| String::from_utf8_lossy(arg).contains(&needle))
+        })
+        .collect()
+}
+
+/// Kills every process of `services_dir` (AutoDJ included) when the test ends, even by panic.
+struct KillAllGuard(PathBuf);
+
+impl Drop for KillAllGuard {
+    fn drop(&mut self) {
+        for pid in processes_under(&self.0) {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// The stand-in's `/statistics?json=1`.
+async fn standin_statistics(port: u16) -> Option<serde_json::Value> {
+    let response = castplane_agent::plugins::http::get(
+        port,
+        "/statistics?json=1",
+        None,
+        Duration::from_secs(3),
+    )
+    .await
+    .ok()?;
+    serde_json::from_slice(&response.body).ok()
+}
+
+/// AutoDJ with the real liquidsoap (as the `liquidsoap` account) feeding the sc_serv STAND-IN:
+/// what is proved is that liquidsoap's `output.shoutcast` logs in on the legacy port with the
+/// rendered password, sends the escaped name and MP3 that reaches a listener, and that the
+/// supervisor runs, reports and stops it beside sc_serv. The stand-in refuses a second source
+/// as sc_serv does per its documentation; the real server's answer is not modelled.
+#[test]
+fn autodj_plays_the_owners_library_into_the_stand_in_until_turned_off_for_a_live_dj() {
+    let _standin = install_standin();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(autodj());
+}
+
+async fn autodj() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let services_dir = dir.path().join("agent").join("services");
+    let media_dir = dir.path().join("agent").join("media");
+    let _guard = KillAllGuard(services_dir.clone());
+    let sup = Supervisor::new(SupervisorConfig {
+        services_dir: services_dir.clone(),
+        media_dir: media_dir.clone(),
+        stats_interval: Duration::from_millis(500),
+        ..Default::default()
+    });
+
+    let library = media_dir.join("cus_sc");
+    std::fs::create_dir_all(&library).expect("library dir");
+    let status = tokio::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-loglevel", "error", "-f", "lavfi", "-i"])
+        .arg("sine=frequency=440:duration=5")
+        .args(["-c:a", "libmp3lame", "-b:a", "128k"])
+        .arg(library.join("sine-440.mp3"))
+        .stdin(std::process::Stdio::null())
+        .status()
+        .await
+        .expect("run ffmpeg");
+    assert!(status.success(), "ffmpeg could not make a track");
+
+    let port = free_port_pair();
+    let mut s = spec("scdj", port);
+    s.autodj = true;
+    s.owner_customer_id = "cus_sc".to_owned();
+    // Quotes, a backslash and an interpolation reach sc_serv as text, not as liquidsoap code.
+    s.display_name = r##"DJ "#{shutdown()}" \ radio"##.to_owned();
+    sup.start(&s).await.expect("start");
+    wait_until("sc_serv and AutoDJ both running", || async {
+        observed(&sup, "scdj").await.is_some_and(|o| {
+            state_of(&o) == (ObservedState::Running, String::new())
+                && o.status
+                    .as_ref()
+                    .and_then(|st| st.stats.as_ref())
+                    .is_some_and(|st| st.sources == 1)
+        })
+    })
+    .await;
+    let server = sup.pid("scdj").await.expect("sc_serv pid");
+    let liquidsoap = sup.sibling_pid("scdj").await.expect("liquidsoap pid");
+    let script =
+        std::fs::read_to_string(services_dir.join("scdj").join("autodj.liq")).expect("autodj.liq");
+    assert!(
+        script.contains(&format!(
+            "output.shoutcast(%mp3(bitrate=128, samplerate=44100), id=\"autodj\", host=\"127.0.0.1\", port={port}, password=\"src-scdj-secret\","
+        )),
+        "{script}"
+    );
+    assert_eq!(
+        sources_and_mounts(&sup, "scdj").await,
+        Some((1, vec!["/stream".to_owned()]))
+    );
+
+    // Audio arrives: a listener of the stand-in's /stream gets back-to-back MP3 frames.
+    let (listener, _, body) = listen(port, "/stream", 16 * 1024).await;
+    assert!(mp3_frame_run(&body) >= 10, "no MP3 in {} bytes", body.len());
+    drop(listener);
+    let stats = standin_statistics(port).await.expect("statistics");
+    assert_eq!(
+        stats["streams"][0]["servertitle"].as_str(),
+        Some(s.display_name.as_str()),
+        "{stats}"
+    );
+    assert!(
+        stats["standin_source_bytes"].as_u64() > Some(16 * 1024),
+        "{stats}"
+    );
+    assert!(
+        stats["standin_audio_head"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("fff")),
+        "{stats}"
+    );
+
+    // One source per stream: while AutoDJ has it, a live DJ is turned away...
+    let (_, refused) = connect_source(port + 1, &s.source_password).await;
+    assert!(refused.contains("stream in use"), "{refused:?}");
+
+    // ...until AutoDJ is turned off, which leaves sc_serv running.
+    s.generation = 2;
+    s.autodj = false;
+    sup.start(&s).await.expect("apply autodj off");
+    assert_eq!(sup.sibling_pid("scdj").await, None);
+    assert_eq!(sup.pid("scdj").await, Some(server));
+    wait_until("liquidsoap to exit and its source to go", || async {
+        processes_under(&services_dir).len() == 1
+            && standin_statistics(port)
+                .await
+                .is_some_and(|st| st["activestreams"].as_u64() == Some(0))
+    })
+    .await;
+    assert!(!processes_under(&services_dir).contains(&(liquidsoap as i32)));
+    let (_live, answer) = connect_source(port + 1, &s.source_password).await;
+    assert!(answer.starts_with("OK2"), "{answer:?}");
+
+    sup.stop_all().await;
+    let left = processes_under(&services_dir);
+    assert!(left.is_empty(), "processes left running: {left:?}");
 }

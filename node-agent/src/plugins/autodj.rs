@@ -38,6 +38,7 @@ use castplane_proto::agent::v1::ServiceSpec;
 use castplane_proto::v1::{ServiceStats, ServiceType};
 
 use super::icecast::{self, AUTODJ_MOUNT};
+use super::shoutcast;
 use super::{
     BoxFuture, ConfigFile, Launch, Plugin, Readiness, ServiceAccount, UpdateMode, find_program,
 };
@@ -173,11 +174,54 @@ pub fn mp3_encoder(max_bitrate_kbps: u32) -> String {
     }
 }
 
+/// The server AutoDJ feeds, by the service's type: the only audio servers are icecast2 and
+/// sc_serv.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Server {
+    Icecast,
+    Shoutcast,
+}
+
+fn server_of(spec: &ServiceSpec) -> Result<Server, String> {
+    match ServiceType::try_from(spec.r#type) {
+        Ok(ServiceType::Icecast) => Ok(Server::Icecast),
+        Ok(ServiceType::Shoutcast) => Ok(Server::Shoutcast),
+        _ => Err("AutoDJ is for audio services (icecast, shoutcast) only".to_owned()),
+    }
+}
+
+/// The server's own checks, AutoDJ's included (icecast: a relay password of its own).
+fn validate_server(spec: &ServiceSpec) -> Result<Server, String> {
+    let server = server_of(spec)?;
+    match server {
+        Server::Icecast => icecast::validate(spec)?,
+        Server::Shoutcast => shoutcast::validate(spec)?,
+    }
+    Ok(server)
+}
+
+/// The path in the server's statistics that shows AutoDJ's source.
+fn fed_path(server: Server) -> &'static str {
+    match server {
+        Server::Icecast => AUTODJ_MOUNT,
+        Server::Shoutcast => shoutcast::STREAM_PATH,
+    }
+}
+
+/// The server's statistics: AutoDJ's source is one of the server's.
+async fn server_stats(spec: &ServiceSpec) -> Result<ServiceStats, String> {
+    match server_of(spec)? {
+        Server::Icecast => icecast::admin_stats(spec).await,
+        Server::Shoutcast => shoutcast::statistics(spec).await,
+    }
+}
+
 /// The service's `autodj.liq`: the owner's library, shuffled, silence while it is empty, to the
-/// service's own icecast2 on [`AUTODJ_MOUNT`]. Every string goes through [`liq_string`].
+/// service's own server: icecast2's [`AUTODJ_MOUNT`], or sc_serv's one stream (see
+/// [`super::shoutcast`] for why a live DJ cannot take over there). Every string goes through
+/// [`liq_string`].
 pub fn render_script(spec: &ServiceSpec, library: &Path) -> Result<String, String> {
-    icecast::validate(spec)?;
-    let port = icecast::http_port(spec)?;
+    let server = validate_server(spec)?;
     let library = library
         .to_str()
         .ok_or_else(|| format!("media library {} is not valid UTF-8", library.display()))?;
@@ -200,14 +244,32 @@ pub fn render_script(spec: &ServiceSpec, library: &Path) -> Result<String, Strin
     );
     // Silence while the library is empty or between unreadable tracks, instead of a dead mount.
     s.push_str("radio = mksafe(library)\n");
-    let _ = writeln!(
-        s,
-        "output.icecast({}, id=\"autodj\", host=\"127.0.0.1\", port={port}, user=\"source\", password={}, mount={}, name={}, public=false, radio)",
-        mp3_encoder(spec.max_bitrate_kbps),
-        liq_string(&spec.relay_password),
-        liq_string(AUTODJ_MOUNT),
-        liq_string(name),
-    );
+    match server {
+        Server::Icecast => {
+            let _ = writeln!(
+                s,
+                "output.icecast({}, id=\"autodj\", host=\"127.0.0.1\", port={}, user=\"source\", password={}, mount={}, name={}, public=false, radio)",
+                mp3_encoder(spec.max_bitrate_kbps),
+                icecast::http_port(spec)?,
+                liq_string(&spec.relay_password),
+                liq_string(AUTODJ_MOUNT),
+                liq_string(name),
+            );
+        }
+        Server::Shoutcast => {
+            // `port` is sc_serv's base port: liquidsoap's ICY (1.x) source connects to the port
+            // after it, sc_serv's `portlegacy` (measured). The password is the one sc_serv's
+            // config holds, after the same sanitising, so the two cannot differ.
+            let _ = writeln!(
+                s,
+                "output.shoutcast({}, id=\"autodj\", host=\"127.0.0.1\", port={}, password={}, name={}, public=false, radio)",
+                mp3_encoder(spec.max_bitrate_kbps),
+                shoutcast::http_port(spec)?,
+                liq_string(&shoutcast::config_value(&spec.source_password)),
+                liq_string(name),
+            );
+        }
+    }
     Ok(s)
 }
 
@@ -221,7 +283,7 @@ impl Plugin for AutoDjPlugin {
     }
 
     fn validate(&self, spec: &ServiceSpec) -> Result<(), String> {
-        icecast::validate(spec)?;
+        validate_server(spec)?;
         check_customer_id(&spec.owner_customer_id)?;
         if find_program(self.program).is_none() {
             return Err(format!(
@@ -300,9 +362,13 @@ impl Plugin for AutoDjPlugin {
 
     fn probe_ready<'a>(&'a self, spec: &'a ServiceSpec) -> BoxFuture<'a, Readiness> {
         Box::pin(async move {
-            match icecast::admin_stats(spec).await {
-                Ok(stats) if stats.mounts.iter().any(|m| m == AUTODJ_MOUNT) => Readiness::Ready,
-                Ok(_) => Readiness::NotReady(format!("icecast2 has no {AUTODJ_MOUNT} source yet")),
+            let path = match server_of(spec) {
+                Ok(server) => fed_path(server),
+                Err(e) => return Readiness::NotReady(e),
+            };
+            match server_stats(spec).await {
+                Ok(stats) if stats.mounts.iter().any(|m| m == path) => Readiness::Ready,
+                Ok(_) => Readiness::NotReady(format!("the server has no {path} source yet")),
                 Err(e) => Readiness::NotReady(e),
             }
         })
@@ -310,11 +376,15 @@ impl Plugin for AutoDjPlugin {
 
     fn probe_released<'a>(&'a self, spec: &'a ServiceSpec) -> BoxFuture<'a, Readiness> {
         // icecast2 drops the mount of a source that disconnected within ~50 ms; until then a
-        // new liquidsoap would look ready before it even started.
+        // new liquidsoap would look ready before it even started. sc_serv is treated alike.
         Box::pin(async move {
-            match icecast::admin_stats(spec).await {
-                Ok(stats) if stats.mounts.iter().any(|m| m == AUTODJ_MOUNT) => {
-                    Readiness::NotReady(format!("icecast2 still has a source on {AUTODJ_MOUNT}"))
+            let path = match server_of(spec) {
+                Ok(server) => fed_path(server),
+                Err(e) => return Readiness::NotReady(e),
+            };
+            match server_stats(spec).await {
+                Ok(stats) if stats.mounts.iter().any(|m| m == path) => {
+                    Readiness::NotReady(format!("the server still has a source on {path}"))
                 }
                 Ok(_) => Readiness::Ready,
                 Err(e) => Readiness::NotReady(e),
@@ -324,7 +394,7 @@ impl Plugin for AutoDjPlugin {
 
     fn stats<'a>(&'a self, spec: &'a ServiceSpec) -> BoxFuture<'a, Result<ServiceStats, String>> {
         // AutoDJ's mount is one of the server's: the server's statistics include it.
-        Box::pin(icecast::admin_stats(spec))
+        Box::pin(server_stats(spec))
     }
 
     fn update_mode(&self, running: &ServiceSpec, next: &ServiceSpec) -> UpdateMode {
@@ -410,6 +480,45 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("allow_root"), "{text}");
+    }
+
+    fn shoutcast_spec() -> ServiceSpec {
+        let mut s = spec();
+        s.r#type = ServiceType::Shoutcast as i32;
+        s.ports.push(PortAssignment {
+            purpose: "legacy-source".into(),
+            port: 8011,
+        });
+        s
+    }
+
+    #[test]
+    fn on_shoutcast_the_script_feeds_the_one_stream_with_the_source_password() {
+        let text = script(&shoutcast_spec()).expect("renders");
+        // `port` is the base port: liquidsoap's ICY source connects to the legacy port after it.
+        assert!(
+            text.contains("output.shoutcast(%mp3(bitrate=128, samplerate=44100), id=\"autodj\", host=\"127.0.0.1\", port=8010, password=\"src-pass\", name=\"Radio One\", public=false, radio)\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("output.icecast") && !text.contains("adm-pass"),
+            "{text}"
+        );
+        // The password liquidsoap sends is the one sc_serv's config holds, sanitised alike.
+        let mut s = shoutcast_spec();
+        s.source_password = " p\"#{x}\n ".into();
+        let text = script(&s).expect("renders");
+        assert!(
+            text.contains(r##"password=("p\"#" ^ "{x}"), name="##),
+            "{text}"
+        );
+        // sc_serv's own checks apply: its legacy port must follow the base port.
+        let mut s = shoutcast_spec();
+        s.ports[1].port = 9000;
+        assert!(script(&s).unwrap_err().contains("legacy-source"));
+        let mut s = shoutcast_spec();
+        s.r#type = ServiceType::Video as i32;
+        assert!(script(&s).unwrap_err().contains("audio services"));
     }
 
     #[test]

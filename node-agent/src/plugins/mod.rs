@@ -203,13 +203,13 @@ impl Plugins {
     /// spec asks for it: what may be running beside the server, to adopt or to stop.
     pub fn sibling_for_type(&self, service_type: i32) -> Option<Arc<dyn Plugin>> {
         match ServiceType::try_from(service_type) {
-            Ok(ServiceType::Icecast) => Some(self.autodj.clone()),
+            Ok(ServiceType::Icecast | ServiceType::Shoutcast) => Some(self.autodj.clone()),
             _ => None,
         }
     }
 
-    /// The sibling unit `spec` asks for: AutoDJ for an audio service with `autodj`. Other
-    /// types have none; the control plane offers AutoDJ for audio only.
+    /// The sibling unit `spec` asks for: AutoDJ for an audio service (icecast, shoutcast) with
+    /// `autodj`. Video has none; the control plane offers AutoDJ for audio only.
     pub fn sibling(&self, spec: &ServiceSpec) -> Option<Arc<dyn Plugin>> {
         if spec.autodj {
             self.sibling_for_type(spec.r#type)
@@ -395,8 +395,8 @@ pub async fn detect_capabilities() -> Vec<PluginCapability> {
         },
     };
 
-    // sc_serv prints no version without starting a server, so none is read. AutoDJ is not
-    // offered with it yet (see `shoutcast`), whatever liquidsoap the host has.
+    // sc_serv prints no version without starting a server, so none is read. AutoDJ feeds it
+    // with the same liquidsoap as icecast2's.
     let shoutcast_cap = PluginCapability {
         r#type: ServiceType::Shoutcast as i32,
         available: sc_serv.is_some(),
@@ -406,13 +406,10 @@ pub async fn detect_capabilities() -> Vec<PluginCapability> {
             String::new()
         },
         detail: match sc_serv {
-            Some(path) => format!(
-                "sc_serv at {}; AutoDJ is not supported with shoutcast yet",
-                path.display()
-            ),
+            Some(path) => format!("sc_serv at {}; {autodj_note}", path.display()),
             None => "sc_serv (SHOUTcast DNAS 2, proprietary) not found on PATH; install it there to run shoutcast services".to_owned(),
         },
-        autodj_available: false,
+        autodj_available,
     };
 
     let video_cap = match (nginx, video::find_rtmp_module()) {
@@ -539,6 +536,9 @@ mod tests {
         assert_eq!(sibling.program_name(), "liquidsoap");
         assert_eq!(sibling.log_file(), "autodj.log");
         assert_eq!(sibling.record_file(), "autodj.json");
+        spec.r#type = ServiceType::Shoutcast as i32;
+        let sibling = plugins.sibling(&spec).expect("AutoDJ for shoutcast");
+        assert_eq!(sibling.program_name(), "liquidsoap");
         spec.r#type = ServiceType::Video as i32;
         assert!(plugins.sibling(&spec).is_none());
         assert!(

@@ -23,8 +23,19 @@
 //!   `streamstatus` (1 while a source is connected). It has no byte counters, so the agent
 //!   reports none.
 //!
-//! AutoDJ is not offered for shoutcast yet: the capability says so (`autodj_available` false),
-//! so placement never asks for it, and a spec asking anyway is refused.
+//!
+//! AutoDJ (see [`super::autodj`]): liquidsoap's `output.shoutcast` is a 1.x (ICY) source. Given
+//! `port=` the base port it connects to the port after it, `portlegacy` (measured with
+//! liquidsoap 2.1.3: it sends the password line, reads `OK2`, sends `icy-*` headers and a blank
+//! line, then MP3; it also sends title updates to `admin.cgi` on the base port). It feeds the
+//! service's one stream with the service's source password: a 1.x source has no user name, and
+//! the password alone picks the stream. sc_serv admits one source per stream and, per its
+//! documentation, refuses another while one is connected; it has no fallback mount like
+//! icecast2's that a live source could take listeners back from. So on shoutcast **a live DJ
+//! cannot take over from AutoDJ**: turn AutoDJ off to broadcast live (or AutoDJ waits, retrying
+//! every 3 s, while a live DJ holds the stream). The stand-in in the tests models the
+//! one-source rule but not a real server's refusal text, so none of this is measured against
+//! sc_serv itself.
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -114,9 +125,6 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), String> {
     if spec.admin_password == spec.source_password {
         return Err("the admin password must differ from the source password".to_owned());
     }
-    if spec.autodj {
-        return Err("AutoDJ is not supported for shoutcast services by this agent yet".to_owned());
-    }
     Ok(())
 }
 
@@ -180,6 +188,16 @@ pub fn render_config(spec: &ServiceSpec, dir: &Path) -> Result<String, String> {
     line(&mut c, "adminfile", &path_in_dir("sc_serv.admin"));
     line(&mut c, "pidfile", &path_in_dir(PID_FILE));
     Ok(c)
+}
+
+/// The server's statistics (see [`parse_statistics`]); AutoDJ reads them too.
+pub async fn statistics(spec: &ServiceSpec) -> Result<ServiceStats, String> {
+    let port = http_port(spec)?;
+    let response = http::get(port, STATISTICS_PATH, None, STATS_TIMEOUT).await?;
+    match response.status {
+        200 => parse_statistics(&response.body),
+        status => Err(format!("{STATISTICS_PATH} answered HTTP {status}")),
+    }
 }
 
 /// Readiness from a `/statistics?json=1` body: it parses and names the server's version.
@@ -296,14 +314,7 @@ impl Plugin for ShoutcastPlugin {
     }
 
     fn stats<'a>(&'a self, spec: &'a ServiceSpec) -> BoxFuture<'a, Result<ServiceStats, String>> {
-        Box::pin(async move {
-            let port = http_port(spec)?;
-            let response = http::get(port, STATISTICS_PATH, None, STATS_TIMEOUT).await?;
-            match response.status {
-                200 => parse_statistics(&response.body),
-                status => Err(format!("{STATISTICS_PATH} answered HTTP {status}")),
-            }
-        })
+        Box::pin(statistics(spec))
     }
 
     fn update_mode(&self, running: &ServiceSpec, next: &ServiceSpec) -> UpdateMode {
@@ -443,11 +454,21 @@ mod tests {
         s.admin_password = s.source_password.clone();
         assert!(validate(&s).is_err());
         let mut s = spec();
-        s.autodj = true;
-        assert!(validate(&s).expect_err("autodj").contains("AutoDJ"));
-        let mut s = spec();
         s.max_listeners = 0;
         assert!(validate(&s).is_err());
+    }
+
+    #[test]
+    fn autodj_is_accepted_and_turning_it_on_leaves_sc_serv_running() {
+        let mut with_autodj = spec();
+        with_autodj.autodj = true;
+        with_autodj.owner_customer_id = "cus_A".into();
+        validate(&with_autodj).expect("AutoDJ is supported");
+        // AutoDJ is a source like any other: sc_serv's config does not change.
+        assert_eq!(
+            ShoutcastPlugin.update_mode(&spec(), &with_autodj),
+            UpdateMode::Rewrite
+        );
     }
 
     /// The example of the DNAS "Server Statistics" response (`/statistics?json=1`), with the
