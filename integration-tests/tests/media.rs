@@ -23,6 +23,7 @@ use tonic_types::StatusExt;
 conformance!(
     tracks_upload_list_get_delete_within_the_media_quota,
     bad_and_interrupted_uploads_keep_nothing_and_a_retry_works,
+    a_forced_customer_delete_destroys_its_tracks_in_the_store_and_on_the_nodes,
 );
 
 fn code<T: std::fmt::Debug>(
@@ -755,5 +756,108 @@ async fn uploaded_video_plays_over_http_and_a_confirmed_delete_destroys_it() {
         (0, 0),
         "the store let go of the video"
     );
+    agent.shutdown().await;
+}
+
+/// DESIGN: deleting a customer permanently deletes its media library — not only its records:
+/// the bytes in the store and every node's copy.
+async fn a_forced_customer_delete_destroys_its_tracks_in_the_store_and_on_the_nodes(
+    backend: Backend,
+) {
+    let (s, token) = setup(backend, ServiceConfig::default(), 4).await;
+    let agent = AgentHandle::join_and_start(&s.cp, &token).await;
+    wait_online(&s.admin, &s.node.id).await;
+    let reseller_id = s.admin.customer(&s.owner).await.reseller_id;
+    let customer = s
+        .admin
+        .create_customer(&reseller_id, "Leaving Library")
+        .await;
+    let mut request = icecast_request(&customer.id, "leaving-fm", 10);
+    let service = request.media_service.as_mut().expect("service");
+    service.autodj = true;
+    service.disk_quota_mb = 10;
+    let service = s
+        .admin
+        .media()
+        .create_media_service(request)
+        .await
+        .expect("create")
+        .into_inner();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tone = std::fs::read(mp3(dir.path(), "tone.mp3", 440, 3)).expect("mp3");
+    let track = upload_track(&s.admin, &customer.id, "tone.mp3", &tone)
+        .await
+        .expect("upload");
+    let library = agent.data_dir().join("media").join(&customer.id);
+    library_holds(
+        library.clone(),
+        vec![file_name(&track)],
+        "the track on the node",
+    )
+    .await;
+    assert_eq!(stored_blobs(&s.cp).await.0, 1, "the track's blob is stored");
+
+    let delete = |validate_only: bool| {
+        let mut accounts = s.admin.accounts();
+        let request = pb::DeleteCustomerRequest {
+            id: customer.id.clone(),
+            force: true,
+            confirm_permanent_deletion: false,
+            validate_only,
+        };
+        async move { accounts.delete_customer(request).await }
+    };
+    let plan = delete(true)
+        .await
+        .expect("dry run")
+        .into_inner()
+        .plan
+        .expect("a plan");
+    assert!(
+        plan.destroyed.iter().any(|d| d.contains("media library")),
+        "the dry run names the library: {plan:?}"
+    );
+    assert_eq!(plan.media_service_ids, vec![service.id.clone()]);
+    assert_eq!(
+        tracks(&s.admin, &customer.id).await.len(),
+        1,
+        "a dry run keeps it"
+    );
+
+    let response = delete(false).await.expect("forced delete").into_inner();
+    assert_eq!(response.actions.len(), 1, "the service's delete is queued");
+    wait_for(
+        "the customer to go once its service is deleted",
+        LONG,
+        || {
+            let admin = s.admin.clone();
+            let id = customer.id.clone();
+            async move {
+                let gone = admin
+                    .accounts()
+                    .get_customer(pb::GetCustomerRequest { id })
+                    .await
+                    .is_err_and(|status| status.code() == Code::NotFound);
+                gone.then_some(())
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        stored_blobs(&s.cp).await,
+        (0, 0),
+        "no byte of the library is kept"
+    );
+    code(
+        s.admin
+            .library()
+            .get_media_track(pb::GetMediaTrackRequest {
+                id: track.id.clone(),
+            })
+            .await,
+        Code::NotFound,
+        "the deleted customer's track",
+    );
+    library_holds(library, vec![], "the node's copy to go").await;
     agent.shutdown().await;
 }
