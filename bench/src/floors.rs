@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use castplane_proto::agent::v1 as apb;
 use castplane_proto::agent::v1::agent_service_client::AgentServiceClient;
 use castplane_proto::agent::v1::agent_service_server::{AgentService, AgentServiceServer};
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,

@@ -186,6 +186,9 @@ struct PipelineRun {
     floor_bidi_latency: stats::LatencySummary,
     floor_db_actions_per_second: f64,
     read: Vec<read_api::ReadResult>,
+    simulated_agents: usize,
+    /// Deliveries of actions already answered (a session that closed and was re-sent to).
+    redeliveries: u64,
 }
 
 struct Settings {
@@ -274,6 +277,11 @@ async fn pipeline_run(
         floor_bidi_latency: floor_bidi.1.summary(),
         floor_db_actions_per_second: floor_db,
         read,
+        simulated_agents: fixture.agents.len(),
+        redeliveries: fixture
+            .fleet
+            .replays
+            .load(std::sync::atomic::Ordering::Relaxed),
     })
 }
 

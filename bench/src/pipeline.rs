@@ -29,7 +29,6 @@ const CLIENT_CONNECTIONS: usize = 8;
 pub struct Fixture {
     pub cp: ControlPlane,
     pub clients: Vec<Client>,
-    pub owner: String,
     pub agents: Vec<Arc<SimAgent>>,
     pub fleet: Arc<Fleet>,
     pub shutdown: CancellationToken,
@@ -161,7 +160,6 @@ impl Fixture {
         Ok(Fixture {
             cp,
             clients,
-            owner,
             agents,
             fleet,
             shutdown,

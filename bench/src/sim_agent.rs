@@ -132,15 +132,6 @@ impl SimAgent {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// (actions executed more than once, actions delivered more than once).
-    pub fn repeats(&self) -> (usize, usize) {
-        let state = self.state();
-        (
-            state.executed.values().filter(|n| **n > 1).count(),
-            state.delivered.values().filter(|n| **n > 1).count(),
-        )
-    }
-
     pub fn executed(&self, action_id: &str) -> u32 {
         self.state().executed.get(action_id).copied().unwrap_or(0)
     }
