@@ -41,7 +41,10 @@ impl ControlPlane {
         ])?;
         let public_ca_pem = cert.cert.pem();
         std::fs::write(dir.path().join("public.crt"), &public_ca_pem)?;
-        std::fs::write(dir.path().join("public.key"), cert.signing_key.serialize_pem())?;
+        std::fs::write(
+            dir.path().join("public.key"),
+            cert.signing_key.serialize_pem(),
+        )?;
         Self::start_in(binary, dir, public_ca_pem, database_url).await
     }
 

@@ -57,8 +57,9 @@ fn pki() -> anyhow::Result<Pki> {
     let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key)?;
 
     let server_key = KeyPair::generate()?;
-    let mut params =
-        CertificateParams::new(vec![castplane_agent::tls::CONTROL_PLANE_SERVER_NAME.to_owned()])?;
+    let mut params = CertificateParams::new(vec![
+        castplane_agent::tls::CONTROL_PLANE_SERVER_NAME.to_owned(),
+    ])?;
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let server = params.signed_by(&server_key, &issuer)?;
 
@@ -82,26 +83,28 @@ type ControlStream = Pin<Box<dyn Stream<Item = Result<apb::ControlMessage, Statu
 
 fn sample_execute() -> apb::ControlMessage {
     apb::ControlMessage {
-        body: Some(apb::control_message::Body::ExecuteAction(apb::ExecuteAction {
-            action_id: "act_01jbenchfloor0000000000000".to_owned(),
-            kind: castplane_proto::v1::ActionKind::Stop as i32,
-            service: Some(apb::ServiceSpec {
-                id: "svc_01jbenchfloor0000000000000".to_owned(),
-                name: "bench-floor".to_owned(),
-                display_name: "bench floor".to_owned(),
-                r#type: castplane_proto::v1::ServiceType::Icecast as i32,
-                max_listeners: 10,
-                max_bitrate_kbps: 128,
-                source_password: "0123456789abcdef0123456789abcdef".to_owned(),
-                admin_password: "0123456789abcdef0123456789abcdef".to_owned(),
-                relay_password: "0123456789abcdef0123456789abcdef".to_owned(),
-                public_host: "127.0.0.1".to_owned(),
-                generation: 7,
-                ..Default::default()
-            }),
-            not_after: None,
-            traceparent: String::new(),
-        })),
+        body: Some(apb::control_message::Body::ExecuteAction(
+            apb::ExecuteAction {
+                action_id: "act_01jbenchfloor0000000000000".to_owned(),
+                kind: castplane_proto::v1::ActionKind::Stop as i32,
+                service: Some(apb::ServiceSpec {
+                    id: "svc_01jbenchfloor0000000000000".to_owned(),
+                    name: "bench-floor".to_owned(),
+                    display_name: "bench floor".to_owned(),
+                    r#type: castplane_proto::v1::ServiceType::Icecast as i32,
+                    max_listeners: 10,
+                    max_bitrate_kbps: 128,
+                    source_password: "0123456789abcdef0123456789abcdef".to_owned(),
+                    admin_password: "0123456789abcdef0123456789abcdef".to_owned(),
+                    relay_password: "0123456789abcdef0123456789abcdef".to_owned(),
+                    public_host: "127.0.0.1".to_owned(),
+                    generation: 7,
+                    ..Default::default()
+                }),
+                not_after: None,
+                traceparent: String::new(),
+            },
+        )),
     }
 }
 
@@ -163,7 +166,10 @@ pub async fn bidi(streams: usize, duration: Duration) -> anyhow::Result<(f64, La
     let pki = pki()?;
     let (listener, port) = listener().await?;
     let tls = ServerTlsConfig::new()
-        .identity(Identity::from_pem(&pki.server_cert_pem, &pki.server_key_pem))
+        .identity(Identity::from_pem(
+            &pki.server_cert_pem,
+            &pki.server_key_pem,
+        ))
         .client_ca_root(Certificate::from_pem(&pki.ca_pem))
         .client_auth_optional(true);
     let shutdown = tokio_util::sync::CancellationToken::new();
@@ -180,7 +186,8 @@ pub async fn bidi(streams: usize, duration: Duration) -> anyhow::Result<(f64, La
         &pki.client_cert_pem,
         &pki.client_key_pem,
     )?;
-    let channel = castplane_agent::tls::connect(&format!("https://127.0.0.1:{port}"), config).await?;
+    let channel =
+        castplane_agent::tls::connect(&format!("https://127.0.0.1:{port}"), config).await?;
     let heartbeat = apb::AgentMessage {
         body: Some(apb::agent_message::Body::Heartbeat(apb::Heartbeat {})),
     };
@@ -244,7 +251,8 @@ impl tonic::server::UnaryService<Vec<u8>> for Answer {
 impl tower::Service<http::Request<tonic::body::Body>> for FixedAnswers {
     type Response = http::Response<tonic::body::Body>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Infallible>> + Send>>;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
@@ -287,7 +295,11 @@ pub async fn unary_server(
             shutdown.clone().cancelled_owned(),
         );
     tokio::spawn(server);
-    Ok((format!("https://localhost:{port}"), cert.cert.pem(), shutdown))
+    Ok((
+        format!("https://localhost:{port}"),
+        cert.cert.pem(),
+        shutdown,
+    ))
 }
 
 /// The database's raw commit rate for an action's durable write set, with `writers` writers
@@ -324,8 +336,10 @@ pub async fn db_commits(
     )
     .await?;
     for node in 0..NODES {
-        db.execute_unprepared(&format!("INSERT INTO bench_nodes VALUES ('node_{node}', 0)"))
-            .await?;
+        db.execute_unprepared(&format!(
+            "INSERT INTO bench_nodes VALUES ('node_{node}', 0)"
+        ))
+        .await?;
     }
     let end = Instant::now() + duration;
     let started = Instant::now();

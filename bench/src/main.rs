@@ -47,7 +47,11 @@ struct Args {
     #[arg(long)]
     runs: Option<usize>,
     /// Phases to run, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "pipeline,read,real-agent,fan-in,failover")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "pipeline,read,real-agent,fan-in,failover"
+    )]
     only: Vec<Phase>,
     /// Databases to run the pipeline, read API and fan-in on.
     #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
@@ -155,8 +159,10 @@ fn median_of(runs: &[Value]) -> Value {
             first
                 .keys()
                 .map(|k| {
-                    let column: Vec<Value> =
-                        runs.iter().map(|r| r.get(k).cloned().unwrap_or(Value::Null)).collect();
+                    let column: Vec<Value> = runs
+                        .iter()
+                        .map(|r| r.get(k).cloned().unwrap_or(Value::Null))
+                        .collect();
                     (k.clone(), median_of(&column))
                 })
                 .collect(),
@@ -202,7 +208,10 @@ struct Settings {
     phases: Vec<Phase>,
 }
 
-async fn database_for(backend: Backend, pg_server: &Option<String>) -> anyhow::Result<Option<String>> {
+async fn database_for(
+    backend: Backend,
+    pg_server: &Option<String>,
+) -> anyhow::Result<Option<String>> {
     match backend {
         Backend::Sqlite => Ok(None),
         Backend::Postgres => {
@@ -251,18 +260,29 @@ async fn pipeline_run(
     let mut floor_bidi = (f64::NAN, stats::Latencies::default());
     let mut floor_db = f64::NAN;
     if settings.phases.contains(&Phase::Pipeline) {
-        half = pipeline::open_loop(&fixture, max.actions_per_second / 2.0, settings.seconds).await?;
+        half =
+            pipeline::open_loop(&fixture, max.actions_per_second / 2.0, settings.seconds).await?;
         eprintln!("  {} at half the max: {half:?}", backend.name());
         floor_bidi = floors::bidi(max.in_flight.max(1), settings.seconds).await?;
         let (url, sqlite, _dir) = match backend {
             Backend::Sqlite => {
-                let dir = tempfile::Builder::new().prefix("castplane-bench-db-").tempdir()?;
-                let url = format!("sqlite://{}?mode=rwc", dir.path().join("floor.db").display());
+                let dir = tempfile::Builder::new()
+                    .prefix("castplane-bench-db-")
+                    .tempdir()?;
+                let url = format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("floor.db").display()
+                );
                 (url, true, Some(dir))
             }
-            Backend::Postgres => (database_for(backend, pg_server).await?.context("url")?, false, None),
+            Backend::Postgres => (
+                database_for(backend, pg_server).await?.context("url")?,
+                false,
+                None,
+            ),
         };
-        floor_db = floors::db_commits(&url, sqlite, max.in_flight.clamp(1, 64), settings.seconds).await?;
+        floor_db =
+            floors::db_commits(&url, sqlite, max.in_flight.clamp(1, 64), settings.seconds).await?;
     }
     let mut read = Vec::new();
     if settings.phases.contains(&Phase::Read) {
@@ -289,7 +309,8 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "error".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "error".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -298,7 +319,9 @@ fn main() -> anyhow::Result<()> {
     let (control, agent) = match &args.control_bin {
         Some(path) => (
             path.clone(),
-            args.agent_bin.clone().unwrap_or_else(|| path.with_file_name("castplane-agent")),
+            args.agent_bin
+                .clone()
+                .unwrap_or_else(|| path.with_file_name("castplane-agent")),
         ),
         None => build_binaries()?,
     };
@@ -336,16 +359,29 @@ fn main() -> anyhow::Result<()> {
     let mut results = serde_json::Map::new();
     runtime.block_on(async {
         let pg_server = if args.backends.contains(&Backend::Postgres) {
-            Some(castplane_integration_tests::postgres::start_cluster(std::process::id())?)
+            Some(castplane_integration_tests::postgres::start_cluster(
+                std::process::id(),
+            )?)
         } else {
             None
         };
         for &backend in &args.backends {
-            if settings.phases.iter().any(|p| matches!(p, Phase::Pipeline | Phase::Read)) {
+            if settings
+                .phases
+                .iter()
+                .any(|p| matches!(p, Phase::Pipeline | Phase::Read))
+            {
                 let mut runs = Vec::new();
                 for run in 0..settings.runs {
-                    eprintln!("pipeline and read API on {}, run {}/{}", backend.name(), run + 1, settings.runs);
-                    runs.push(serde_json::to_value(pipeline_run(&settings, backend, &pg_server).await?)?);
+                    eprintln!(
+                        "pipeline and read API on {}, run {}/{}",
+                        backend.name(),
+                        run + 1,
+                        settings.runs
+                    );
+                    runs.push(serde_json::to_value(
+                        pipeline_run(&settings, backend, &pg_server).await?,
+                    )?);
                 }
                 results.insert(
                     format!("pipeline_{backend:?}").to_lowercase(),
@@ -358,10 +394,17 @@ fn main() -> anyhow::Result<()> {
                     &settings.control,
                     database_for(backend, &pg_server).await?,
                     &fan_in_levels,
-                    if settings.quick { Duration::from_secs(5) } else { Duration::from_secs(10) },
+                    if settings.quick {
+                        Duration::from_secs(5)
+                    } else {
+                        Duration::from_secs(10)
+                    },
                 )
                 .await?;
-                results.insert(format!("fan_in_{backend:?}").to_lowercase(), serde_json::to_value(fan)?);
+                results.insert(
+                    format!("fan_in_{backend:?}").to_lowercase(),
+                    serde_json::to_value(fan)?,
+                );
             }
         }
         if settings.phases.contains(&Phase::RealAgent) {
@@ -382,7 +425,9 @@ fn main() -> anyhow::Result<()> {
             eprintln!("failover: two replicas on PostgreSQL, kill -9 of one during a burst");
             let mut runs = Vec::new();
             for _ in 0..settings.runs {
-                let url = database_for(Backend::Postgres, &pg_server).await?.context("url")?;
+                let url = database_for(Backend::Postgres, &pg_server)
+                    .await?
+                    .context("url")?;
                 let result = failover::run(
                     &settings.control,
                     url,

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::control::ControlPlane;
 use crate::sim_agent::{self, Fleet, SimAgent};
-use crate::stats::{LatencySummary, Latencies};
+use crate::stats::{Latencies, LatencySummary};
 
 /// Simulated nodes the pipeline's services are spread over.
 pub const NODES: usize = 16;
@@ -305,8 +305,12 @@ pub async fn open_loop(
         let service = idle_rx.recv().await.context("idle services")?;
         let client = fixture.clients[sent % fixture.clients.len()].clone();
         sent += 1;
-        let (latencies, failed, errors, idle_tx) =
-            (latencies.clone(), failed.clone(), errors.clone(), idle_tx.clone());
+        let (latencies, failed, errors, idle_tx) = (
+            latencies.clone(),
+            failed.clone(),
+            errors.clone(),
+            idle_tx.clone(),
+        );
         tasks.spawn(async move {
             let began = Instant::now();
             match stop_and_watch(&client, &service).await {

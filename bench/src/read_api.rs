@@ -9,7 +9,7 @@ use prost::Message;
 use serde::Serialize;
 
 use crate::pipeline::Fixture;
-use crate::stats::{LatencySummary, Latencies};
+use crate::stats::{Latencies, LatencySummary};
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ReadResult {
@@ -91,7 +91,10 @@ pub async fn run(
     levels: &[usize],
     duration: Duration,
 ) -> anyhow::Result<Vec<ReadResult>> {
-    anyhow::ensure!(fixture.services.len() >= 100, "the read API needs 100 services");
+    anyhow::ensure!(
+        fixture.services.len() >= 100,
+        "the read API needs 100 services"
+    );
     // The floor answers with what the control plane answered.
     let admin = fixture.admin();
     let get = admin
@@ -119,12 +122,27 @@ pub async fn run(
         floor_clients.push(Client::connect(&floor_url, &floor_ca, "floor").await);
     }
     let mut results = Vec::new();
-    for (name, which) in [("GetMediaService", Call::Get), ("ListMediaServices(100)", Call::List)] {
+    for (name, which) in [
+        ("GetMediaService", Call::Get),
+        ("ListMediaServices(100)", Call::List),
+    ] {
         for &in_flight in levels {
-            let (rate, latencies) =
-                load(&fixture.clients, which, &fixture.services, in_flight, duration).await?;
-            let (floor_rate, floor_latencies) =
-                load(&floor_clients, which, &fixture.services, in_flight, duration).await?;
+            let (rate, latencies) = load(
+                &fixture.clients,
+                which,
+                &fixture.services,
+                in_flight,
+                duration,
+            )
+            .await?;
+            let (floor_rate, floor_latencies) = load(
+                &floor_clients,
+                which,
+                &fixture.services,
+                in_flight,
+                duration,
+            )
+            .await?;
             results.push(ReadResult {
                 call: name.to_owned(),
                 in_flight,

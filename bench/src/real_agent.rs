@@ -46,7 +46,8 @@ pub async fn run(
         .prefix("castplane-bench-agent-")
         .tempdir()?;
     let data_dir = dir.path().join("agent");
-    let identity = castplane_agent::join(&[cp.agent_url()], &token, &DataDir::new(&data_dir)).await?;
+    let identity =
+        castplane_agent::join(&[cp.agent_url()], &token, &DataDir::new(&data_dir)).await?;
     let log = std::fs::File::create(dir.path().join("agent.log"))?;
     let _agent = AgentProcess(
         Command::new(agent_binary)

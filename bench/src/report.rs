@@ -32,7 +32,8 @@ fn ms(v: Option<f64>) -> String {
 }
 
 fn secs(v: Option<f64>) -> String {
-    v.map(|v| format!("{v:.2} s")).unwrap_or_else(|| "–".to_owned())
+    v.map(|v| format!("{v:.2} s"))
+        .unwrap_or_else(|| "–".to_owned())
 }
 
 fn plain(v: Option<f64>, digits: usize) -> String {
@@ -44,7 +45,9 @@ struct Rows(Table);
 
 impl Rows {
     fn section(&mut self, title: &str) {
-        self.0.add_row(vec![Cell::new(title).add_attribute(comfy_table::Attribute::Bold)]);
+        self.0.add_row(vec![
+            Cell::new(title).add_attribute(comfy_table::Attribute::Bold),
+        ]);
     }
 
     fn row(&mut self, figure: String, measured: String, floor: &str, target: &str, before: &str) {
@@ -61,15 +64,30 @@ impl Rows {
 pub fn table(results: &Value) -> String {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header(vec!["figure", "measured", "floor (same run)", "target", "before (issue 6)"]);
+    table.set_header(vec![
+        "figure",
+        "measured",
+        "floor (same run)",
+        "target",
+        "before (issue 6)",
+    ]);
     let mut rows = Rows(table);
-    for (key, name) in [("pipeline_sqlite", "SQLite"), ("pipeline_postgres", "PostgreSQL")] {
+    for (key, name) in [
+        ("pipeline_sqlite", "SQLite"),
+        ("pipeline_postgres", "PostgreSQL"),
+    ] {
         let Some(p) = results.get(key).and_then(|p| p.get("median")) else {
             continue;
         };
-        let sweep = p.get("sweep").and_then(Value::as_array).cloned().unwrap_or_default();
+        let sweep = p
+            .get("sweep")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         if !sweep.is_empty() {
-            rows.section(&format!("Pipeline, {name}: API → SUCCEEDED, simulated agents over mTLS"));
+            rows.section(&format!(
+                "Pipeline, {name}: API → SUCCEEDED, simulated agents over mTLS"
+            ));
             let bidi = rate(num(p, &["floor_bidi_round_trips_per_second"]));
             let db = rate(num(p, &["floor_db_actions_per_second"]));
             let floor = format!("bidi {bidi}; db {db}");
@@ -95,7 +113,10 @@ pub fn table(results: &Value) -> String {
                 );
             }
             rows.row(
-                format!("max (100 %), {} in flight", plain(num(p, &["max", "in_flight"]), 0)),
+                format!(
+                    "max (100 %), {} in flight",
+                    plain(num(p, &["max", "in_flight"]), 0)
+                ),
                 format!(
                     "{}, p50 {} / p99 {}",
                     rate(num(p, &["max", "actions_per_second"])),
@@ -134,7 +155,11 @@ pub fn table(results: &Value) -> String {
                 "79 statements at 8, 268 at 32",
             );
         }
-        let read = p.get("read").and_then(Value::as_array).cloned().unwrap_or_default();
+        let read = p
+            .get("read")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         if !read.is_empty() {
             rows.section(&format!("Read API, {name}"));
             for r in &read {
@@ -147,14 +172,25 @@ pub fn table(results: &Value) -> String {
                     _ => String::new(),
                 };
                 let (target, before) = match (call, n, name) {
-                    ("GetMediaService", 16, _) => ("≥ 25 % of floor", if name == "SQLite" { "2,700/s vs 50,500" } else { "" }),
+                    ("GetMediaService", 16, _) => (
+                        "≥ 25 % of floor",
+                        if name == "SQLite" {
+                            "2,700/s vs 50,500"
+                        } else {
+                            ""
+                        },
+                    ),
                     ("ListMediaServices(100)", 16, "SQLite") => ("", "510/s vs 8,750"),
                     _ => ("", ""),
                 };
                 rows.row(
                     format!("{call} at {n} in flight"),
                     format!("{}{share}, p99 {}", rate(measured), ms(num(r, &["p99_ms"]))),
-                    &format!("{}, p99 {}", rate(floor), ms(num(r, &["floor_latency", "p99_ms"]))),
+                    &format!(
+                        "{}, p99 {}",
+                        rate(floor),
+                        ms(num(r, &["floor_latency", "p99_ms"]))
+                    ),
                     target,
                     before,
                 );
@@ -162,7 +198,9 @@ pub fn table(results: &Value) -> String {
         }
     }
     if let Some(real) = results.get("real_agent_sqlite").and_then(Value::as_array) {
-        rows.section("Pipeline, SQLite, one real castplane-agent, 100 icecast services (no-op stops)");
+        rows.section(
+            "Pipeline, SQLite, one real castplane-agent, 100 icecast services (no-op stops)",
+        );
         for point in real {
             let n = num(point, &["in_flight"]).unwrap_or(0.0) as usize;
             let before = match n {
@@ -185,11 +223,16 @@ pub fn table(results: &Value) -> String {
             );
         }
     }
-    for (key, name) in [("fan_in_sqlite", "SQLite"), ("fan_in_postgres", "PostgreSQL")] {
+    for (key, name) in [
+        ("fan_in_sqlite", "SQLite"),
+        ("fan_in_postgres", "PostgreSQL"),
+    ] {
         let Some(levels) = results.get(key).and_then(Value::as_array) else {
             continue;
         };
-        rows.section(&format!("Fan-in, {name}: connected simulated agents on one control plane"));
+        rows.section(&format!(
+            "Fan-in, {name}: connected simulated agents on one control plane"
+        ));
         for l in levels {
             let n = plain(num(l, &["agents"]), 0);
             rows.row(
@@ -238,7 +281,10 @@ pub fn table(results: &Value) -> String {
             );
         }
     }
-    if let Some(f) = results.get("failover_postgres").and_then(|f| f.get("median")) {
+    if let Some(f) = results
+        .get("failover_postgres")
+        .and_then(|f| f.get("median"))
+    {
         rows.section("Failover, PostgreSQL: kill -9 of one of two replicas during a burst");
         rows.row(
             format!(
@@ -273,8 +319,12 @@ pub fn table(results: &Value) -> String {
         rows.section(&format!(
             "{} cores; load average before {} after {}; {} run(s), {} s per point",
             plain(num(m, &["cores"]), 0),
-            m.get("load_average_before").and_then(Value::as_str).unwrap_or(""),
-            m.get("load_average_after").and_then(Value::as_str).unwrap_or(""),
+            m.get("load_average_before")
+                .and_then(Value::as_str)
+                .unwrap_or(""),
+            m.get("load_average_after")
+                .and_then(Value::as_str)
+                .unwrap_or(""),
             plain(num(m, &["runs"]), 0),
             plain(num(m, &["seconds_per_point"]), 0),
         ));

@@ -325,7 +325,10 @@ pub async fn all_connected_after(
             return Ok(Duration::from_nanos(last.saturating_sub(since_ns)));
         }
         if started.elapsed() > timeout {
-            anyhow::bail!("{missing} of {} agents did not connect within {timeout:?}", agents.len());
+            anyhow::bail!(
+                "{missing} of {} agents did not connect within {timeout:?}",
+                agents.len()
+            );
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

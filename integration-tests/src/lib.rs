@@ -74,9 +74,7 @@ pub fn free_port_range(n: u32) -> (u32, u32) {
     let n = n.clamp(1, 1000);
     loop {
         let first = rand::rng().random_range(TEST_PORTS.start..TEST_PORTS.end - n);
-        if (first..first + n)
-            .all(|p| std::net::TcpListener::bind(("0.0.0.0", p as u16)).is_ok())
-        {
+        if (first..first + n).all(|p| std::net::TcpListener::bind(("0.0.0.0", p as u16)).is_ok()) {
             return (first, first + n - 1);
         }
     }
