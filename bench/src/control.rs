@@ -45,7 +45,7 @@ impl ControlPlane {
             dir.path().join("public.key"),
             cert.signing_key.serialize_pem(),
         )?;
-        Self::start_in(binary, dir, public_ca_pem, database_url).await
+        Self::start_in(binary, dir, public_ca_pem, database_url, true).await
     }
 
     /// Another replica on the same database and public certificate.
@@ -56,17 +56,17 @@ impl ControlPlane {
         for file in ["public.crt", "public.key"] {
             std::fs::copy(self.dir.path().join(file), dir.path().join(file))?;
         }
-        let mut replica = Self::start_in(
+        let replica = Self::start_in(
             &self.binary,
             dir,
             self.public_ca_pem.clone(),
             self.database_url.clone(),
+            false,
         )
         .await?;
         // Only the replica that bootstrapped the database wrote the admin token.
         std::fs::copy(self.admin_token_path(), replica.admin_token_path())
             .context("sharing the admin token file with the replica")?;
-        replica.wait_serving().await?;
         Ok(replica)
     }
 
@@ -75,6 +75,7 @@ impl ControlPlane {
         dir: tempfile::TempDir,
         public_ca_pem: String,
         database_url: Option<String>,
+        bootstraps: bool,
     ) -> anyhow::Result<Self> {
         let mut cp = ControlPlane {
             binary: binary.to_owned(),
@@ -88,6 +89,19 @@ impl ControlPlane {
         };
         cp.spawn()?;
         cp.wait_serving().await?;
+        if bootstraps {
+            // The first replica on a database writes the admin token once it is bootstrapped.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !cp.admin_token_path().exists() {
+                if Instant::now() > deadline {
+                    bail!(
+                        "no admin token after 60 s (log: {})",
+                        cp.log_path().display()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         Ok(cp)
     }
 
@@ -143,7 +157,7 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Waits until the public and agent ports accept and the admin token exists.
+    /// Waits until the public and agent ports accept.
     pub async fn wait_serving(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -155,8 +169,7 @@ impl ControlPlane {
                     self.log_path().display()
                 );
             }
-            let up = self.admin_token_path().exists()
-                && std::net::TcpStream::connect(self.public_addr).is_ok()
+            let up = std::net::TcpStream::connect(self.public_addr).is_ok()
                 && std::net::TcpStream::connect(self.agent_addr).is_ok();
             if up {
                 return Ok(());
