@@ -7,6 +7,13 @@
 //!    readiness check (pid file, then a status-json body with a server_id).
 //!
 //! Prints median, p99, min and max. Run with `cargo bench -p castplane-integration-tests`.
+//!
+//! icecast2 2.4.4 sometimes crashes (SIGSEGV in its stats thread) when /status-json.xsl is
+//! polled while it starts, even after its pid file exists (about 5 of 60 raw spawns here). A
+//! raw spawn that dies before it is ready is retried and counted, not measured: the figure is
+//! the start latency of a start that works, and the count is printed beside it. Everything
+//! the bench writes lives in temporary directories removed when it ends, also on error or
+//! panic.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -33,10 +40,18 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         let api = via_api(runs).await?;
         report("API call → action succeeded (icecast2 ready)", &api);
-        let (supervised, config_path) = via_supervisor(runs).await?;
+        // Held until the raw runs are done: they reuse its rendered config. Dropped (removed)
+        // on every way out of this block, panics included.
+        let (supervised, dir, config_path) = via_supervisor(runs).await?;
         report("supervisor.start → icecast2 ready", &supervised);
-        let raw = tokio::task::spawn_blocking(move || raw_spawn(runs, &config_path)).await??;
+        let (raw, crashes) =
+            tokio::task::spawn_blocking(move || raw_spawn(runs, &config_path)).await??;
         report("raw spawn → icecast2 ready", &raw);
+        println!(
+            "raw spawns that crashed before ready and were retried: {crashes} (of {} spawns)",
+            runs + crashes
+        );
+        drop(dir);
         let overhead: Vec<Duration> = api
             .iter()
             .zip(&raw)
@@ -119,8 +134,11 @@ async fn via_api(runs: usize) -> anyhow::Result<Vec<Duration>> {
     Ok(samples)
 }
 
-/// Returns the samples and a copy of the rendered config for the raw runs.
-async fn via_supervisor(runs: usize) -> anyhow::Result<(Vec<Duration>, std::path::PathBuf)> {
+/// Returns the samples, the directory holding the supervisor's files (removed when dropped)
+/// and the path of the rendered config in it, for the raw runs.
+async fn via_supervisor(
+    runs: usize,
+) -> anyhow::Result<(Vec<Duration>, tempfile::TempDir, std::path::PathBuf)> {
     let dir = tempfile::Builder::new()
         .prefix("castplane-bench-")
         .tempdir()?;
@@ -164,13 +182,40 @@ async fn via_supervisor(runs: usize) -> anyhow::Result<(Vec<Duration>, std::path
         .join("services")
         .join(&spec.id)
         .join("icecast.xml");
-    let kept = dir.keep();
-    let _ = kept;
     supervisor.detach().await;
-    Ok((samples, config))
+    Ok((samples, dir, config))
 }
 
-fn raw_spawn(runs: usize, config: &Path) -> anyhow::Result<Vec<Duration>> {
+/// A raw icecast2 that is killed if the bench leaves before stopping it (an error, a panic),
+/// so that nothing keeps running in (or recreating files in) the removed directory.
+struct RawIcecast(std::process::Child);
+
+impl RawIcecast {
+    /// SIGTERM and wait, as the supervisor stops it.
+    fn stop(mut self) -> anyhow::Result<()> {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )?;
+        self.0.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for RawIcecast {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Most crashed spawns in a row before the bench gives up.
+const MAX_CRASHES_IN_A_ROW: usize = 10;
+
+/// The samples, and how many spawns crashed before they were ready (retried).
+fn raw_spawn(runs: usize, config: &Path) -> anyhow::Result<(Vec<Duration>, usize)> {
     let text = std::fs::read_to_string(config)?;
     let between = |tag: &str| -> Option<String> {
         let open = format!("<{tag}>");
@@ -184,7 +229,9 @@ fn raw_spawn(runs: usize, config: &Path) -> anyhow::Result<Vec<Duration>> {
         .and_then(|p| p.parse().ok())
         .ok_or_else(|| anyhow::anyhow!("no <port>"))?;
     let mut samples = Vec::with_capacity(runs);
-    for _ in 0..runs {
+    let mut crashes = 0;
+    let mut crashes_in_a_row = 0;
+    while samples.len() < runs {
         let _ = std::fs::remove_file(&pidfile);
         let mut command = Command::new("icecast2");
         command
@@ -200,24 +247,54 @@ fn raw_spawn(runs: usize, config: &Path) -> anyhow::Result<Vec<Duration>> {
             command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
         }
         let began = Instant::now();
-        let mut child = command.spawn()?;
-        let deadline = began + Duration::from_secs(15);
-        while !Path::new(&pidfile).exists() {
-            anyhow::ensure!(Instant::now() < deadline, "no pid file");
-            std::thread::sleep(Duration::from_millis(1));
+        let mut child = RawIcecast(command.spawn()?);
+        match wait_ready(&mut child.0, &pidfile, port, began)? {
+            Some(ready) => {
+                samples.push(ready);
+                crashes_in_a_row = 0;
+                child.stop()?;
+            }
+            None => {
+                crashes += 1;
+                crashes_in_a_row += 1;
+                anyhow::ensure!(
+                    crashes_in_a_row < MAX_CRASHES_IN_A_ROW,
+                    "icecast2 crashed during startup {crashes_in_a_row} times in a row"
+                );
+            }
         }
-        while !status_ready(port) {
-            anyhow::ensure!(Instant::now() < deadline, "icecast2 not ready");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        samples.push(began.elapsed());
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )?;
-        child.wait()?;
     }
-    Ok(samples)
+    Ok((samples, crashes))
+}
+
+/// Time from `began` (just before the spawn) until icecast2 is ready (pid file, then a
+/// status-json body with a server_id), or `None` if it died first.
+fn wait_ready(
+    child: &mut std::process::Child,
+    pidfile: &str,
+    port: u16,
+    began: Instant,
+) -> anyhow::Result<Option<Duration>> {
+    let deadline = began + Duration::from_secs(15);
+    while !Path::new(pidfile).exists() {
+        if child.try_wait()?.is_some() {
+            return Ok(None);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "no pid file");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    while !status_ready(port) {
+        if child.try_wait()?.is_some() {
+            return Ok(None);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "icecast2 not ready");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A body that parsed came from a live server, but it may die right after answering.
+    if child.try_wait()?.is_some() {
+        return Ok(None);
+    }
+    Ok(Some(began.elapsed()))
 }
 
 fn status_ready(port: u16) -> bool {
