@@ -124,6 +124,15 @@ impl AgentService for EchoAgentService {
         Err(Status::unimplemented("floor"))
     }
 
+    type FetchBlobStream = futures::stream::Empty<Result<apb::BlobChunk, Status>>;
+
+    async fn fetch_blob(
+        &self,
+        _: Request<apb::FetchBlobRequest>,
+    ) -> Result<Response<Self::FetchBlobStream>, Status> {
+        Err(Status::unimplemented("floor"))
+    }
+
     type SessionStream = ControlStream;
 
     async fn session(
