@@ -744,10 +744,12 @@ impl ControlPlane {
                 false
             }
             ServiceKind::Video => {
-                destroyed.push(format!(
-                    "all {} uploaded video files of the service (permanently)",
-                    video_files.len()
-                ));
+                destroyed.push(match video_files.len() {
+                    0 => "all uploaded video files of the service (permanently) — none yet"
+                        .to_owned(),
+                    1 => "the 1 uploaded video file of the service (permanently)".to_owned(),
+                    n => format!("all {n} uploaded video files of the service (permanently)"),
+                });
                 destroyed.extend(
                     video_files
                         .iter()
