@@ -134,11 +134,18 @@ pub struct Dispatcher {
     replica_id: String,
     config: DispatchConfig,
     sessions: Mutex<HashMap<String, Slot>>,
+    /// Sessions being opened at once. After a restart thousands of agents reconnect together;
+    /// unbounded, their opening transactions queue on SQLite's one writer ahead of the
+    /// replica's lease renewal, the lease lapses, every session ends and the storm repeats.
+    opening: tokio::sync::Semaphore,
     writes: mpsc::Sender<Write>,
     writes_rx: Mutex<Option<mpsc::Receiver<Write>>>,
     tracker: TaskTracker,
     metrics: DispatchMetrics,
 }
+
+/// At most this many agent sessions are opened (one short transaction each) at a time.
+const MAX_OPENING: usize = 32;
 
 /// Writes queued for the group commit before callers wait; beyond it they wait their turn.
 const WRITE_QUEUE: usize = 16 * 1024;
@@ -150,11 +157,18 @@ impl Dispatcher {
             replica_id,
             config,
             sessions: Mutex::new(HashMap::new()),
+            opening: tokio::sync::Semaphore::new(MAX_OPENING),
             writes,
             writes_rx: Mutex::new(Some(rx)),
             tracker: TaskTracker::new(),
             metrics,
         }
+    }
+
+    /// A turn to open a session; agents beyond [`MAX_OPENING`] wait for one, holding no
+    /// database connection.
+    pub(crate) async fn opening_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.opening.acquire().await.ok()
     }
 
     pub fn metrics(&self) -> &DispatchMetrics {

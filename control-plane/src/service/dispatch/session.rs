@@ -58,6 +58,7 @@ impl ControlPlane {
             .map(|c| (c.service_type.clone(), c.autodj_available))
             .collect();
         let session_id = ids::new_id("ses");
+        let turn = dispatcher.opening_turn().await;
         let txn = self.db().begin().await?;
         let opened = db::open_session(
             &txn,
@@ -72,6 +73,7 @@ impl ControlPlane {
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("node {node_id:?} not found")))?;
         txn.commit().await?;
+        drop(turn);
         let generation = opened.node.session_generation;
         tracing::info!(node_id, session_id = %session_id, generation, agent_version = %opened.node.agent_version, "agent connected");
 
