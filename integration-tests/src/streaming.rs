@@ -162,6 +162,20 @@ pub fn port_open(port: u16) -> bool {
     TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(300)).is_ok()
 }
 
+/// The pid of the liquidsoap running `service_id`'s AutoDJ under `data_dir`, from /proc.
+pub fn liquidsoap_pid(data_dir: &Path, service_id: &str) -> Option<u32> {
+    let script = format!("{}/services/{service_id}/autodj.liq", data_dir.display());
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_string_lossy().parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let text = String::from_utf8_lossy(&cmdline);
+            (text.contains("liquidsoap") && text.contains(&script)).then_some(pid)
+        })
+}
+
 /// The pid of the icecast2 running the service `service_id` under `data_dir`, from /proc.
 pub fn icecast_pid(data_dir: &Path, service_id: &str) -> Option<u32> {
     let needle = format!("{}/services/{service_id}/", data_dir.display());

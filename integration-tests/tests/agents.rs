@@ -13,7 +13,7 @@ use castplane_integration_tests::fleet::{
     LONG, create, http_port, setup, start, succeeded, wait_online, wait_status,
 };
 use castplane_integration_tests::streaming::{
-    Source, icecast_pid, looks_like_mp3, port_open, wait_for_stream,
+    Source, icecast_pid, liquidsoap_pid, looks_like_mp3, port_open, wait_for_stream,
 };
 use castplane_integration_tests::{AgentHandle, AgentProcess, Backend, Client, wait_for};
 use castplane_proto::agent::v1 as apb;
@@ -665,20 +665,6 @@ async fn video_service_ingests_rtmp_and_serves_hls_then_deletion_destroys_it() {
     assert!(!dir.exists(), "HLS output and uploaded videos are gone");
     assert!(!port_open(http));
     agent.shutdown().await;
-}
-
-/// The pid of the liquidsoap running `service_id`'s AutoDJ under `data_dir`.
-fn liquidsoap_pid(data_dir: &std::path::Path, service_id: &str) -> Option<u32> {
-    let script = format!("{}/services/{service_id}/autodj.liq", data_dir.display());
-    std::fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .find_map(|entry| {
-            let pid: u32 = entry.file_name().to_string_lossy().parse().ok()?;
-            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-            let text = String::from_utf8_lossy(&cmdline);
-            (text.contains("liquidsoap") && text.contains(&script)).then_some(pid)
-        })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

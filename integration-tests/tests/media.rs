@@ -12,7 +12,9 @@ use castplane_integration_tests::media::{
     header, mp3, mp4, sha256_hex, spooled_files, stored_blobs, track_messages, upload_track,
     upload_video,
 };
-use castplane_integration_tests::streaming::{looks_like_mp3, read_stream, wait_for_stream};
+use castplane_integration_tests::streaming::{
+    liquidsoap_pid, looks_like_mp3, read_stream, wait_for_stream,
+};
 use castplane_integration_tests::{
     AgentHandle, Backend, Client, conformance, free_port_range, wait_for,
 };
@@ -427,20 +429,6 @@ async fn bad_and_interrupted_uploads_keep_nothing_and_a_retry_works(backend: Bac
     assert_eq!(tracks(&s.admin, &customer.id).await, vec![track]);
     assert_eq!(stored_blobs(&s.cp).await, (1, 1));
     agent.shutdown().await;
-}
-
-/// The liquidsoap AutoDJ of `service_id` under `data_dir`.
-fn liquidsoap_pid(data_dir: &std::path::Path, service_id: &str) -> Option<u32> {
-    let script = format!("{}/services/{service_id}/autodj.liq", data_dir.display());
-    std::fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .find_map(|entry| {
-            let pid: u32 = entry.file_name().to_string_lossy().parse().ok()?;
-            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-            let text = String::from_utf8_lossy(&cmdline);
-            (text.contains("liquidsoap") && text.contains(&script)).then_some(pid)
-        })
 }
 
 /// Waits until `dir` holds exactly the managed files `names` (others, put there by hand, are
