@@ -325,7 +325,7 @@ impl DispatchMetrics {
         if let Some(total) = seconds_between(action.create_time, action.finish_time) {
             self.duration.get_or_create(&labels).observe(total);
         }
-        if let (Some(dispatched), Some(_)) = (action.dispatch_time, action.finish_time)
+        if let Some(dispatched) = action.dispatch_time
             && let Some(execution) = seconds_between(dispatched, action.finish_time)
         {
             self.execution.get_or_create(&labels).observe(execution);
