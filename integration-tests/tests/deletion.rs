@@ -422,7 +422,7 @@ async fn a_customer_without_services_goes_at_once_with_its_tokens_and_login(back
 }
 
 async fn deleting_a_reseller_takes_every_customer_and_its_own_credentials(backend: Backend) {
-    let f = Fleet::start(backend).await;
+    let mut f = Fleet::start(backend).await;
     let (reseller, client) = f.reseller("Sold Radio").await;
     let sub = client.create_customer("", "Sub Account").await;
     let mine = create(
@@ -477,6 +477,9 @@ async fn deleting_a_reseller_takes_every_customer_and_its_own_credentials(backen
     for account in [&reseller.id, &reseller.primary_customer_id, &sub.id] {
         assert!(plan.accounts.contains(account), "{plan:?}");
     }
+    // With the agent away the deletes wait, so the reseller is observably being deleted
+    // (with it connected they may finish before the next call and revoke the token).
+    f.agent.stop().await;
     let response = delete(true, false).await.expect("forced");
     assert_eq!(response.actions.len(), 2);
     assert_code(
@@ -492,6 +495,7 @@ async fn deleting_a_reseller_takes_every_customer_and_its_own_credentials(backen
         Code::FailedPrecondition,
         "a new customer for a reseller being deleted",
     );
+    f.agent.start();
     for action in &response.actions {
         let done = f.admin.finished_action(&action.id, LONG).await;
         assert_eq!(done.state, pb::ActionState::Succeeded as i32, "{done:?}");
