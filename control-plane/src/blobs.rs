@@ -21,7 +21,9 @@ use std::pin::Pin;
 use bytes::Bytes;
 use futures::Stream;
 use futures::future::BoxFuture;
-use sea_orm::{DatabaseConnection, DatabaseTransaction};
+use sea_orm::DatabaseConnection;
+
+use crate::persistence::Tx;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -63,7 +65,7 @@ pub trait BlobStore: Send + Sync {
     /// adopted; if not (the blob existed), the caller discards them once `txn` is over.
     fn adopt<'a>(
         &'a self,
-        txn: &'a DatabaseTransaction,
+        txn: &'a Tx,
         staged: &'a Staged,
         size: u64,
     ) -> BoxFuture<'a, BlobResult<bool>>;
@@ -81,11 +83,7 @@ pub trait BlobStore: Send + Sync {
     ) -> BoxFuture<'_, BlobResult<ByteStream>>;
 
     /// Removes the blob inside `txn`; removing one that is absent is a no-op.
-    fn delete<'a>(
-        &'a self,
-        txn: &'a DatabaseTransaction,
-        sha256: &'a str,
-    ) -> BoxFuture<'a, BlobResult<()>>;
+    fn delete<'a>(&'a self, txn: &'a Tx, sha256: &'a str) -> BoxFuture<'a, BlobResult<()>>;
 
     /// The blob's size, if it is stored.
     fn exists<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, BlobResult<Option<u64>>>;
@@ -157,7 +155,7 @@ impl BlobStore for DatabaseBlobStore {
 
     fn adopt<'a>(
         &'a self,
-        txn: &'a DatabaseTransaction,
+        txn: &'a Tx,
         staged: &'a Staged,
         size: u64,
     ) -> BoxFuture<'a, BlobResult<bool>> {
@@ -259,11 +257,7 @@ impl BlobStore for DatabaseBlobStore {
         })
     }
 
-    fn delete<'a>(
-        &'a self,
-        txn: &'a DatabaseTransaction,
-        sha256: &'a str,
-    ) -> BoxFuture<'a, BlobResult<()>> {
+    fn delete<'a>(&'a self, txn: &'a Tx, sha256: &'a str) -> BoxFuture<'a, BlobResult<()>> {
         Box::pin(async move {
             db::delete_blob(txn, sha256).await?;
             Ok(())

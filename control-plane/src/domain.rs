@@ -37,13 +37,45 @@ impl Principal {
     }
 }
 
-/// Which streaming software a media service runs on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ServiceType {
-    Icecast,
-    Shoutcast,
-    Video,
+/// An enum stored as text: its database value, `Display`/`FromStr`, and a sea-orm column type,
+/// so a row holding any other text fails to load instead of turning into a plausible default.
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, sea_orm::EnumIter, sea_orm::DeriveActiveEnum)]
+        #[sea_orm(rs_type = "String", db_type = "Text")]
+        pub enum $name { $(#[sea_orm(string_value = $text)] $variant),+ }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(format!("unknown {} {other:?}", stringify!($name))),
+                }
+            }
+        }
+    };
 }
+
+string_enum!(
+    /// Which streaming software a media service runs on.
+    #[derive(PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    ServiceType { Icecast => "icecast", Shoutcast => "shoutcast", Video => "video" }
+);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ServiceKind {
@@ -57,14 +89,6 @@ impl ServiceType {
         ServiceType::Shoutcast,
         ServiceType::Video,
     ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ServiceType::Icecast => "icecast",
-            ServiceType::Shoutcast => "shoutcast",
-            ServiceType::Video => "video",
-        }
-    }
 
     pub fn kind(self) -> ServiceKind {
         match self {
@@ -116,25 +140,6 @@ impl ServiceType {
     }
 }
 
-impl fmt::Display for ServiceType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ServiceType {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "icecast" => Ok(ServiceType::Icecast),
-            "shoutcast" => Ok(ServiceType::Shoutcast),
-            "video" => Ok(ServiceType::Video),
-            other => Err(format!("unknown service type {other:?}")),
-        }
-    }
-}
-
 impl From<ServiceType> for pb::ServiceType {
     fn from(value: ServiceType) -> Self {
         match value {
@@ -163,39 +168,6 @@ pub fn service_type_from_wire(value: i32) -> Option<ServiceType> {
     pb::ServiceType::try_from(value)
         .ok()
         .and_then(|t| ServiceType::try_from(t).ok())
-}
-
-/// An enum stored as text: its database value, `Display`/`FromStr`, and a sea-orm column type,
-/// so a row holding any other text fails to load instead of turning into a plausible default.
-macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, sea_orm::EnumIter, sea_orm::DeriveActiveEnum)]
-        #[sea_orm(rs_type = "String", db_type = "Text")]
-        pub enum $name { $(#[sea_orm(string_value = $text)] $variant),+ }
-
-        impl $name {
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    other => Err(format!("unknown {} {other:?}", stringify!($name))),
-                }
-            }
-        }
-    };
 }
 
 string_enum!(
@@ -458,4 +430,133 @@ pub struct Demand {
     pub max_bitrate_kbps: u64,
     pub disk_mb: u64,
     pub bandwidth_gb_per_month: u64,
+}
+
+/// A set of service types, stored as their names in order, comma-separated ("icecast,video";
+/// empty for none). A stored name that is not a type fails the row's load.
+#[derive(Clone, Debug, Default, PartialEq, Eq, sea_orm::DeriveValueType)]
+#[sea_orm(
+    value_type = "String",
+    from_str = "ServiceTypes::decode",
+    to_str = "ServiceTypes::encode"
+)]
+pub struct ServiceTypes(std::collections::BTreeSet<ServiceType>);
+
+impl ServiceTypes {
+    pub fn contains(&self, service_type: ServiceType) -> bool {
+        self.0.contains(&service_type)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = ServiceType> + '_ {
+        self.0.iter().copied()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn encode(&self) -> String {
+        self.iter()
+            .map(ServiceType::as_str)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn decode(text: &str) -> Result<Self, StoredValueError> {
+        if text.is_empty() {
+            return Ok(ServiceTypes::default());
+        }
+        text.split(',')
+            .map(|name| name.parse().map_err(StoredValueError))
+            .collect::<Result<_, _>>()
+            .map(ServiceTypes)
+    }
+}
+
+impl FromIterator<ServiceType> for ServiceTypes {
+    fn from_iter<I: IntoIterator<Item = ServiceType>>(iter: I) -> Self {
+        ServiceTypes(iter.into_iter().collect())
+    }
+}
+
+/// Why a stored value does not load (the row was written by something else).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StoredValueError(String);
+
+/// Typed JSON columns: stored with serde, and a text that does not decode fails the row's load.
+macro_rules! json_column {
+    ($name:ident) => {
+        impl $name {
+            fn from_json(text: &str) -> Result<Self, StoredValueError> {
+                serde_json::from_str(text).map_err(|e| StoredValueError(e.to_string()))
+            }
+
+            fn to_json(&self) -> String {
+                serde_json::to_string(self).expect("plain data serialises")
+            }
+        }
+    };
+}
+
+/// A service's counters as its node last reported them (`observed_services.stats`).
+#[derive(
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    sea_orm::DeriveValueType,
+)]
+#[sea_orm(
+    value_type = "String",
+    from_str = "ServiceStats::from_json",
+    to_str = "ServiceStats::to_json"
+)]
+pub struct ServiceStats {
+    pub listeners: u32,
+    pub sources: u32,
+    pub mounts: Vec<String>,
+    pub bytes_sent: u64,
+    pub bytes_read: u64,
+}
+json_column!(ServiceStats);
+
+/// One plugin's report of what it can run on a node.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Capability {
+    pub service_type: ServiceType,
+    pub available: bool,
+    pub version: String,
+    pub detail: String,
+    pub autodj_available: bool,
+}
+
+/// What a node's agent last reported it can run (`nodes.capabilities`).
+#[derive(
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    sea_orm::DeriveValueType,
+)]
+#[sea_orm(
+    value_type = "String",
+    from_str = "NodeCapabilities::from_json",
+    to_str = "NodeCapabilities::to_json"
+)]
+pub struct NodeCapabilities(pub Vec<Capability>);
+json_column!(NodeCapabilities);
+
+impl NodeCapabilities {
+    pub fn supports(&self, service_type: ServiceType, autodj: bool) -> bool {
+        self.0.iter().any(|c| {
+            c.service_type == service_type && c.available && (!autodj || c.autodj_available)
+        })
+    }
 }

@@ -129,6 +129,15 @@ impl From<PersistenceError> for ServiceError {
     }
 }
 
+impl crate::persistence::MaybeAborted for ServiceError {
+    fn aborted(&self) -> Option<&str> {
+        match self {
+            ServiceError::Aborted(reason) => Some(reason),
+            _ => None,
+        }
+    }
+}
+
 /// The `domain` of castplane's `ErrorInfo` details.
 pub const ERROR_DOMAIN: &str = "castplane.v1";
 

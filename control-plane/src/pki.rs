@@ -11,13 +11,11 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
     DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
-use sea_orm::{ConnectionTrait, EntityTrait, IntoActiveModel};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::persistence::entities::cluster_state;
-use crate::persistence::{Persistence, PersistenceError};
+use crate::persistence::{Persistence, PersistenceError, cluster};
 
 pub use castplane_proto::join_token::CONTROL_PLANE_SERVER_NAME;
 
@@ -67,35 +65,16 @@ impl CertificateAuthority {
     /// through the primary key: the loser discards its CA and loads the winner's.
     pub async fn load_or_create(persistence: &Persistence) -> Result<Self, PkiError> {
         let db = persistence.db();
-        if let Some(existing) = load(db).await? {
-            return Self::from_stored(&existing);
+        if let Some(existing) = cluster::get(db, CA_STATE_NAME).await? {
+            return Self::from_stored(&parse_stored(&existing)?);
         }
-        let stored = generate_ca()?;
-        let value =
-            serde_json::to_string(&stored).map_err(|e| PkiError::CorruptCa(e.to_string()))?;
-        let row = cluster_state::Model {
-            name: CA_STATE_NAME.to_owned(),
-            value,
-            create_time: crate::clock::now_millis(),
-        };
-        match cluster_state::Entity::insert(row.into_active_model())
-            .exec_without_returning(db)
-            .await
-        {
-            Ok(_) => {
-                tracing::info!("created the internal certificate authority");
-                Self::from_stored(&stored)
-            }
-            Err(err) => match PersistenceError::from(err) {
-                PersistenceError::Conflict(_) => {
-                    let winner = load(db)
-                        .await?
-                        .ok_or_else(|| PkiError::CorruptCa("vanished".into()))?;
-                    Self::from_stored(&winner)
-                }
-                other => Err(other.into()),
-            },
+        let candidate = serde_json::to_string(&generate_ca()?)
+            .map_err(|e| PkiError::CorruptCa(e.to_string()))?;
+        let stored = cluster::get_or_insert(db, CA_STATE_NAME, candidate.clone()).await?;
+        if stored == candidate {
+            tracing::info!("created the internal certificate authority");
         }
+        Self::from_stored(&parse_stored(&stored)?)
     }
 
     fn from_stored(stored: &StoredCa) -> Result<Self, PkiError> {
@@ -172,13 +151,8 @@ impl CertificateAuthority {
     }
 }
 
-async fn load(db: &impl ConnectionTrait) -> Result<Option<StoredCa>, PkiError> {
-    let row = cluster_state::Entity::find_by_id(CA_STATE_NAME.to_owned())
-        .one(db)
-        .await
-        .map_err(PersistenceError::from)?;
-    row.map(|r| serde_json::from_str(&r.value).map_err(|e| PkiError::CorruptCa(e.to_string())))
-        .transpose()
+fn parse_stored(value: &str) -> Result<StoredCa, PkiError> {
+    serde_json::from_str(value).map_err(|e| PkiError::CorruptCa(e.to_string()))
 }
 
 fn generate_ca() -> Result<StoredCa, PkiError> {

@@ -8,7 +8,7 @@ use castplane_proto::agent::v1 as apb;
 use castplane_proto::agent::v1::agent_service_server::AgentService;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::persistence::entities::node;
+use crate::service::records;
 use crate::service::{ControlPlane, Hello};
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -19,7 +19,7 @@ pub struct AgentApi {
 
 impl AgentApi {
     #[tracing::instrument(skip_all)]
-    async fn authenticated_node<T>(&self, request: &Request<T>) -> Result<node::Model, Status> {
+    async fn authenticated_node<T>(&self, request: &Request<T>) -> Result<records::Node, Status> {
         let certs = request
             .peer_certs()
             .ok_or_else(|| Status::unauthenticated("a node client certificate is required"))?;

@@ -5,11 +5,13 @@ use castplane_proto::v1 as pb;
 
 use crate::clock::to_timestamp;
 use crate::domain::Principal;
-use crate::domain::{Limits, ObservedState, Resource, ServiceType, service_type_from_wire};
+use crate::domain::{
+    Limits, ObservedState, Resource, ServiceStats, ServiceType, service_type_from_wire,
+};
 use crate::error::{ServiceError, Violations};
-use crate::persistence::entities::{customer, ownership_change, reseller};
+use crate::service::limits_of;
+use crate::service::records;
 use crate::service::{ActionRecord, CallerView, DeletionPlan, MediaServiceView, NodeView};
-use crate::service::{decode_types, limits_of};
 
 pub const MAX_NAME_CHARS: usize = 200;
 
@@ -141,21 +143,20 @@ pub fn service_types_from_wire(
     out
 }
 
-pub fn reseller_to_wire(model: &reseller::Model) -> pb::Reseller {
+pub fn reseller_to_wire(model: &records::Reseller) -> pb::Reseller {
     pb::Reseller {
         id: model.id.clone(),
         display_name: model.display_name.clone(),
         limits: Some(limits_to_wire(&limits_of(model))),
-        allowed_service_types: decode_types(&model.allowed_types)
-            .into_iter()
+        allowed_service_types: model
+            .allowed_types
+            .iter()
             .map(|t| pb::ServiceType::from(t) as i32)
             .collect(),
         default_service_type: model
             .default_type
-            .as_deref()
-            .and_then(|t| t.parse::<ServiceType>().ok())
-            .map(|t| pb::ServiceType::from(t) as i32)
-            .unwrap_or_default(),
+            .map_or(pb::ServiceType::Unspecified, pb::ServiceType::from)
+            as i32,
         primary_customer_id: model.primary_customer_id.clone(),
         create_time: Some(to_timestamp(model.create_time)),
         update_time: Some(to_timestamp(model.update_time)),
@@ -204,7 +205,7 @@ pub fn caller_to_wire(view: &CallerView) -> pb::Caller {
     }
 }
 
-pub fn customer_kind(model: &customer::Model) -> pb::CustomerKind {
+pub fn customer_kind(model: &records::Customer) -> pb::CustomerKind {
     if model.is_primary {
         pb::CustomerKind::PrimaryAccount
     } else {
@@ -212,7 +213,7 @@ pub fn customer_kind(model: &customer::Model) -> pb::CustomerKind {
     }
 }
 
-pub fn customer_to_wire(model: &customer::Model) -> pb::Customer {
+pub fn customer_to_wire(model: &records::Customer) -> pb::Customer {
     pb::Customer {
         id: model.id.clone(),
         reseller_id: model.reseller_id.clone(),
@@ -225,7 +226,7 @@ pub fn customer_to_wire(model: &customer::Model) -> pb::Customer {
     }
 }
 
-pub fn customer_choice(model: &customer::Model) -> pb::CustomerChoice {
+pub fn customer_choice(model: &records::Customer) -> pb::CustomerChoice {
     pb::CustomerChoice {
         customer_id: model.id.clone(),
         display_name: model.display_name.clone(),
@@ -239,39 +240,26 @@ pub fn customer_choice(model: &customer::Model) -> pb::CustomerChoice {
     }
 }
 
-pub fn stats_from_json(json: &str) -> pb::ServiceStats {
-    #[derive(serde::Deserialize, Default)]
-    #[serde(default)]
-    struct Stored {
-        listeners: u32,
-        sources: u32,
-        mounts: Vec<String>,
-        bytes_sent: u64,
-        bytes_read: u64,
-    }
-    let stored: Stored = serde_json::from_str(json).unwrap_or_default();
+pub fn stats_to_wire(stats: &ServiceStats) -> pb::ServiceStats {
     pb::ServiceStats {
-        listeners: stored.listeners,
-        sources: stored.sources,
-        mounts: stored.mounts,
-        bytes_sent: stored.bytes_sent,
-        bytes_read: stored.bytes_read,
+        listeners: stats.listeners,
+        sources: stats.sources,
+        mounts: stats.mounts.clone(),
+        bytes_sent: stats.bytes_sent,
+        bytes_read: stats.bytes_read,
     }
 }
 
 pub fn media_service_to_wire(view: &MediaServiceView) -> pb::MediaService {
     let s = &view.service;
-    let service_type: Option<ServiceType> = s.service_type.parse().ok();
     pb::MediaService {
         id: s.id.clone(),
         name: s.name.clone(),
         display_name: s.display_name.clone(),
         customer_id: s.customer_id.clone(),
         reseller_id: s.reseller_id.clone(),
-        r#type: service_type
-            .map(|t| pb::ServiceType::from(t) as i32)
-            .unwrap_or_default(),
-        kind: service_type.map(|t| t.info().kind).unwrap_or_default(),
+        r#type: pb::ServiceType::from(s.service_type) as i32,
+        kind: s.service_type.info().kind,
         max_listeners: s.max_listeners as u32,
         max_bitrate_kbps: s.max_bitrate_kbps as u32,
         disk_quota_mb: s.disk_quota_mb as u64,
@@ -298,7 +286,7 @@ pub fn media_service_to_wire(view: &MediaServiceView) -> pb::MediaService {
             Some(o) => pb::ServiceStatus {
                 state: pb::ObservedState::from(o.state) as i32,
                 message: o.message.clone(),
-                stats: Some(stats_from_json(&o.stats)),
+                stats: Some(stats_to_wire(&o.stats)),
                 observe_time: Some(to_timestamp(o.observe_time)),
             },
             None => pb::ServiceStatus {
@@ -365,7 +353,7 @@ pub fn deletion_plan_to_wire(plan: &DeletionPlan) -> pb::DeletionPlan {
     }
 }
 
-pub fn ownership_change_to_wire(model: &ownership_change::Model) -> pb::OwnershipChange {
+pub fn ownership_change_to_wire(model: &records::OwnershipChange) -> pb::OwnershipChange {
     pb::OwnershipChange {
         media_service_id: model.media_service_id.clone(),
         from_customer_id: model.from_customer_id.clone(),
@@ -401,11 +389,7 @@ pub fn node_to_wire(view: &NodeView) -> pb::Node {
             .0
             .iter()
             .map(|c| pb::PluginCapability {
-                r#type: c
-                    .service_type
-                    .parse::<ServiceType>()
-                    .map(|t| pb::ServiceType::from(t) as i32)
-                    .unwrap_or_default(),
+                r#type: pb::ServiceType::from(c.service_type) as i32,
                 available: c.available,
                 version: c.version.clone(),
                 detail: c.detail.clone(),
@@ -449,7 +433,7 @@ pub fn mask_paths(
     Ok(mask.paths.clone())
 }
 
-pub fn api_token_to_wire(model: &crate::persistence::entities::api_token::Model) -> pb::ApiToken {
+pub fn api_token_to_wire(model: &records::ApiToken) -> pb::ApiToken {
     pb::ApiToken {
         id: model.id.clone(),
         principal_kind: principal_kind_to_wire(&model.principal_kind) as i32,

@@ -13,15 +13,15 @@ use super::{principal, required};
 use crate::clock::to_timestamp;
 use crate::domain::Principal;
 use crate::error::ServiceError;
-use crate::persistence::entities::media_track;
 use crate::service::ControlPlane;
 use crate::service::library::{Upload, VideoFileView};
+use crate::service::records;
 
 pub struct MediaLibraryApi {
     pub control_plane: ControlPlane,
 }
 
-fn track_to_wire(t: &media_track::Model) -> pb::MediaTrack {
+fn track_to_wire(t: &records::MediaTrack) -> pb::MediaTrack {
     pb::MediaTrack {
         id: t.id.clone(),
         customer_id: t.customer_id.clone(),

@@ -9,8 +9,8 @@ use super::convert::{caller_to_wire, check_email, principal_from_wire, principal
 use super::{credential, principal};
 use crate::clock::to_timestamp;
 use crate::error::Violations;
-use crate::persistence::entities::login;
 use crate::service::ControlPlane;
+use crate::service::records;
 
 /// Long enough to resist guessing on its own; short enough to type.
 pub const MIN_PASSWORD_CHARS: usize = 12;
@@ -34,7 +34,7 @@ fn check_new_password(violations: &mut Violations, field: &str, password: &str) 
     );
 }
 
-fn login_to_wire(model: &login::Model) -> pb::Login {
+fn login_to_wire(model: &records::Login) -> pb::Login {
     pb::Login {
         principal_kind: principal_kind_to_wire(&model.principal_kind) as i32,
         principal_id: model.principal_id.clone(),

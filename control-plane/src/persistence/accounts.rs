@@ -25,7 +25,7 @@ pub async fn get_reseller(
     if for_update {
         query = query.lock_exclusive();
     }
-    Ok(query.one(db).await?)
+    super::load_row("resellers", id, query.one(db).await)
 }
 
 pub async fn list_resellers(
@@ -67,7 +67,7 @@ pub async fn get_customer(
     if for_update {
         query = query.lock_exclusive();
     }
-    Ok(query.one(db).await?)
+    super::load_row("customers", id, query.one(db).await)
 }
 
 pub async fn list_customers(

@@ -8,7 +8,11 @@ use super::entities::action;
 use crate::domain::ActionState;
 
 pub async fn get_action(db: &impl ConnectionTrait, id: &str) -> Result<Option<action::Model>> {
-    Ok(action::Entity::find_by_id(id.to_owned()).one(db).await?)
+    super::load_row(
+        "actions",
+        id,
+        action::Entity::find_by_id(id.to_owned()).one(db).await,
+    )
 }
 
 #[derive(Clone, Debug, Default)]

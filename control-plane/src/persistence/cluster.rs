@@ -37,3 +37,26 @@ pub async fn get_or_insert(
         Err(other) => Err(other),
     }
 }
+
+/// Stores `name` unless it is already there: true when this call stored it (the one replica
+/// that wins a race to do something once).
+pub async fn insert_marker(db: &impl ConnectionTrait, name: &str) -> Result<bool> {
+    let marker = cluster_state::Model {
+        name: name.to_owned(),
+        value: "1".to_owned(),
+        create_time: crate::clock::now_millis(),
+    };
+    let inserted = cluster_state::Entity::insert(marker.into_active_model())
+        .on_conflict_do_nothing()
+        .exec_without_returning(db)
+        .await?;
+    Ok(matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0))
+}
+
+/// The value stored under `name`, if any.
+pub async fn get(db: &impl ConnectionTrait, name: &str) -> Result<Option<String>> {
+    Ok(cluster_state::Entity::find_by_id(name.to_owned())
+        .one(db)
+        .await?
+        .map(|row| row.value))
+}

@@ -15,7 +15,9 @@ use sea_orm::{
 
 use super::Result;
 use super::entities::{action, media_service, node, port_allocation};
-use crate::domain::{ActionState, DesiredState, ObservedState};
+use crate::domain::{
+    ActionState, DesiredState, NodeCapabilities, ObservedState, ServiceStats, ServiceType,
+};
 
 const OPEN: &str = "('queued', 'dispatched', 'running')";
 
@@ -189,8 +191,8 @@ pub async fn open_session(
     session_id: &str,
     replica_id: &str,
     agent_version: &str,
-    capabilities_json: &str,
-    capable_types: &[(String, bool)],
+    capabilities: &NodeCapabilities,
+    capable_types: &[(ServiceType, bool)],
     validity_ms: i64,
 ) -> Result<Option<OpenedSession>> {
     let b = txn.get_database_backend();
@@ -209,7 +211,7 @@ pub async fn open_session(
                 session_id.into(),
                 replica_id.into(),
                 agent_version.into(),
-                capabilities_json.into(),
+                capabilities.clone().into(),
             ],
         ))
         .await?;
@@ -227,7 +229,7 @@ pub async fn open_session(
         let mut tuples = Vec::new();
         for (i, (service_type, autodj)) in capable_types.iter().enumerate() {
             tuples.push(format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3));
-            values.push(service_type.clone().into());
+            values.push((*service_type).into());
             values.push((*autodj).into());
         }
         values.insert(0, node_id.into());
@@ -692,7 +694,7 @@ pub struct Observation {
     pub node_id: String,
     pub state: ObservedState,
     pub message: String,
-    pub stats_json: String,
+    pub stats: ServiceStats,
     pub generation: i64,
     pub observe_time: i64,
 }
@@ -727,7 +729,7 @@ pub async fn upsert_observations(
                 o.node_id.clone().into(),
                 o.state.as_str().into(),
                 o.message.clone().into(),
-                o.stats_json.clone().into(),
+                o.stats.clone().into(),
                 o.generation.into(),
                 o.observe_time.into(),
             ]);

@@ -46,8 +46,33 @@ pub enum PersistenceError {
     Corrupt(String),
 }
 
+impl PersistenceError {
+    /// Names the row a [`PersistenceError::Corrupt`] came from; other errors pass through.
+    pub fn in_row(self, table: &str, id: &str) -> Self {
+        match self {
+            PersistenceError::Corrupt(what) => {
+                PersistenceError::Corrupt(format!("{table} row {id:?}: {what}"))
+            }
+            other => other,
+        }
+    }
+}
+
+/// The result of loading the row `id` of `table`: a value that does not decode names the row.
+pub(crate) fn load_row<T>(table: &str, id: &str, loaded: Result<T, DbErr>) -> Result<T> {
+    loaded.map_err(|err| PersistenceError::from(err).in_row(table, id))
+}
+
 impl From<DbErr> for PersistenceError {
     fn from(err: DbErr) -> Self {
+        // A stored value that does not decode into its column's type (an enum, a set, JSON):
+        // the row was written by something else. Nothing is guessed in its place.
+        if matches!(
+            err,
+            DbErr::Type(_) | DbErr::TryIntoErr { .. } | DbErr::Json(_)
+        ) {
+            return PersistenceError::Corrupt(err.to_string());
+        }
         if let Some(SqlErr::UniqueConstraintViolation(detail)) = err.sql_err() {
             return PersistenceError::Conflict(detail);
         }
@@ -281,6 +306,16 @@ impl Persistence {
         &self.db
     }
 
+    /// Opens a transaction on the writer.
+    pub async fn begin(&self) -> Result<Tx> {
+        use sea_orm::TransactionTrait;
+        Ok(Tx(self.db.begin().await?))
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.backend() == DbBackend::Postgres
+    }
+
     /// Fails at once while an outage diagnosed less than [`OUTAGE_MEMORY`] ago stands, so
     /// callers are not each held for [`ACQUIRE_TIMEOUT`] by a database known to be down; and
     /// right after a connection could not be had, checks that the server answers first.
@@ -353,6 +388,99 @@ impl Persistence {
             && let Err(err) = self.reader.close().await
         {
             tracing::warn!(error = %err, "closing the database readers failed");
+        }
+    }
+}
+
+/// Anything the queries in this module run on: a [`Connection`] or a [`Tx`].
+pub trait Executor: ConnectionTrait {}
+
+impl<T: ConnectionTrait> Executor for T {}
+
+/// A connection pool handle the queries in this module run on, outside a transaction.
+pub type Connection = DatabaseConnection;
+
+/// A transaction: opened by [`Persistence::begin`], passed to the queries in this module,
+/// committed with [`Tx::commit`] or rolled back when dropped.
+pub struct Tx(sea_orm::DatabaseTransaction);
+
+impl Tx {
+    pub async fn commit(self) -> Result<()> {
+        self.0.commit().await.map_err(PersistenceError::from)
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for Tx {
+    fn get_database_backend(&self) -> DbBackend {
+        self.0.get_database_backend()
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<sea_orm::ExecResult, DbErr> {
+        self.0.execute_raw(stmt).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<sea_orm::ExecResult, DbErr> {
+        self.0.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<sea_orm::QueryResult>, DbErr> {
+        self.0.query_one_raw(stmt).await
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<sea_orm::QueryResult>, DbErr> {
+        self.0.query_all_raw(stmt).await
+    }
+}
+
+/// How many times a request whose transaction the database aborted is run before its caller
+/// is told to retry. PostgreSQL aborts the loser of a deadlock or a serialization conflict
+/// (SQLSTATE 40P01, 40001) and a create can lose the last free port to another replica; the
+/// transaction rolled back, so running the request again is safe, and the caller should not
+/// have to.
+const TRANSACTION_ATTEMPTS: u32 = 4;
+
+/// An error that may say the database aborted the transaction ([`PersistenceError::Aborted`],
+/// or what the caller made of it).
+pub trait MaybeAborted {
+    /// The reason, when the transaction was aborted and running it again may work.
+    fn aborted(&self) -> Option<&str>;
+}
+
+impl MaybeAborted for PersistenceError {
+    fn aborted(&self) -> Option<&str> {
+        match self {
+            PersistenceError::Aborted(reason) => Some(reason),
+            _ => None,
+        }
+    }
+}
+
+/// Runs `request` (one transaction, committed or rolled back as a whole) again when the
+/// database aborted it, after a short randomised pause so the two sides of a conflict do not
+/// meet again.
+pub async fn retry_aborted<T, E, F, Fut>(what: &'static str, mut request: F) -> Result<T, E>
+where
+    E: MaybeAborted,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut attempt = 1;
+    loop {
+        match request().await {
+            Err(err) if attempt < TRANSACTION_ATTEMPTS && err.aborted().is_some() => {
+                let pause = Duration::from_millis(rand::random_range(1..=5u64 << attempt));
+                tracing::debug!(
+                    what,
+                    attempt,
+                    reason = err.aborted(),
+                    ?pause,
+                    "transaction aborted; running it again"
+                );
+                tokio::time::sleep(pause).await;
+                attempt += 1;
+            }
+            outcome => return outcome,
         }
     }
 }

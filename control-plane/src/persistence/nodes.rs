@@ -6,6 +6,7 @@ use sea_orm::{ConnectionTrait, FromQueryResult, IntoActiveModel, QueryOrder, Que
 
 use super::Result;
 use super::entities::node;
+use crate::domain::ServiceType;
 
 pub async fn insert_node(db: &impl ConnectionTrait, model: node::Model) -> Result<()> {
     node::Entity::insert(model.into_active_model())
@@ -24,7 +25,7 @@ pub async fn get_node(
     if for_update {
         query = query.lock_exclusive();
     }
-    Ok(query.one(db).await?)
+    super::load_row("nodes", id, query.one(db).await)
 }
 
 pub async fn list_nodes(
@@ -145,7 +146,7 @@ pub async fn set_join_token(
 /// over nodes another placement holds, so concurrent creates spread instead of queueing.
 pub async fn capable_candidates(
     db: &impl ConnectionTrait,
-    service_type: &str,
+    service_type: ServiceType,
     autodj: bool,
     exclude: &[String],
     limit: u64,
@@ -190,11 +191,11 @@ pub async fn capable_candidates(
 pub async fn supports(
     db: &impl ConnectionTrait,
     node_id: &str,
-    service_type: &str,
+    service_type: ServiceType,
     autodj: bool,
 ) -> Result<bool> {
     use super::entities::node_capability;
-    let found = node_capability::Entity::find_by_id((node_id.to_owned(), service_type.to_owned()))
+    let found = node_capability::Entity::find_by_id((node_id.to_owned(), service_type))
         .one(db)
         .await?;
     Ok(found.is_some_and(|c| c.autodj || !autodj))

@@ -30,7 +30,7 @@ pub async fn get_live_service(
     if for_update {
         query = query.lock_exclusive();
     }
-    Ok(query.one(db).await?)
+    super::load_row("media_services", id, query.one(db).await)
 }
 
 /// A service whether deleted or not, for action history.
@@ -38,9 +38,10 @@ pub async fn get_any_service(
     db: &impl ConnectionTrait,
     id: &str,
 ) -> Result<Option<media_service::Model>> {
-    Ok(media_service::Entity::find_by_id(id.to_owned())
+    let loaded = media_service::Entity::find_by_id(id.to_owned())
         .one(db)
-        .await?)
+        .await;
+    super::load_row("media_services", id, loaded)
 }
 
 pub async fn update_service(db: &impl ConnectionTrait, model: media_service::Model) -> Result<()> {

@@ -1,7 +1,5 @@
 //! Resellers, customers, API tokens.
 
-use sea_orm::TransactionTrait;
-
 use super::{ControlPlane, Result, can_see_customer, page_size, require_admin, resolve_reseller};
 use crate::clock::now_millis;
 use crate::domain::{Limits, Principal, Resource, ServiceType};
@@ -50,21 +48,6 @@ pub const MAX_TOKENS_PER_PRINCIPAL: u64 = 100;
 pub struct CallerView {
     pub principal: Principal,
     pub display_name: String,
-}
-
-pub(crate) fn encode_types(types: &[ServiceType]) -> String {
-    let mut sorted = types.to_vec();
-    sorted.sort();
-    sorted.dedup();
-    sorted
-        .iter()
-        .map(|t| t.as_str())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-pub fn decode_types(text: &str) -> Vec<ServiceType> {
-    text.split(',').filter_map(|t| t.parse().ok()).collect()
 }
 
 pub fn limits_of(model: &reseller::Model) -> Limits {
@@ -144,15 +127,15 @@ impl ControlPlane {
             limit_max_bitrate_kbps: None,
             limit_disk_mb: None,
             limit_bandwidth_gb: None,
-            allowed_types: encode_types(&new.allowed_types),
-            default_type: new.default_type.map(|t| t.as_str().to_owned()),
+            allowed_types: new.allowed_types.iter().copied().collect(),
+            default_type: new.default_type,
             create_time: now,
             update_time: now,
             delete_request_time: None,
             delete_time: None,
         };
         store_limits(&mut model, &new.limits);
-        let txn = self.db().begin().await?;
+        let txn = self.begin().await?;
         db::insert_reseller(&txn, model.clone()).await?;
         db::insert_customer(&txn, primary).await?;
         txn.commit().await?;
@@ -223,7 +206,7 @@ impl ControlPlane {
         // Visibility first, then the row again under lock: the patch applies to the latest
         // version, not to one a concurrent writer has since replaced.
         self.get_reseller(principal, id).await?;
-        let txn = self.db().begin().await?;
+        let txn = self.begin().await?;
         let mut model = db::get_reseller(&txn, id, true)
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("reseller {id:?} not found")))?;
@@ -236,13 +219,12 @@ impl ControlPlane {
                 "a reseller may only change its own default_service_type".into(),
             ));
         }
-        let mut allowed = decode_types(&model.allowed_types);
+        let mut allowed: Vec<ServiceType> = model.allowed_types.iter().collect();
         if let Some(types) = patch.allowed_types {
             allowed = types;
-            model.allowed_types = encode_types(&allowed);
+            model.allowed_types = allowed.iter().copied().collect();
         }
-        let mut default: Option<ServiceType> =
-            model.default_type.as_deref().and_then(|t| t.parse().ok());
+        let mut default = model.default_type;
         match patch.default_type {
             Some(explicit) => {
                 check_default_allowed(explicit, &allowed)?;
@@ -252,7 +234,7 @@ impl ControlPlane {
             None if default.is_some_and(|t| !allowed.contains(&t)) => default = None,
             None => {}
         }
-        model.default_type = default.map(|t| t.as_str().to_owned());
+        model.default_type = default;
         let mut limits = limits_of(&model);
         for (resource, value) in patch.limits {
             limits.set(resource, value);
@@ -298,7 +280,7 @@ impl ControlPlane {
             }
             _ => resolve_reseller(principal, new.reseller_id.as_deref())?,
         };
-        let txn = self.db().begin().await?;
+        let txn = self.begin().await?;
         let reseller = db::get_reseller(&txn, &reseller_id, true)
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("reseller {reseller_id:?} not found")))?;
@@ -414,7 +396,7 @@ impl ControlPlane {
         self.get_customer(principal, id).await?;
         let now = now_millis();
         // Re-read under lock so the fields this patch leaves alone keep any concurrent change.
-        let txn = self.db().begin().await?;
+        let txn = self.begin().await?;
         let mut model = db::get_customer(&txn, id, true)
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("customer {id:?} not found")))?;
@@ -550,7 +532,7 @@ impl ControlPlane {
     ) -> Result<(String, String)> {
         let (model, secret) = new_token(target, description);
         let id = model.id.clone();
-        let txn = self.db().begin().await?;
+        let txn = self.begin().await?;
         match target {
             Principal::Admin => {}
             Principal::Reseller { id } => {
@@ -654,20 +636,8 @@ impl ControlPlane {
         provided: Option<&str>,
         hand_over: impl FnOnce(&str) -> std::result::Result<(), String>,
     ) -> Result<bool> {
-        use sea_orm::EntityTrait;
-        use sea_orm::IntoActiveModel;
-        let marker = crate::persistence::entities::cluster_state::Model {
-            name: "admin_bootstrapped".to_owned(),
-            value: "1".to_owned(),
-            create_time: now_millis(),
-        };
-        let txn = self.db().begin().await?;
-        let inserted =
-            crate::persistence::entities::cluster_state::Entity::insert(marker.into_active_model())
-                .on_conflict_do_nothing()
-                .exec_without_returning(&txn)
-                .await?;
-        if !matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
+        let txn = self.begin().await?;
+        if !crate::persistence::cluster::insert_marker(&txn, "admin_bootstrapped").await? {
             return Ok(false);
         }
         let description = "bootstrap admin token".to_owned();
@@ -723,11 +693,8 @@ impl ControlPlane {
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("reseller {reseller_id:?} not found")))?;
         Ok(ProvisioningOptions {
-            allowed_types: decode_types(&reseller.allowed_types),
-            default_type: reseller
-                .default_type
-                .as_deref()
-                .and_then(|t| t.parse().ok()),
+            allowed_types: reseller.allowed_types.iter().collect(),
+            default_type: reseller.default_type,
             reseller_id,
         })
     }

@@ -1,13 +1,12 @@
 //! Durable actions: queuing start / stop / restart / delete, reading and watching them.
 
-use sea_orm::TransactionTrait;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::media::{DeletionPlan, being_deleted};
 use super::{Changes, ControlPlane, Result, can_see_service, page_size};
 use crate::clock::now_millis;
-use crate::domain::{ActionKind, ActionState, Principal, ServiceKind, ServiceType};
+use crate::domain::{ActionKind, ActionState, Principal, ServiceKind};
 use crate::error::ServiceError;
 use crate::ids;
 use crate::persistence::actions::ActionFilter;
@@ -103,7 +102,7 @@ impl ControlPlane {
         }
         let not_found =
             || ServiceError::NotFound(format!("media service {service_id:?} not found"));
-        let txn = self.db().begin().await?;
+        let txn = self.begin().await?;
         // Refusals below drop the transaction, which rolls the sequence number back.
         let service = dispatch_db::next_action_sequence(&txn, service_id)
             .await?
@@ -183,10 +182,7 @@ impl ControlPlane {
         if validate_only {
             return Ok((plan, None));
         }
-        let service_type: ServiceType = service
-            .service_type
-            .parse()
-            .map_err(ServiceError::Internal)?;
+        let service_type = service.service_type;
         if service_type.kind() == ServiceKind::Video && !confirm_permanent_deletion {
             return Err(ServiceError::precondition(
                 "PERMANENT_DELETION_UNCONFIRMED",

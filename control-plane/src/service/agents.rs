@@ -1,8 +1,6 @@
 //! Node identity (joining, certificate authentication and renewal) and the dispatcher's
 //! background work: this replica's lease, notices from other replicas, and the deadline sweep.
 
-use sea_orm::TransactionTrait;
-
 use super::dispatch::hub::ActionDelta;
 use super::{ControlPlane, Result};
 use crate::clock::now_millis;
@@ -31,7 +29,7 @@ impl ControlPlane {
             ServiceError::Unauthenticated("join token is invalid, expired or already used".into())
         };
         let (secret, _) = castplane_proto::join_token::parse(token).ok_or_else(refused)?;
-        let txn = self.db().begin().await?;
+        let txn = self.begin().await?;
         let mut node = db::find_by_join_token(&txn, &ids::hash_secret(secret))
             .await?
             .ok_or_else(refused)?;
@@ -101,7 +99,7 @@ impl ControlPlane {
             .ca()
             .issue_node_certificate(csr_pem, &node.id, self.config().agent_certificate_validity)
             .map_err(|e| ServiceError::invalid_field("csr_pem", e.to_string()))?;
-        let txn = self.db().begin().await?;
+        let txn = self.begin().await?;
         let current = db::get_node(&txn, &node.id, true)
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("node {:?} not found", node.id)))?;
@@ -126,7 +124,7 @@ impl ControlPlane {
         let dispatcher = self.dispatcher();
         let config = self.dispatch_config().clone();
         db_dispatch::register_replica(self.db(), self.replica_id(), config.lease_ms()).await?;
-        if self.persistence().backend() == sea_orm::DbBackend::Postgres {
+        if self.persistence().is_postgres() {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
             let listening = crate::persistence::notify::listen(
                 self.db(),
@@ -220,7 +218,7 @@ impl ControlPlane {
             tracing::warn!(error = %err, "could not finish account deletions");
         }
         let config = self.dispatch_config().clone();
-        let txn = self.db().begin().await?;
+        let txn = self.begin().await?;
         let expired = db_dispatch::expire_dead_sessions(&txn, config.deadline_ms()).await?;
         txn.commit().await?;
         if !expired.is_empty() {
@@ -238,7 +236,7 @@ impl ControlPlane {
         }
         let deadline = humantime(config.action_deadline);
         let now = now_millis();
-        let txn = self.db().begin().await?;
+        let txn = self.begin().await?;
         let mut changes = super::Changes::default();
         let mut touched: std::collections::BTreeMap<String, Vec<String>> = Default::default();
 

@@ -13,13 +13,13 @@
 //! read; its logins, console sessions and API tokens are removed with it, and every replica's
 //! token cache is cleared in the same commit.
 
-use sea_orm::{DatabaseTransaction, TransactionTrait};
+use crate::persistence::Tx;
 
 use super::{
     Changes, ControlPlane, Result, can_see_customer, page_size, require_admin, require_manager,
 };
 use crate::clock::now_millis;
-use crate::domain::{ActionKind, Principal, ServiceKind, ServiceType};
+use crate::domain::{ActionKind, Principal, ServiceKind};
 use crate::error::ServiceError;
 use crate::persistence::entities::{api_token, customer, media_service};
 use crate::persistence::{
@@ -85,10 +85,7 @@ fn name_services(services: &[media_service::Model]) -> String {
 }
 
 fn is_video(service: &media_service::Model) -> bool {
-    service
-        .service_type
-        .parse::<ServiceType>()
-        .is_ok_and(|t| t.kind() == ServiceKind::Video)
+    service.service_type.kind() == ServiceKind::Video
 }
 
 fn plan_for(
@@ -223,7 +220,7 @@ impl ControlPlane {
             });
         }
         check_options(&format!("customer {id}"), &services, options)?;
-        let txn = self.db().begin().await?;
+        let txn = self.begin().await?;
         account_db::request_customer_deletion(&txn, id, now_millis()).await?;
         txn.commit().await?;
         tracing::info!(customer_id = %id, services = services.len(), by = %principal.audit_name(), "customer deletion requested");
@@ -258,7 +255,7 @@ impl ControlPlane {
         }
         check_options(&format!("reseller {id}"), &services, options)?;
         let now = now_millis();
-        let txn = self.db().begin().await?;
+        let txn = self.begin().await?;
         // The reseller first: from here on it takes no new customers.
         account_db::request_reseller_deletion(&txn, id, now).await?;
         for customer in &customer_ids {
@@ -324,7 +321,7 @@ impl ControlPlane {
     }
 
     async fn finish_customer_deletion(&self, customer_id: &str) -> Result<Option<Vec<String>>> {
-        let txn = self.db().begin().await?;
+        let txn = self.begin().await?;
         let Some(customer) = account_db::get_customer(&txn, customer_id, true).await? else {
             return Ok(None);
         };
@@ -412,7 +409,7 @@ impl ControlPlane {
         {
             return Err(not_found());
         }
-        let txn = self.db().begin().await?;
+        let txn = self.begin().await?;
         if token.principal_kind == "admin"
             && account_db::count_tokens(&txn, "admin", "").await? <= 1
         {
@@ -441,7 +438,7 @@ impl ControlPlane {
     /// session (on whichever replica) ends.
     pub async fn delete_node(&self, principal: &Principal, id: &str) -> Result<()> {
         require_admin(principal, "delete nodes")?;
-        let txn = self.db().begin().await?;
+        let txn = self.begin().await?;
         node_db::get_node(&txn, id, true)
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("node {id:?} not found")))?;
@@ -471,7 +468,7 @@ impl ControlPlane {
 }
 
 /// Removes an account's API tokens, login and console sessions.
-async fn remove_credentials(txn: &DatabaseTransaction, kind: &str, id: &str) -> Result<()> {
+async fn remove_credentials(txn: &Tx, kind: &str, id: &str) -> Result<()> {
     account_db::delete_tokens_of(txn, kind, id).await?;
     if let Some(login) = login_db::find_login_of(txn, kind, id).await? {
         login_db::delete_login(txn, &login.id).await?;

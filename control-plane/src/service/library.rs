@@ -20,9 +20,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::persistence::{Executor, Tx};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
@@ -30,7 +30,7 @@ use super::probe::{self, Expect, Probed};
 use super::{Changes, ControlPlane, Result, can_see_customer, can_see_service, page_size};
 use crate::blobs::{BLOB_CHUNK_BYTES, ByteStream, Staged, is_sha256};
 use crate::clock::now_millis;
-use crate::domain::{Principal, Resource, ServiceKind, ServiceType};
+use crate::domain::{Principal, Resource, ServiceKind};
 use crate::error::ServiceError;
 use crate::ids;
 use crate::persistence::dispatch as dispatch_db;
@@ -129,7 +129,7 @@ fn quota_error(
 /// The media quota (module docs) for `asked` more bytes of `customer_id`'s, and of
 /// `service` for a video file.
 async fn check_media_quota(
-    db: &impl ConnectionTrait,
+    db: &impl Executor,
     customer_id: &str,
     reseller_id: &str,
     service: Option<&media_service::Model>,
@@ -350,7 +350,7 @@ impl ControlPlane {
         staged: &Staged,
     ) -> Result<(media_track::Model, bool)> {
         let customer_id = customer.id.as_str();
-        let txn = self.db().begin().await?;
+        let txn = self.begin().await?;
         // The reseller's row lock orders every quota decision about its customers.
         account_db::get_reseller(&txn, &customer.reseller_id, true).await?;
         let customer = account_db::get_customer(&txn, &customer.id, false)
@@ -425,7 +425,7 @@ impl ControlPlane {
     /// them, and (through the bumped specs) from every node.
     pub async fn delete_media_track(&self, principal: &Principal, id: &str) -> Result<()> {
         let track = self.visible_track(principal, id).await?;
-        let txn = self.db().begin().await?;
+        let txn = self.begin().await?;
         if db::get_track(&txn, &track.id).await?.is_none() {
             return Err(ServiceError::NotFound(format!(
                 "media track {id:?} not found"
@@ -442,7 +442,7 @@ impl ControlPlane {
     }
 
     /// Deletes every blob in `hashes` that no track or video file names any more.
-    async fn release_blobs(&self, txn: &DatabaseTransaction, hashes: &[String]) -> Result<()> {
+    async fn release_blobs(&self, txn: &Tx, hashes: &[String]) -> Result<()> {
         release_blobs(self, txn, hashes).await
     }
 
@@ -452,7 +452,7 @@ impl ControlPlane {
     /// For DeleteCustomer (service/deletion.rs); the caller commits `txn` with `changes`.
     pub(crate) async fn delete_customer_media(
         &self,
-        txn: &DatabaseTransaction,
+        txn: &Tx,
         customer_id: &str,
         changes: &mut Changes,
     ) -> Result<()> {
@@ -470,10 +470,7 @@ impl ControlPlane {
         id: &str,
     ) -> Result<media_service::Model> {
         let service = self.visible_service(principal, id).await?;
-        let service_type: ServiceType = service
-            .service_type
-            .parse()
-            .map_err(ServiceError::Internal)?;
+        let service_type = service.service_type;
         if service_type.kind() != ServiceKind::Video {
             return Err(ServiceError::precondition(
                 "NOT_A_VIDEO_SERVICE",
@@ -541,7 +538,7 @@ impl ControlPlane {
         staged: &Staged,
     ) -> Result<(video_file::Model, media_service::Model, bool)> {
         let service_id = service.id.as_str();
-        let txn = self.db().begin().await?;
+        let txn = self.begin().await?;
         account_db::get_reseller(&txn, &service.reseller_id, true).await?;
         let service = service_db::get_live_service(&txn, &service.id, true)
             .await?
@@ -613,7 +610,7 @@ impl ControlPlane {
             .await?
             .filter(|s| can_see_service(principal, s))
             .ok_or_else(not_found)?;
-        let txn = self.db().begin().await?;
+        let txn = self.begin().await?;
         if db::get_video(&txn, &video.id).await?.is_none() {
             return Err(not_found());
         }
@@ -686,7 +683,7 @@ fn video_url(base: &str, video: &video_file::Model) -> String {
 /// (the blob's row lock keeps a concurrent upload of the same bytes from losing them).
 pub(crate) async fn release_blobs(
     control_plane: &ControlPlane,
-    txn: &DatabaseTransaction,
+    txn: &Tx,
     hashes: &[String],
 ) -> Result<()> {
     for sha256 in hashes {
@@ -699,11 +696,7 @@ pub(crate) async fn release_blobs(
 
 /// Bumps the nodes of the customer's AutoDJ services so their next desired state lists its
 /// library as it now is.
-async fn touch_library_nodes(
-    txn: &DatabaseTransaction,
-    customer_id: &str,
-    changes: &mut Changes,
-) -> Result<()> {
+async fn touch_library_nodes(txn: &Tx, customer_id: &str, changes: &mut Changes) -> Result<()> {
     let mut by_node: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (node, service) in db::autodj_services_of_customer(txn, customer_id).await? {
         by_node.entry(node).or_default().push(service);
@@ -718,7 +711,7 @@ async fn touch_library_nodes(
 /// For the dispatcher: what the node must hold for these services — the libraries of the
 /// AutoDJ services' owners and the video services' files — keyed by service id.
 pub(crate) async fn media_of_services(
-    db: &impl ConnectionTrait,
+    db: &impl Executor,
     services: &[&media_service::Model],
 ) -> Result<BTreeMap<String, (Vec<media_track::Model>, Vec<video_file::Model>)>> {
     let owners: Vec<String> = services
@@ -730,11 +723,7 @@ pub(crate) async fn media_of_services(
         .collect();
     let video_services: Vec<String> = services
         .iter()
-        .filter(|s| {
-            s.service_type
-                .parse::<ServiceType>()
-                .is_ok_and(|t| t.kind() == ServiceKind::Video)
-        })
+        .filter(|s| s.service_type.kind() == ServiceKind::Video)
         .map(|s| s.id.clone())
         .collect();
     let tracks = super::group_by_parent(db::tracks_of_customers(db, &owners).await?, |t| {

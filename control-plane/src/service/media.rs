@@ -1,9 +1,9 @@
 //! Media services: creation (the wizard), listing by scope, configuration, ownership.
 
-use sea_orm::{DatabaseTransaction, TransactionTrait};
+use crate::persistence::Tx;
 
-use super::accounts::{decode_types, limits_of};
-use super::nodes::{NodeCapabilities, place_service};
+use super::accounts::limits_of;
+use super::nodes::place_service;
 use super::{ControlPlane, Result, can_see_customer, can_see_service, page_size, require_manager};
 use crate::clock::now_millis;
 use crate::domain::{
@@ -135,7 +135,7 @@ fn check_quota(reseller_id: &str, limits: &Limits, usage: &Usage, demand: &Deman
 }
 
 fn check_type_allowed(reseller: &reseller::Model, service_type: ServiceType) -> bool {
-    decode_types(&reseller.allowed_types).contains(&service_type)
+    reseller.allowed_types.contains(service_type)
 }
 
 /// The one answer to a service type the reseller may not provision, whether on create or on
@@ -185,7 +185,7 @@ impl ControlPlane {
         // the primary key still refuses the loser, whose request runs again.
         let new = &new;
         super::retry_aborted("create_media_service", move || async move {
-            let txn = self.db().begin().await?;
+            let txn = self.begin().await?;
             let view = self
                 .create_media_service_in(&txn, principal, new)
                 .await
@@ -203,7 +203,7 @@ impl ControlPlane {
 
     async fn create_media_service_in(
         &self,
-        txn: &DatabaseTransaction,
+        txn: &Tx,
         principal: &Principal,
         new: &NewMediaService,
     ) -> Result<MediaServiceView> {
@@ -258,7 +258,7 @@ impl ControlPlane {
             },
             customer_id: customer.id.clone(),
             reseller_id: reseller.id.clone(),
-            service_type: new.service_type.as_str().to_owned(),
+            service_type: new.service_type,
             max_listeners: new.max_listeners as i64,
             max_bitrate_kbps: new.max_bitrate_kbps as i64,
             disk_quota_mb: new.disk_quota_mb as i64,
@@ -287,7 +287,7 @@ impl ControlPlane {
             ..model
         };
         if new.remember_type_as_default {
-            reseller.default_type = Some(new.service_type.as_str().to_owned());
+            reseller.default_type = Some(new.service_type);
             reseller.update_time = now;
             account_db::update_reseller(txn, reseller).await?;
         }
@@ -436,7 +436,7 @@ impl ControlPlane {
         patch: MediaServicePatch,
     ) -> Result<MediaServiceView> {
         require_manager(principal, "change a media service's configuration")?;
-        let txn = self.db().begin().await?;
+        let txn = self.begin().await?;
         let mut service = db::get_live_service(&txn, id, true)
             .await?
             .filter(|s| can_see_service(principal, s))
@@ -444,10 +444,7 @@ impl ControlPlane {
         if service.deleting {
             return Err(being_deleted(&service));
         }
-        let service_type: ServiceType = service
-            .service_type
-            .parse()
-            .map_err(ServiceError::Internal)?;
+        let service_type = service.service_type;
         if patch.autodj == Some(true) && service_type.kind() == ServiceKind::Video {
             return Err(ServiceError::invalid_field(
                 "media_service.autodj",
@@ -474,7 +471,7 @@ impl ControlPlane {
             if v && !service.autodj {
                 let node = node_db::get_node(&txn, &service.node_id, false).await?;
                 let autodj_ok = node
-                    .map(|n| NodeCapabilities::parse(&n.capabilities).supports(service_type, true))
+                    .map(|n| n.capabilities.supports(service_type, true))
                     .unwrap_or(false);
                 if !autodj_ok {
                     return Err(ServiceError::precondition(
@@ -532,10 +529,7 @@ impl ControlPlane {
                 .unwrap_or(0)
         };
         let host = node.public_host;
-        let service_type: ServiceType = service
-            .service_type
-            .parse()
-            .map_err(ServiceError::Internal)?;
+        let service_type = service.service_type;
         Ok(match service_type {
             ServiceType::Icecast => ConnectionView {
                 service_id: service.id,
@@ -597,7 +591,7 @@ impl ControlPlane {
         new_customer_id: &str,
     ) -> Result<MediaServiceView> {
         require_manager(principal, "change a media service's owner")?;
-        let txn = self.db().begin().await?;
+        let txn = self.begin().await?;
         let mut service = db::get_live_service(&txn, id, true)
             .await?
             .filter(|s| can_see_service(principal, s))
@@ -644,10 +638,7 @@ impl ControlPlane {
                 .ok_or_else(|| {
                     ServiceError::Internal(format!("customer {} has no reseller", target.id))
                 })?;
-            let service_type: ServiceType = service
-                .service_type
-                .parse()
-                .map_err(ServiceError::Internal)?;
+            let service_type = service.service_type;
             if !check_type_allowed(&target_reseller, service_type) {
                 return Err(type_not_allowed(&target_reseller.id, service_type));
             }
@@ -714,10 +705,7 @@ impl ControlPlane {
         ports: &[port_allocation::Model],
         video_files: &[String],
     ) -> Result<DeletionPlan> {
-        let service_type: ServiceType = service
-            .service_type
-            .parse()
-            .map_err(ServiceError::Internal)?;
+        let service_type = service.service_type;
         let port_list = ports
             .iter()
             .map(|p| p.port.to_string())

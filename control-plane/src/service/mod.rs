@@ -18,12 +18,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::DatabaseTransaction;
 use tokio_util::sync::CancellationToken;
 
-pub use accounts::{
-    CallerView, CustomerPatch, NewCustomer, NewReseller, ResellerPatch, decode_types, limits_of,
-};
+pub use accounts::{CallerView, CustomerPatch, NewCustomer, NewReseller, ResellerPatch, limits_of};
 pub use actions::ActionRecord;
 pub use deletion::{AccountDeletion, AccountDeletionPlan, DeleteOptions};
 pub use dispatch::{DispatchConfig, Hello};
@@ -34,13 +31,26 @@ pub use sessions::{Credential, SESSION_TOKEN_PREFIX, SessionGrant};
 use crate::blobs::{BlobStore, DatabaseBlobStore};
 use crate::domain::Principal;
 use crate::error::ServiceError;
-use crate::persistence::Persistence;
 use crate::persistence::entities::{customer, media_service};
 use crate::persistence::notify::{self, NoticeKind, Received};
+use crate::persistence::{Connection, Persistence, Tx, retry_aborted};
 use crate::pki::CertificateAuthority;
 use dispatch::Dispatcher;
 use dispatch::hub::{ActionDelta, ActionHub};
 use tokens::TokenCache;
+
+/// The stored records the service layer hands out, by their domain names: rows whose columns
+/// are typed (enums, sets and JSON decoded on load), so a row that does not decode is an error
+/// rather than a default.
+pub mod records {
+    pub use crate::persistence::entities::api_token::Model as ApiToken;
+    pub use crate::persistence::entities::customer::Model as Customer;
+    pub use crate::persistence::entities::login::Model as Login;
+    pub use crate::persistence::entities::media_track::Model as MediaTrack;
+    pub use crate::persistence::entities::node::Model as Node;
+    pub use crate::persistence::entities::ownership_change::Model as OwnershipChange;
+    pub use crate::persistence::entities::reseller::Model as Reseller;
+}
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
@@ -148,12 +158,16 @@ impl ControlPlane {
         &self.inner.persistence
     }
 
-    fn db(&self) -> &sea_orm::DatabaseConnection {
+    fn db(&self) -> &Connection {
         self.inner.persistence.db()
     }
 
+    async fn begin(&self) -> Result<Tx> {
+        Ok(self.inner.persistence.begin().await?)
+    }
+
     /// For reads outside a transaction.
-    fn reader(&self) -> &sea_orm::DatabaseConnection {
+    fn reader(&self) -> &Connection {
         self.inner.persistence.reader()
     }
 
@@ -186,7 +200,7 @@ impl ControlPlane {
     }
 
     /// Adds `changes` to `txn` as notices for other replicas, commits, and publishes them here.
-    pub(crate) async fn commit(&self, txn: DatabaseTransaction, changes: Changes) -> Result<()> {
+    pub(crate) async fn commit(&self, txn: Tx, changes: Changes) -> Result<()> {
         let origin = self.replica_id();
         let queued: Vec<String> = changes.queued.iter().cloned().collect();
         let nodes: Vec<String> = changes.nodes.iter().cloned().collect();
@@ -388,34 +402,6 @@ fn require_admin(principal: &Principal, what: &str) -> Result<()> {
 }
 
 /// Resellers and the admin manage services; customers may only operate their own.
-/// How many times a request whose transaction the database aborted is run before its caller
-/// is told to retry. PostgreSQL aborts the loser of a deadlock or a serialization conflict
-/// (SQLSTATE 40P01, 40001) and a create can lose the last free port to another replica; the
-/// transaction rolled back, so running the request again is safe, and the caller should not
-/// have to.
-const TRANSACTION_ATTEMPTS: u32 = 4;
-
-/// Runs `request` (one transaction, committed or rolled back as a whole) again when the database
-/// aborted it, after a short randomised pause so the two sides of a conflict do not meet again.
-async fn retry_aborted<T, F, Fut>(what: &'static str, mut request: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T>>,
-{
-    let mut attempt = 1;
-    loop {
-        match request().await {
-            Err(ServiceError::Aborted(reason)) if attempt < TRANSACTION_ATTEMPTS => {
-                let pause = Duration::from_millis(rand::random_range(1..=5u64 << attempt));
-                tracing::debug!(what, attempt, %reason, ?pause, "transaction aborted; running it again");
-                tokio::time::sleep(pause).await;
-                attempt += 1;
-            }
-            outcome => return outcome,
-        }
-    }
-}
-
 fn require_manager(principal: &Principal, what: &str) -> Result<()> {
     match principal {
         Principal::Admin | Principal::Reseller { .. } => Ok(()),

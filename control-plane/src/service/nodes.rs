@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use sea_orm::DatabaseTransaction;
-use serde::{Deserialize, Serialize};
+use crate::persistence::Tx;
 
 use super::{ControlPlane, Result, page_size, require_admin};
 use crate::clock::now_millis;
+pub use crate::domain::{Capability, NodeCapabilities};
 use crate::domain::{Principal, ServiceType};
 use crate::error::ServiceError;
 use crate::ids;
@@ -42,37 +42,6 @@ pub struct JoinToken {
     pub expire_time: i64,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Capability {
-    pub service_type: String,
-    pub available: bool,
-    pub version: String,
-    pub detail: String,
-    pub autodj_available: bool,
-}
-
-/// What a node's agent last reported it can run.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeCapabilities(pub Vec<Capability>);
-
-impl NodeCapabilities {
-    pub fn parse(json: &str) -> Self {
-        serde_json::from_str(json).unwrap_or_default()
-    }
-
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|_| "[]".to_owned())
-    }
-
-    pub fn supports(&self, service_type: ServiceType, autodj: bool) -> bool {
-        self.0.iter().any(|c| {
-            c.service_type == service_type.as_str()
-                && c.available
-                && (!autodj || c.autodj_available)
-        })
-    }
-}
-
 pub(crate) struct Placement {
     pub node: node::Model,
     pub ports: Vec<port_allocation::Model>,
@@ -87,7 +56,7 @@ pub(crate) struct Placement {
 /// consecutive free ports its type needs (SHOUTcast DNAS 2 serves on a port and takes sources
 /// on the next). The `port_allocations` primary key refuses any duplicate regardless.
 pub(crate) async fn place_service(
-    txn: &DatabaseTransaction,
+    txn: &Tx,
     service_type: ServiceType,
     autodj: bool,
     requested_node: Option<&str>,
@@ -99,7 +68,7 @@ pub(crate) async fn place_service(
         let node = db::get_node(txn, id, true)
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("node {id:?} not found")))?;
-        if !db::supports(txn, &node.id, service_type.as_str(), autodj).await? {
+        if !db::supports(txn, &node.id, service_type, autodj).await? {
             return Err(incapable(service_type, autodj, Some(id)));
         }
         if let Some(placement) = try_node(txn, node, purposes, service_id, &mut reasons).await? {
@@ -110,10 +79,9 @@ pub(crate) async fn place_service(
     let mut tried: Vec<String> = Vec::new();
     let mut skip_locked = true;
     loop {
-        let candidate =
-            db::capable_candidates(txn, service_type.as_str(), autodj, &tried, 1, skip_locked)
-                .await?
-                .pop();
+        let candidate = db::capable_candidates(txn, service_type, autodj, &tried, 1, skip_locked)
+            .await?
+            .pop();
         let Some(node) = candidate else {
             if skip_locked {
                 // Every remaining candidate is locked by a concurrent placement (or there is
@@ -137,7 +105,7 @@ pub(crate) async fn place_service(
 /// The node's first run of free ports for `purposes`, taken; `None` (with the reason) when it
 /// is full.
 async fn try_node(
-    txn: &DatabaseTransaction,
+    txn: &Tx,
     node: node::Model,
     purposes: &[&str],
     service_id: &str,
@@ -271,7 +239,7 @@ impl ControlPlane {
             port_first: new.port_first as i64,
             port_last: new.port_last as i64,
             capacity: new.capacity as i64,
-            capabilities: "[]".to_owned(),
+            capabilities: NodeCapabilities::default(),
             agent_version: String::new(),
             connected: false,
             session_id: None,
@@ -381,7 +349,7 @@ impl ControlPlane {
                 NodeView {
                     service_count: u32::try_from(node.service_count).unwrap_or_default(),
                     ports_used: u32::try_from(node.ports_used).unwrap_or_default(),
-                    capabilities: NodeCapabilities::parse(&node.capabilities),
+                    capabilities: node.capabilities.clone(),
                     online,
                     node,
                 }

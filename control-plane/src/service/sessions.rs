@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Argon2, password_hash::rand_core::OsRng};
-use sea_orm::TransactionTrait;
 use tokio::sync::Semaphore;
 
 use super::accounts::CallerView;
@@ -315,7 +314,7 @@ impl ControlPlane {
         let password_hash = hash_password(password).await?;
         let (kind, principal_id) = target.stored_key();
         let now = now_millis();
-        let txn = self.db().begin().await?;
+        let txn = self.begin().await?;
         let login = match db::find_login_of(&txn, kind, principal_id).await? {
             Some(existing) => {
                 db::set_credentials(&txn, &existing.id, &email, &password_hash, now)
@@ -351,7 +350,7 @@ impl ControlPlane {
                 model
             }
         };
-        txn.commit().await.map_err(|e| login_conflict(e.into()))?;
+        txn.commit().await.map_err(login_conflict)?;
         Ok(login)
     }
 
@@ -382,7 +381,7 @@ impl ControlPlane {
         let login = db::find_login_of(self.db(), kind, id)
             .await?
             .ok_or_else(|| ServiceError::NotFound("this account has no login".into()))?;
-        let txn = self.db().begin().await?;
+        let txn = self.begin().await?;
         db::delete_login(&txn, &login.id).await?;
         txn.commit().await?;
         tracing::info!(login_id = %login.id, by = %principal.audit_name(), "login removed");
@@ -427,7 +426,7 @@ impl ControlPlane {
             ));
         }
         let password_hash = hash_password(new_password).await?;
-        let txn = self.db().begin().await?;
+        let txn = self.begin().await?;
         db::set_credentials(&txn, &login.id, &login.email, &password_hash, now_millis()).await?;
         let ended = db::end_sessions_of(&txn, &login.id, credential.session_id.as_deref()).await?;
         txn.commit().await?;

@@ -2,7 +2,7 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::domain::DesiredState;
+use crate::domain::{DesiredState, ServiceType};
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "media_services")]
@@ -13,7 +13,7 @@ pub struct Model {
     pub display_name: String,
     pub customer_id: String,
     pub reseller_id: String,
-    pub service_type: String,
+    pub service_type: ServiceType,
     pub max_listeners: i64,
     pub max_bitrate_kbps: i64,
     pub disk_quota_mb: i64,

@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::domain::NodeCapabilities;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "nodes")]
 pub struct Model {
@@ -12,8 +14,8 @@ pub struct Model {
     pub port_first: i64,
     pub port_last: i64,
     pub capacity: i64,
-    /// JSON list of the plugin capabilities the agent last reported.
-    pub capabilities: String,
+    /// The plugin capabilities the agent last reported, stored as JSON.
+    pub capabilities: NodeCapabilities,
     pub agent_version: String,
     /// A session holds the node (live while `session_replica`'s lease is).
     pub connected: bool,

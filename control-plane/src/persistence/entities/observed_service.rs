@@ -3,7 +3,7 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::domain::ObservedState;
+use crate::domain::{ObservedState, ServiceStats};
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "observed_services")]
@@ -13,8 +13,8 @@ pub struct Model {
     pub node_id: String,
     pub state: ObservedState,
     pub message: String,
-    /// JSON-encoded `ServiceStats`.
-    pub stats: String,
+    /// Stored as JSON.
+    pub stats: ServiceStats,
     /// The desired generation the agent runs.
     pub observed_generation: i64,
     pub observe_time: i64,

@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::domain::{ServiceType, ServiceTypes};
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "resellers")]
 pub struct Model {
@@ -15,9 +17,9 @@ pub struct Model {
     pub limit_max_bitrate_kbps: Option<i64>,
     pub limit_disk_mb: Option<i64>,
     pub limit_bandwidth_gb: Option<i64>,
-    /// Comma-separated service type names, e.g. "icecast,video".
-    pub allowed_types: String,
-    pub default_type: Option<String>,
+    /// Stored as comma-separated type names, e.g. "icecast,video".
+    pub allowed_types: ServiceTypes,
+    pub default_type: Option<ServiceType>,
     pub create_time: i64,
     pub update_time: i64,
     /// A forced delete waits for its customers' deletions; set while it does.

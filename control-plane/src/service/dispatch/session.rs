@@ -8,7 +8,6 @@ use std::pin::Pin;
 use castplane_proto::agent::v1 as apb;
 use castplane_proto::v1 as pb;
 use futures::{Stream, StreamExt};
-use sea_orm::TransactionTrait;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -18,7 +17,7 @@ use super::wire::{self, Assignment};
 use super::writer::Write;
 use super::{ACTIONS_QUEUED, Attached, Hello, SPECS_CHANGED, SessionEvent};
 use crate::clock::{now_millis, to_timestamp};
-use crate::domain::ActionState;
+use crate::domain::{ActionState, ServiceType};
 use crate::error::ServiceError;
 use crate::ids;
 use crate::persistence::dispatch as db;
@@ -51,22 +50,22 @@ impl ControlPlane {
     {
         let dispatcher = self.dispatcher();
         let capabilities = wire::capabilities_from_wire(&hello.capabilities);
-        let capable: Vec<(String, bool)> = capabilities
+        let capable: Vec<(ServiceType, bool)> = capabilities
             .0
             .iter()
             .filter(|c| c.available)
-            .map(|c| (c.service_type.clone(), c.autodj_available))
+            .map(|c| (c.service_type, c.autodj_available))
             .collect();
         let session_id = ids::new_id("ses");
         let turn = dispatcher.opening_turn().await;
-        let txn = self.db().begin().await?;
+        let txn = self.begin().await?;
         let opened = db::open_session(
             &txn,
             node_id,
             &session_id,
             dispatcher.replica_id(),
             &wire::bounded(&hello.agent_version, wire::MAX_TEXT),
-            &capabilities.to_json(),
+            &capabilities,
             &capable,
             dispatcher.config().not_after_ms(),
         )
@@ -170,7 +169,7 @@ impl Session {
 
     async fn close(&self) -> Result<()> {
         let persistence = self.control_plane.persistence();
-        let txn = persistence.db().begin().await?;
+        let txn = persistence.begin().await?;
         let deadline = self.control_plane.dispatch_config().deadline_ms();
         db::close_session(&txn, &self.node_id, self.generation, deadline).await?;
         txn.commit().await?;
@@ -512,7 +511,7 @@ fn assignments(
 /// Lists in each assignment the uploaded files its node must hold (the owner's library for
 /// AutoDJ, the video files of a video service).
 async fn attach_media(
-    db: &impl sea_orm::ConnectionTrait,
+    db: &impl crate::persistence::Executor,
     assignments: &mut [&mut Assignment],
 ) -> Result<()> {
     let services: Vec<&media_service::Model> = assignments.iter().map(|a| &a.service).collect();

@@ -4,7 +4,7 @@
 use castplane_proto::agent::v1 as apb;
 use castplane_proto::v1 as pb;
 
-use crate::domain::{DesiredState, ObservedState, ServiceType, service_type_from_wire};
+use crate::domain::{DesiredState, ObservedState, ServiceStats, service_type_from_wire};
 use crate::persistence::dispatch::Observation;
 use crate::persistence::entities::{media_service, media_track, port_allocation, video_file};
 use crate::service::{Capability, NodeCapabilities};
@@ -88,11 +88,7 @@ pub fn spec_to_wire(assignment: &Assignment, node: &NodeAddress) -> apb::Service
         id: s.id.clone(),
         name: s.name.clone(),
         display_name: s.display_name.clone(),
-        r#type: s
-            .service_type
-            .parse::<ServiceType>()
-            .map(|t| pb::ServiceType::from(t) as i32)
-            .unwrap_or_default(),
+        r#type: pb::ServiceType::from(s.service_type) as i32,
         ports: assignment
             .ports
             .iter()
@@ -125,7 +121,7 @@ pub fn capabilities_from_wire(capabilities: &[pb::PluginCapability]) -> NodeCapa
             .filter_map(|c| {
                 let service_type = service_type_from_wire(c.r#type)?;
                 Some(Capability {
-                    service_type: service_type.as_str().to_owned(),
+                    service_type,
                     available: c.available,
                     version: bounded(&c.version, MAX_TEXT),
                     detail: bounded(&c.detail, MAX_TEXT),
@@ -143,21 +139,19 @@ pub fn millis_of(t: &prost_types::Timestamp) -> Option<i64> {
     seconds.checked_add(nanos).filter(|ms| *ms >= 0)
 }
 
-pub fn stats_to_json(stats: &pb::ServiceStats) -> String {
-    let mounts: Vec<String> = stats
-        .mounts
-        .iter()
-        .take(MAX_MOUNTS)
-        .map(|m| bounded(m, MAX_MOUNT))
-        .collect();
-    serde_json::json!({
-        "listeners": stats.listeners,
-        "sources": stats.sources,
-        "mounts": mounts,
-        "bytes_sent": stats.bytes_sent,
-        "bytes_read": stats.bytes_read,
-    })
-    .to_string()
+pub fn stats_from_wire(stats: &pb::ServiceStats) -> ServiceStats {
+    ServiceStats {
+        listeners: stats.listeners,
+        sources: stats.sources,
+        mounts: stats
+            .mounts
+            .iter()
+            .take(MAX_MOUNTS)
+            .map(|m| bounded(m, MAX_MOUNT))
+            .collect(),
+        bytes_sent: stats.bytes_sent,
+        bytes_read: stats.bytes_read,
+    }
 }
 
 /// An agent's report on one service, bounded and dated (`now` when the agent gave no usable
@@ -182,7 +176,7 @@ pub fn observation_from_wire(
         node_id: node_id.to_owned(),
         state,
         message: bounded(&status.message, MAX_TEXT),
-        stats_json: stats_to_json(&status.stats.unwrap_or_default()),
+        stats: stats_from_wire(&status.stats.unwrap_or_default()),
         generation: i64::try_from(service.generation).unwrap_or(i64::MAX),
         observe_time,
     }
@@ -221,7 +215,14 @@ mod tests {
         assert_eq!(observation.observe_time, 1_000);
         assert_eq!(observation.state, ObservedState::Unknown);
         assert!(observation.message.len() <= MAX_TEXT);
-        assert!(observation.stats_json.len() < 64 * 300);
+        assert!(observation.stats.mounts.len() <= MAX_MOUNTS);
+        assert!(
+            observation
+                .stats
+                .mounts
+                .iter()
+                .all(|m| m.len() <= MAX_MOUNT)
+        );
         assert_eq!(observation.generation, i64::MAX);
     }
 }

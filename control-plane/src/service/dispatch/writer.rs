@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use sea_orm::TransactionTrait;
 use tokio::sync::mpsc;
 
 use super::hub::ActionDelta;
@@ -157,7 +156,7 @@ async fn try_commit(
     let persistence = control_plane.persistence();
     let validity = control_plane.dispatch_config().not_after_ms();
     let now = now_millis();
-    let txn = persistence.db().begin().await?;
+    let txn = persistence.begin().await?;
     let node_ids: Vec<&str> = batch.iter().map(|w| w.node().0).collect();
     let fenced = db::fence(&txn, &node_ids).await?;
     let current = |node: &str, generation: i64| fenced.get(node) == Some(&generation);
