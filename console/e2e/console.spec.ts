@@ -322,6 +322,9 @@ test("a customer's media library: tracks uploaded with a progress bar each, a qu
   await signIn(page, email, password);
   await nav(page, "Media library").click();
   await expect(page.getByRole("row").filter({ hasText: "Evening Tone.mp3" })).toContainText("0:03");
+  // Readable at phone width: the table scrolls within its card, the page does not.
+  await page.setViewportSize({ width: 390, height: 844 });
+  expect(await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)).toBeLessThanOrEqual(0);
   await page.getByRole("button", { name: "Delete Evening Tone.mp3" }).focus();
   await page.keyboard.press("Enter");
   await page.getByRole("dialog", { name: "Delete Evening Tone.mp3?" }).getByRole("button", { name: "Delete track" }).click();
