@@ -3,7 +3,7 @@
 import { expect, test } from "@playwright/test";
 import { ServiceType } from "../src/gen/castplane/v1/common_pb";
 import { PrincipalKind } from "../src/gen/castplane/v1/accounts_pb";
-import { admin, baseUrl, nav, newReseller, screenshot, signIn, sineSource, unique } from "./fleet";
+import { admin, baseUrl, clipMp4, nav, newReseller, screenshot, signIn, sineSource, toneMp3, unique } from "./fleet";
 
 test("a reseller creates a service with the Quick Wizard, starts it and its player plays", async ({ page }) => {
   const u = unique();
@@ -249,4 +249,123 @@ test("readable on a phone-width screen", async ({ page }) => {
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   expect(overflow).toBeLessThanOrEqual(0);
   await screenshot(page, "service-phone");
+});
+
+test("a customer's media library: tracks uploaded with a progress bar each, a quota refusal beside the control, a delete confirmed", async ({ page }) => {
+  const u = unique();
+  const reseller = await newReseller(`Library Reseller ${u}`);
+  const customer = await reseller.api.accounts.createCustomer({ customer: { displayName: "Night Owl Radio" } });
+  // The customer's disk quota is its services': 1 MB.
+  await reseller.api.services.createMediaService({
+    mediaService: {
+      customerId: customer.id,
+      type: ServiceType.ICECAST,
+      name: `owl-${u}`,
+      maxListeners: 10,
+      maxBitrateKbps: 128,
+      diskQuotaMb: 1n,
+      bandwidthGbPerMonth: 1n,
+    },
+  });
+  const tone = toneMp3("Evening Tone.mp3", 3);
+  const chime = toneMp3("Chime.mp3", 2, 880);
+  const long = toneMp3("Long Set.mp3", 70, 330);
+
+  await signIn(page, reseller.email, reseller.password);
+  await nav(page, "Customers").click();
+  await page.getByRole("link", { name: "Night Owl Radio" }).click();
+  await page.getByRole("link", { name: "Open the media library" }).click();
+  await expect(page.getByRole("heading", { level: 1, name: "Media library" })).toBeVisible();
+  await expect(page.getByText("No tracks yet.")).toBeVisible();
+
+  // Two files at once: one row each, each bar reaching 100 %, both listed with their duration.
+  const chooser = page.getByLabel("Upload tracks");
+  await chooser.setInputFiles([tone, chime]);
+  for (const [name, length] of [["Evening Tone.mp3", "0:03"], ["Chime.mp3", "0:02"]]) {
+    const bar = page.getByRole("progressbar", { name: `Upload of ${name}` });
+    await expect(bar).toHaveJSProperty("value", 100);
+    const upload = page.locator(`.upload[data-file="${name}"]`);
+    await expect(upload.locator(".upload-percent")).toHaveText("100 %");
+    await expect(upload.locator(".upload-status")).toHaveText("Uploaded.");
+    const row = page.getByRole("row").filter({ hasText: name });
+    await expect(row).toContainText(length);
+    await expect(row).toContainText("mp3");
+    await expect(row).toContainText(/1[23]\d kbps/);
+  }
+  const listed = await reseller.api.library.listMediaTracks({ customerId: customer.id });
+  expect(listed.mediaTracks.map((t) => t.displayName).sort()).toEqual(["Chime.mp3", "Evening Tone.mp3"]);
+
+  // Over the quota: refused beside the control, with what was asked and what is available.
+  await chooser.setInputFiles(long);
+  const error = page.locator("#f-upload-files-error");
+  await expect(error).toContainText(/Not enough disk space for Long Set\.mp3: you asked for 1\.1 MB, \d+ KB available\./);
+  await expect(chooser).toHaveAttribute("aria-invalid", "true");
+  await expect(chooser).toHaveAttribute("aria-describedby", /f-upload-files-error/);
+  await expect(page.locator("#f-upload-files-hint")).toContainText("bytes available");
+  await expect(page.locator('.upload[data-file="Long Set.mp3"] .upload-status')).toContainText("Not enough disk space");
+  await screenshot(page, "media-library");
+  expect((await reseller.api.library.listMediaTracks({ customerId: customer.id })).mediaTracks).toHaveLength(2);
+
+  // Delete, after the confirmation.
+  await page.getByRole("button", { name: "Delete Chime.mp3" }).click();
+  const dialog = page.getByRole("dialog", { name: "Delete Chime.mp3?" });
+  await expect(dialog).toContainText("This cannot be undone.");
+  await dialog.getByRole("button", { name: "Delete track" }).click();
+  await expect(page.getByRole("status").filter({ hasText: "Chime.mp3 has been deleted." })).toBeVisible();
+  await expect(page.getByRole("row").filter({ hasText: "Chime.mp3" })).toHaveCount(0);
+
+  // The customer itself finds its library in the side menu, and deletes the last track there.
+  const email = `owl-${u}@example.com`;
+  const password = `pw-${unique()}-${unique()}`;
+  await reseller.api.logins.setLogin({ principalKind: PrincipalKind.CUSTOMER, principalId: customer.id, email, password });
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await signIn(page, email, password);
+  await nav(page, "Media library").click();
+  await expect(page.getByRole("row").filter({ hasText: "Evening Tone.mp3" })).toContainText("0:03");
+  // Readable at phone width: the table scrolls within its card, the page does not.
+  await page.setViewportSize({ width: 390, height: 844 });
+  expect(await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)).toBeLessThanOrEqual(0);
+  await page.getByRole("button", { name: "Delete Evening Tone.mp3" }).focus();
+  await page.keyboard.press("Enter");
+  await page.getByRole("dialog", { name: "Delete Evening Tone.mp3?" }).getByRole("button", { name: "Delete track" }).click();
+  await expect(page.getByText("No tracks yet.")).toBeVisible();
+  expect((await reseller.api.library.listMediaTracks({ customerId: customer.id })).mediaTracks).toHaveLength(0);
+});
+
+test("a video service's files: uploaded with progress, listed, deleted", async ({ page }) => {
+  const u = unique();
+  const reseller = await newReseller(`Clips Reseller ${u}`);
+  const service = await reseller.api.services.createMediaService({
+    mediaService: {
+      customerId: reseller.primaryCustomerId,
+      type: ServiceType.VIDEO,
+      name: `clips-${u}`,
+      displayName: "Clips TV",
+      maxListeners: 10,
+      maxBitrateKbps: 2000,
+      diskQuotaMb: 20n,
+      bandwidthGbPerMonth: 1n,
+    },
+  });
+  const clip = clipMp4("Holiday Clip.mp4", 2);
+  await signIn(page, reseller.email, reseller.password);
+  await page.goto(`${baseUrl()}/services/${service.id}`);
+  const files = page.getByRole("region", { name: "Video files" });
+  await expect(files.getByText("No video files yet.")).toBeVisible();
+  await files.getByLabel("Upload video files").setInputFiles(clip);
+  await expect(files.getByRole("progressbar", { name: "Upload of Holiday Clip.mp4" })).toHaveJSProperty("value", 100);
+  await expect(files.locator('.upload[data-file="Holiday Clip.mp4"] .upload-status')).toHaveText("Uploaded.");
+  const row = files.getByRole("row").filter({ hasText: "Holiday Clip.mp4" });
+  await expect(row).toContainText("0:02");
+  await expect(row).toContainText("mp4 (h264)");
+  const listed = await reseller.api.library.listVideoFiles({ mediaServiceId: service.id });
+  expect(listed.videoFiles).toHaveLength(1);
+  await expect(row.getByRole("link", { name: "Holiday Clip.mp4" })).toHaveAttribute("href", listed.videoFiles[0].url);
+  await files.scrollIntoViewIfNeeded();
+  await screenshot(page, "video-files");
+
+  await row.getByRole("button", { name: "Delete Holiday Clip.mp4" }).click();
+  await page.getByRole("dialog", { name: "Delete Holiday Clip.mp4?" }).getByRole("button", { name: "Delete video file" }).click();
+  await expect(files.getByText("No video files yet.")).toBeVisible();
+  expect((await reseller.api.library.listVideoFiles({ mediaServiceId: service.id })).videoFiles).toHaveLength(0);
 });

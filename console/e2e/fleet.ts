@@ -1,8 +1,9 @@
 // What the tests set up through the public API (with the admin's API token, as castctl
 // would), and the page helpers they share.
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
@@ -100,4 +101,25 @@ export function sineSource(host: string, port: number, password: string): ChildP
     ],
     { stdio: "ignore" },
   );
+}
+
+/** Media files made by the real ffmpeg, as a person would upload them. */
+function ffmpeg(name: string, args: string[]): string {
+  const out = path.join(mkdtempSync(path.join(tmpdir(), "castplane-e2e-")), name);
+  const run = spawnSync("ffmpeg", ["-hide_banner", "-loglevel", "error", "-y", ...args, out], { stdio: "inherit" });
+  if (run.status !== 0) throw new Error(`ffmpeg could not make ${name}`);
+  return out;
+}
+
+/** An MP3 of a sine tone, `seconds` long, at 128 kbps. */
+export function toneMp3(name: string, seconds: number, frequency = 440): string {
+  return ffmpeg(name, ["-f", "lavfi", "-i", `sine=frequency=${frequency}:duration=${seconds}`, "-c:a", "libmp3lame", "-b:a", "128k"]);
+}
+
+/** A small H.264 MP4 of the test pattern. */
+export function clipMp4(name: string, seconds: number): string {
+  return ffmpeg(name, [
+    "-f", "lavfi", "-i", `testsrc=size=320x240:rate=10:duration=${seconds}`,
+    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+  ]);
 }

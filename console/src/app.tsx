@@ -12,6 +12,7 @@ import { CustomerOverview, Customers, NewCustomer } from "./pages/Customers";
 import { NewReseller, ResellerPage, Resellers } from "./pages/Resellers";
 import { Nodes } from "./pages/Nodes";
 import { Account } from "./pages/Account";
+import { CustomerMediaLibrary, OwnMediaLibrary } from "./pages/MediaLibrary";
 import { NotFound } from "./pages/NotFound";
 
 interface NavItem {
@@ -40,6 +41,7 @@ function navFor(session: ReturnType<typeof useSession>): NavItem[] {
   return [
     { href: "/", label: "Dashboard" },
     { href: "/services", label: "My Services" },
+    { href: "/media", label: "Media library" },
   ];
 }
 
@@ -106,6 +108,8 @@ function Shell() {
           <Route path="/customers" component={Customers} />
           <Route path="/customers/new" component={NewCustomer} />
           <Route path="/customers/:id" component={CustomerOverview} />
+          <Route path="/customers/:id/media" component={CustomerMediaLibrary} />
+          <Route path="/media" component={OwnMediaLibrary} />
           <Route path="/resellers" component={Resellers} />
           <Route path="/resellers/new" component={NewReseller} />
           <Route path="/resellers/:id" component={ResellerPage} />

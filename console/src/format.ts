@@ -79,3 +79,39 @@ export function isoWhen(ts: Timestamp | undefined): string | undefined {
 export function actor(name: string): string {
   return name.replace(":", " ");
 }
+
+/** 1 MB = 1,048,576 bytes, as the disk quota counts them. */
+const MB = 1 << 20;
+
+/** A size in bytes as people read it: "820 KB", "3.4 MB", "1.2 GB". */
+export function size(bytes: bigint | number): string {
+  const n = Number(bytes);
+  if (n < 1024) return `${n} bytes`;
+  if (n < MB) return `${Math.round(n / 1024)} KB`;
+  if (n < 1024 * MB) return `${(n / MB).toFixed(1)} MB`;
+  return `${(n / (1024 * MB)).toFixed(1)} GB`;
+}
+
+/**
+ * ffprobe's name of a file's format, which for some families lists all its members
+ * ("mov,mp4,m4a,3gp,3g2,mj2"): the one the file's name says if it is among them.
+ */
+export function formatName(format: string, fileName: string): string {
+  const names = format.split(",");
+  const extension = fileName.slice(fileName.lastIndexOf(".") + 1).toLowerCase();
+  return names.includes(extension) ? extension : names[0];
+}
+
+/** Seconds as "m:ss" (or "h:mm:ss"). */
+export function duration(seconds: number): string {
+  const total = Math.round(seconds);
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = String(total % 60).padStart(2, "0");
+  return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
+}
+
+/** Bits per second as "128 kbps". */
+export function bitrate(bitsPerSecond: bigint | number): string {
+  return `${Math.round(Number(bitsPerSecond) / 1000)} kbps`;
+}

@@ -3,7 +3,8 @@
 //! Every castplane call except signing in must carry `authorization: Bearer <token>`: an API
 //! token (programs) or a console session token (people). Session tokens are hashed and looked
 //! up in the database on every call, so a sign-out or expiry on any replica holds on all of
-//! them at once. Health checking, reflection and the console's static assets need no token.
+//! them at once. Health checking, reflection and the console's static assets need no token;
+//! the browsers' uploads (`uploads.rs`, plain HTTP beside the RPCs) need one like any RPC.
 
 use std::task::{Context, Poll};
 
@@ -18,7 +19,7 @@ const CASTPLANE_PREFIX: &str = "/castplane.";
 const SIGN_IN: &str = "/castplane.v1.SessionService/CreateSession";
 
 fn needs_token(path: &str) -> bool {
-    path.starts_with(CASTPLANE_PREFIX) && path != SIGN_IN
+    (path.starts_with(CASTPLANE_PREFIX) && path != SIGN_IN) || crate::uploads::is_upload_path(path)
 }
 
 #[derive(Clone)]
@@ -127,5 +128,7 @@ mod tests {
         ));
         assert!(!needs_token("/"));
         assert!(!needs_token("/assets/index-abc123.js"));
+        assert!(needs_token("/uploads/v1/customers/cus_1/tracks"));
+        assert!(needs_token("/uploads/anything"));
     }
 }

@@ -22,6 +22,7 @@ pub mod pki;
 pub mod rpc_trace;
 pub mod server;
 pub mod service;
+pub mod uploads;
 
 pub use health::HealthConfig;
 pub use limits::ApiLimits;

@@ -365,9 +365,11 @@ impl Middleware for Admission {
         let refusals = self.metrics.limit_refusals.clone();
         // An upload answers after its last chunk, however long the file takes to send; its
         // handler bounds the wait for each message instead.
-        let uploading = crate::methods::MethodTable::get()
-            .lookup(request.uri().path())
-            .is_some_and(|m| m.client_streaming);
+        let path = request.uri().path();
+        let uploading = crate::uploads::is_upload_path(path)
+            || crate::methods::MethodTable::get()
+                .lookup(path)
+                .is_some_and(|m| m.client_streaming);
         if uploading {
             return Box::pin(async move {
                 let _permit = permit;
@@ -512,10 +514,12 @@ impl Middleware for StreamLimit {
         B: Send + 'static,
     {
         let path = request.uri().path();
+        // A browser's upload (plain HTTP) holds a slot like the gRPC upload it stands for.
         let streaming = !is_health(path)
-            && MethodTable::get()
-                .lookup(path)
-                .is_some_and(|method| method.streaming);
+            && (crate::uploads::is_upload_path(path)
+                || MethodTable::get()
+                    .lookup(path)
+                    .is_some_and(|method| method.streaming));
         // Only authenticated calls carry a principal; the public ones (reflection) are
         // bounded by the process-wide concurrency limit instead.
         let principal = request.extensions().get::<Principal>();

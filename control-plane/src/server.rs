@@ -42,6 +42,7 @@ use crate::pki::CertificateAuthority;
 use crate::rpc_trace::rpc_trace_layer;
 use crate::service::page_tokens::PageTokens;
 use crate::service::{ControlPlane, ServiceConfig};
+use crate::uploads;
 
 /// How long in-flight calls get to finish once shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -234,6 +235,7 @@ pub async fn run(
     let layers = tower::ServiceBuilder::new()
         .layer(rpc_trace_layer())
         .layer(rpc_metrics_layer(metrics.rpc.clone()))
+        .layer(uploads::http_errors_layer())
         .layer(admission_layer(config.limits.clone(), metrics.rpc.clone()))
         .layer(AuthLayer::new(control_plane.clone()))
         .layer(stream_limit_layer(
@@ -275,12 +277,15 @@ pub async fn run(
             control_plane: cp(),
         }));
     let mut routes = routes.routes();
+    // Browsers' uploads (plain HTTP bodies: gRPC-web cannot stream from the client).
+    let router = std::mem::take(routes.axum_router_mut());
+    *routes.axum_router_mut() = router.merge(uploads::routes(cp()));
     if let Some(dir) = config.console_dir.clone() {
         let router = std::mem::take(routes.axum_router_mut());
         *routes.axum_router_mut() = router.fallback_service(console::assets_service(&dir));
     }
     // HTTP/1.1 and gRPC-web for browsers (the console), beside HTTP/2 gRPC for everything else;
-    // the same TLS, limits and bearer check serve both.
+    // the same TLS, limits and bearer check serve both, and the uploads.
     let public = Server::builder()
         .accept_http1(true)
         .layer(tonic_web::GrpcWebLayer::new())

@@ -14,6 +14,7 @@ pub mod postgres;
 pub mod raw;
 pub mod scenarios;
 pub mod streaming;
+pub mod uploads;
 pub mod wait;
 
 pub use agent::{AgentHandle, AgentProcess};

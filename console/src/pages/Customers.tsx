@@ -192,7 +192,13 @@ export function CustomerOverview() {
           {services.data?.mediaServices.length === 0 && <p class="muted">No services yet.</p>}
           {!!services.data?.mediaServices.length && <ServiceTable services={services.data.mediaServices} />}
         </section>
-        {/* The customer's media library (uploads with progress) goes here once the media API lands. */}
+        <section class="card" aria-labelledby="customer-media-title">
+          <h2 id="customer-media-title">Media library</h2>
+          <p>The audio tracks AutoDJ plays on {primary && !session.isAdmin ? "your" : "the customer's"} services.</p>
+          <a class="button" href={`/customers/${c.id}/media`}>
+            Open the media library
+          </a>
+        </section>
       </div>
     </>
   );

@@ -15,6 +15,8 @@ import { ErrorNotice, Field, Loading, PageHeader } from "../components/ui";
 import { ActionProgress } from "../components/ActionProgress";
 import { AudioPlayer, HlsPlayer } from "../components/Players";
 import { RecentActions } from "../components/RecentActions";
+import { MediaFiles } from "../components/MediaFiles";
+import { VideoFileSchema } from "../gen/castplane/v1/media_pb";
 import { NotFound } from "./NotFound";
 
 export function ServicePage() {
@@ -67,6 +69,7 @@ export function ServicePage() {
         />
         <ConnectionCard service={s} />
         <OwnershipCard service={s} onChanged={service.reload} />
+        {s.kind === ServiceKind.VIDEO && <VideoFilesCard service={s} />}
         <section class="card wide" aria-labelledby="svc-actions-title">
           <h2 id="svc-actions-title">Action history</h2>
           <RecentActions mediaServiceId={s.id} pageSize={20} />
@@ -261,6 +264,34 @@ function DeleteDialog(props: { service: MediaService; onClose: () => void; onQue
         </div>
       </form>
     </dialog>
+  );
+}
+
+/** A video service's on-demand files: they belong to the service and go with it. */
+function VideoFilesCard({ service: s }: { service: MediaService }) {
+  return (
+    <section class="card wide" aria-labelledby="video-files-title">
+      <h2 id="video-files-title">Video files</h2>
+      <p class="muted">
+        Served over HTTP from the service's port once its node has them; they count against its disk quota of{" "}
+        {String(s.diskQuotaMb)} MB.
+      </p>
+      <MediaFiles
+        noun="video file"
+        accept="video/*,.mp4,.m4v,.mov,.mkv,.webm"
+        uploadPath={`/uploads/v1/services/${encodeURIComponent(s.id)}/videos`}
+        schema={VideoFileSchema}
+        list={async (pageToken, signal) => {
+          const r = await api.library.listVideoFiles({ mediaServiceId: s.id, pageToken, pageSize: 50 }, { signal });
+          return { files: r.videoFiles, nextPageToken: r.nextPageToken };
+        }}
+        remove={async (id) => {
+          await api.library.deleteVideoFile({ id });
+        }}
+        deleteWarning="The file is deleted from the store and from the service's node."
+        disabled={s.deleting}
+      />
+    </section>
   );
 }
 

@@ -21,7 +21,7 @@ pub struct MediaLibraryApi {
     pub control_plane: ControlPlane,
 }
 
-fn track_to_wire(t: &records::MediaTrack) -> pb::MediaTrack {
+pub(crate) fn track_to_wire(t: &records::MediaTrack) -> pb::MediaTrack {
     pb::MediaTrack {
         id: t.id.clone(),
         customer_id: t.customer_id.clone(),
@@ -36,7 +36,7 @@ fn track_to_wire(t: &records::MediaTrack) -> pb::MediaTrack {
     }
 }
 
-fn video_to_wire(view: &VideoFileView) -> pb::VideoFile {
+pub(crate) fn video_to_wire(view: &VideoFileView) -> pb::VideoFile {
     let v = &view.video;
     pb::VideoFile {
         id: v.id.clone(),
@@ -53,7 +53,7 @@ fn video_to_wire(view: &VideoFileView) -> pb::VideoFile {
     }
 }
 
-fn upload_of(file: Option<pb::UploadHeader>) -> Upload {
+pub(crate) fn upload_of(file: Option<pb::UploadHeader>) -> Upload {
     let file = file.unwrap_or_default();
     Upload {
         file_name: file.file_name,
