@@ -77,6 +77,78 @@ pub fn assets_service(
     }))
 }
 
+/// gRPC-web for the requests that are gRPC-web; every other request reaches the routes as it
+/// came, on HTTP/1.1 as on HTTP/2. `tonic_web::GrpcWebLayer` alone answers any other HTTP/1.1
+/// request 400 — which is every request a browser makes for the console's files and uploads
+/// on a plain-HTTP port (browsers speak HTTP/2 only over TLS).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BrowserLayer;
+
+impl<S: Clone> tower::Layer<S> for BrowserLayer {
+    type Service = Browser<S>;
+
+    fn layer(&self, inner: S) -> Browser<S> {
+        Browser {
+            grpc_web: tonic_web::GrpcWebLayer::new().layer(inner.clone()),
+            plain: inner,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Browser<S> {
+    grpc_web: tonic_web::GrpcWebService<S>,
+    plain: S,
+}
+
+/// The content types tonic-web translates (`application/grpc-web`, `…+proto`, `…-text`, …).
+fn is_grpc_web(request: &Request<impl Sized>) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc-web"))
+}
+
+impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for Browser<S>
+where
+    S: tower::Service<Request<tonic::body::Body>, Response = Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    ReqBody::Error: Into<tower::BoxError> + std::fmt::Display,
+    ResBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    ResBody::Error: Into<tower::BoxError> + std::fmt::Display,
+{
+    type Response = Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        // Each call waits for its own clone's readiness (`oneshot`).
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        if is_grpc_web(&request) {
+            let grpc_web = self.grpc_web.clone();
+            Box::pin(grpc_web.oneshot(request))
+        } else {
+            let plain = self.plain.clone();
+            Box::pin(async move {
+                let response = plain.oneshot(request.map(tonic::body::Body::new)).await?;
+                Ok(response.map(tonic::body::Body::new))
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

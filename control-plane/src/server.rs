@@ -288,7 +288,7 @@ pub async fn run(
     // the same TLS, limits and bearer check serve both, and the uploads.
     let public = Server::builder()
         .accept_http1(true)
-        .layer(tonic_web::GrpcWebLayer::new())
+        .layer(console::BrowserLayer)
         .layer(layers)
         .add_routes(routes);
     let public: BoxFuture<'static, Result<(), tonic::transport::Error>> = match public_tls {

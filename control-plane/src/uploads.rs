@@ -25,10 +25,10 @@
 //! `Content-Length`. Refusals of the layers in front (a missing token, the concurrency limit)
 //! are rewritten into the same shape by [`http_errors_layer`], so a client reads one format.
 //!
-//! The port speaks HTTP/2 to anything but gRPC-web (tonic-web answers other HTTP/1.1
-//! requests 400); browsers and curl negotiate it on TLS by themselves. HTTP/2 also lets the
-//! server refuse an upload early (over the quota) while the client is still sending, and the
-//! client still read the answer.
+//! Uploads are answered on HTTP/1.1 (a browser on a plain-HTTP port) and HTTP/2 (what browsers
+//! and curl negotiate on TLS; see `console::BrowserLayer`). HTTP/2 also lets the server refuse
+//! an upload early (over the quota) while the client is still sending, and the client still
+//! read the answer; on HTTP/1.1 the refusal closes the connection once it is sent.
 //!
 //! CSRF: the credential is the `Authorization` header, never a cookie, so a page of another
 //! origin cannot make the browser send it (a form cannot set headers; a cross-origin request
