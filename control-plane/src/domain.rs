@@ -486,43 +486,42 @@ pub struct StoredValueError(String);
 
 /// Typed JSON columns: stored with serde, and a text that does not decode fails the row's load.
 macro_rules! json_column {
-    ($name:ident) => {
+    ($(#[$meta:meta])* pub struct $name:ident $body:tt $($semi:tt)?) => {
+        $(#[$meta])*
+        #[derive(
+            Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize,
+            sea_orm::DeriveValueType,
+        )]
+        #[sea_orm(value_type = "String", from_str = "Self::from_json", to_str = "JsonColumn::to_json")]
+        pub struct $name $body $($semi)?
+
         impl $name {
             fn from_json(text: &str) -> Result<Self, StoredValueError> {
                 serde_json::from_str(text).map_err(|e| StoredValueError(e.to_string()))
             }
-
-            fn to_json(&self) -> String {
-                serde_json::to_string(self).expect("plain data serialises")
-            }
         }
+
+        impl JsonColumn for $name {}
     };
 }
 
-/// A service's counters as its node last reported them (`observed_services.stats`).
-#[derive(
-    Clone,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    sea_orm::DeriveValueType,
-)]
-#[sea_orm(
-    value_type = "String",
-    from_str = "ServiceStats::from_json",
-    to_str = "ServiceStats::to_json"
-)]
-pub struct ServiceStats {
-    pub listeners: u32,
-    pub sources: u32,
-    pub mounts: Vec<String>,
-    pub bytes_sent: u64,
-    pub bytes_read: u64,
+/// How a typed JSON column is stored.
+trait JsonColumn: serde::Serialize {
+    fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("plain data serialises")
+    }
 }
-json_column!(ServiceStats);
+
+json_column! {
+    /// A service's counters as its node last reported them (`observed_services.stats`).
+    pub struct ServiceStats {
+        pub listeners: u32,
+        pub sources: u32,
+        pub mounts: Vec<String>,
+        pub bytes_sent: u64,
+        pub bytes_read: u64,
+    }
+}
 
 /// One plugin's report of what it can run on a node.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -534,24 +533,10 @@ pub struct Capability {
     pub autodj_available: bool,
 }
 
-/// What a node's agent last reported it can run (`nodes.capabilities`).
-#[derive(
-    Clone,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    sea_orm::DeriveValueType,
-)]
-#[sea_orm(
-    value_type = "String",
-    from_str = "NodeCapabilities::from_json",
-    to_str = "NodeCapabilities::to_json"
-)]
-pub struct NodeCapabilities(pub Vec<Capability>);
-json_column!(NodeCapabilities);
+json_column! {
+    /// What a node's agent last reported it can run (`nodes.capabilities`).
+    pub struct NodeCapabilities(pub Vec<Capability>);
+}
 
 impl NodeCapabilities {
     pub fn supports(&self, service_type: ServiceType, autodj: bool) -> bool {

@@ -234,3 +234,29 @@ pub fn spooled_files(cp: &ControlPlaneHandle) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// A customer with one icecast service of `disk_quota_mb`, its library's quota (placed on a
+/// real agent's node, since only agents report what a node can run).
+pub async fn customer_with_quota(
+    backend: crate::Backend,
+    disk_quota_mb: u64,
+) -> (crate::fleet::Setup, crate::AgentHandle, pb::Customer) {
+    let (s, token) =
+        crate::fleet::setup(backend, castplane_control::ServiceConfig::default(), 10).await;
+    let agent = crate::AgentHandle::join_and_start(&s.cp, &token).await;
+    crate::fleet::wait_online(&s.admin, &s.node.id).await;
+    let reseller_id = s.admin.customer(&s.owner).await.reseller_id;
+    let customer = s.admin.create_customer(&reseller_id, "Library Owner").await;
+    let mut request = crate::client::icecast_request(&customer.id, "library-fm", 10);
+    request
+        .media_service
+        .as_mut()
+        .expect("service")
+        .disk_quota_mb = disk_quota_mb;
+    s.admin
+        .media()
+        .create_media_service(request)
+        .await
+        .expect("create");
+    (s, agent, customer)
+}

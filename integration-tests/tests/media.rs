@@ -9,8 +9,8 @@ use castplane_control::ServiceConfig;
 use castplane_integration_tests::client::{icecast_request, limits};
 use castplane_integration_tests::fleet::{LONG, setup, start, succeeded, wait_online};
 use castplane_integration_tests::media::{
-    header, mp3, mp4, sha256_hex, spooled_files, stored_blobs, track_messages, upload_track,
-    upload_video,
+    customer_with_quota, header, mp3, mp4, sha256_hex, spooled_files, stored_blobs, track_messages,
+    upload_track, upload_video,
 };
 use castplane_integration_tests::streaming::{
     liquidsoap_pid, looks_like_mp3, read_stream, wait_for_stream,
@@ -51,35 +51,6 @@ async fn tracks(client: &Client, customer_id: &str) -> Vec<pb::MediaTrack> {
         .expect("list tracks")
         .into_inner()
         .media_tracks
-}
-
-/// A customer with one icecast service of `disk_quota_mb` (placed on a real agent's node,
-/// since only agents report what a node can run).
-async fn customer_with_quota(
-    backend: Backend,
-    disk_quota_mb: u64,
-) -> (
-    castplane_integration_tests::fleet::Setup,
-    AgentHandle,
-    pb::Customer,
-) {
-    let (s, token) = setup(backend, ServiceConfig::default(), 10).await;
-    let agent = AgentHandle::join_and_start(&s.cp, &token).await;
-    wait_online(&s.admin, &s.node.id).await;
-    let reseller_id = s.admin.customer(&s.owner).await.reseller_id;
-    let customer = s.admin.create_customer(&reseller_id, "Library Owner").await;
-    let mut request = icecast_request(&customer.id, "library-fm", 10);
-    request
-        .media_service
-        .as_mut()
-        .expect("service")
-        .disk_quota_mb = disk_quota_mb;
-    s.admin
-        .media()
-        .create_media_service(request)
-        .await
-        .expect("create");
-    (s, agent, customer)
 }
 
 async fn tracks_upload_list_get_delete_within_the_media_quota(backend: Backend) {

@@ -3,14 +3,15 @@
 //! bearer check, quota, tenancy and "nothing kept" rules as the gRPC uploads, answered in
 //! JSON a page can show.
 
-use castplane_control::ServiceConfig;
 use castplane_integration_tests::client::{icecast_request, limits};
-use castplane_integration_tests::fleet::{LONG, Setup, setup, wait_online};
-use castplane_integration_tests::media::{mp3, mp4, sha256_hex, spooled_files, stored_blobs};
+use castplane_integration_tests::fleet::{LONG, Setup};
+use castplane_integration_tests::media::{
+    customer_with_quota, mp3, mp4, sha256_hex, spooled_files, stored_blobs,
+};
 use castplane_integration_tests::uploads::{
     Answer, full, post, query, stalled, unsized_body, upload_track, upload_video,
 };
-use castplane_integration_tests::{AgentHandle, Backend, conformance, wait_for};
+use castplane_integration_tests::{Backend, conformance, wait_for};
 use castplane_proto::v1 as pb;
 
 conformance!(
@@ -18,31 +19,6 @@ conformance!(
     bad_http_uploads_are_refused_precisely_and_keep_nothing,
     video_files_upload_over_http_to_a_video_service_only,
 );
-
-/// A customer with one icecast service of `disk_quota_mb` (on a real agent's node: only agents
-/// report what a node can run).
-async fn customer_with_quota(
-    backend: Backend,
-    disk_quota_mb: u64,
-) -> (Setup, AgentHandle, pb::Customer) {
-    let (s, token) = setup(backend, ServiceConfig::default(), 10).await;
-    let agent = AgentHandle::join_and_start(&s.cp, &token).await;
-    wait_online(&s.admin, &s.node.id).await;
-    let reseller_id = s.admin.customer(&s.owner).await.reseller_id;
-    let customer = s.admin.create_customer(&reseller_id, "Library Owner").await;
-    let mut request = icecast_request(&customer.id, "library-fm", 10);
-    request
-        .media_service
-        .as_mut()
-        .expect("service")
-        .disk_quota_mb = disk_quota_mb;
-    s.admin
-        .media()
-        .create_media_service(request)
-        .await
-        .expect("create");
-    (s, agent, customer)
-}
 
 async fn tracks(s: &Setup, customer_id: &str) -> Vec<pb::MediaTrack> {
     s.admin
