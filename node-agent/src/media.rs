@@ -397,6 +397,10 @@ fn materialise(
             }
         }
     }
+    // Service directories come and go with the supervisor's deletes: hold them still.
+    let dirs = files::SERVICE_DIRS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     for (service, files) in &wanted.videos {
         let service_dir = services_dir.join(service);
         // The supervisor creates the service's directory with its first spec; until then
@@ -412,6 +416,7 @@ fn materialise(
         }
         prune(&dir, "vid", Some(files))?;
     }
+    drop(dirs);
     // The cache keeps what some spec still lists.
     let needed: BTreeSet<String> = wanted.blobs().into_keys().collect();
     for entry in fs::read_dir(cache_dir)?.flatten() {

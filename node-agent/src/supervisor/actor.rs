@@ -235,11 +235,7 @@ impl Actor {
                 // customer's.
                 let dir = self.ctx.dir.clone();
                 let removed =
-                    tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
-                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                        _ => Ok(()),
-                    })
-                    .await;
+                    tokio::task::spawn_blocking(move || files::remove_service_dir(&dir)).await;
                 match removed {
                     Ok(Ok(())) => {
                         tracing::info!(media_service_id = %self.ctx.id, "service deleted");

@@ -98,6 +98,21 @@ pub fn prepare_root_dir(root: &Path, other_account: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// Held while a service's directory is removed and while the media sync puts files into
+/// service directories. Without it a sync running beside a delete (the delete's own spec
+/// change wakes it) recreates `videos/` inside the tree being removed — the delete fails with
+/// "Directory not empty" — or recreates a directory just removed. One agent per process.
+pub static SERVICE_DIRS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Removes a service's directory (absent is fine), under [`SERVICE_DIRS`].
+pub fn remove_service_dir(dir: &Path) -> io::Result<()> {
+    let _dirs = SERVICE_DIRS.lock().unwrap_or_else(|e| e.into_inner());
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Creates a service's directory, owned by the server's account so it can write there.
 pub fn prepare_service_dir(dir: &Path, account: Option<Account>) -> io::Result<()> {
     fs::DirBuilder::new()

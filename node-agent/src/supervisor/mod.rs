@@ -671,11 +671,10 @@ impl Supervisor {
         }
         // Also covers a directory this supervisor never loaded.
         let dir = self.service_dir(service_id);
-        tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(SupervisorError::Failed(
-                format!("cannot remove {}: {e}", dir.display()),
-            )),
-            _ => Ok(()),
+        tokio::task::spawn_blocking(move || {
+            files::remove_service_dir(&dir).map_err(|e| {
+                SupervisorError::Failed(format!("cannot remove {}: {e}", dir.display()))
+            })
         })
         .await
         .map_err(|e| SupervisorError::Failed(format!("removing the service directory: {e}")))?
