@@ -260,3 +260,22 @@ pub async fn customer_with_quota(
         .expect("create");
     (s, agent, customer)
 }
+
+/// Creates a video service named `name` for `owner` with a disk quota of `disk_quota_mb`.
+pub async fn create_video_service(
+    admin: &Client,
+    owner: &str,
+    name: &str,
+    disk_quota_mb: u64,
+) -> pb::MediaService {
+    let mut request = crate::client::icecast_request(owner, name, 10);
+    let wanted = request.media_service.as_mut().expect("service");
+    wanted.r#type = pb::ServiceType::Video as i32;
+    wanted.disk_quota_mb = disk_quota_mb;
+    admin
+        .media()
+        .create_media_service(request)
+        .await
+        .expect("create a video service")
+        .into_inner()
+}

@@ -9,8 +9,8 @@ use castplane_control::ServiceConfig;
 use castplane_integration_tests::client::{icecast_request, limits};
 use castplane_integration_tests::fleet::{LONG, setup, start, succeeded, wait_online};
 use castplane_integration_tests::media::{
-    customer_with_quota, header, mp3, mp4, sha256_hex, spooled_files, stored_blobs, track_messages,
-    upload_track, upload_video,
+    create_video_service, customer_with_quota, header, mp3, mp4, sha256_hex, spooled_files,
+    stored_blobs, track_messages, upload_track, upload_video,
 };
 use castplane_integration_tests::streaming::{
     liquidsoap_pid, looks_like_mp3, read_stream, wait_for_stream,
@@ -604,17 +604,7 @@ async fn uploaded_video_plays_over_http_and_a_confirmed_delete_destroys_it() {
     let (s, token) = setup(Backend::Sqlite, ServiceConfig::default(), 4).await;
     let agent = AgentHandle::join_and_start(&s.cp, &token).await;
     wait_online(&s.admin, &s.node.id).await;
-    let mut request = icecast_request(&s.owner, "clips-tv", 10);
-    let wanted = request.media_service.as_mut().expect("service");
-    wanted.r#type = pb::ServiceType::Video as i32;
-    wanted.disk_quota_mb = 5;
-    let service = s
-        .admin
-        .media()
-        .create_media_service(request)
-        .await
-        .expect("create")
-        .into_inner();
+    let service = create_video_service(&s.admin, &s.owner, "clips-tv", 5).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let clip = std::fs::read(mp4(dir.path(), "clip.mp4", 2)).expect("mp4");
     let tone = std::fs::read(mp3(dir.path(), "tone.mp3", 440, 2)).expect("mp3");

@@ -3,10 +3,10 @@
 //! bearer check, quota, tenancy and "nothing kept" rules as the gRPC uploads, answered in
 //! JSON a page can show.
 
-use castplane_integration_tests::client::{icecast_request, limits};
+use castplane_integration_tests::client::limits;
 use castplane_integration_tests::fleet::{LONG, Setup};
 use castplane_integration_tests::media::{
-    customer_with_quota, mp3, mp4, sha256_hex, spooled_files, stored_blobs,
+    create_video_service, customer_with_quota, mp3, mp4, sha256_hex, spooled_files, stored_blobs,
 };
 use castplane_integration_tests::uploads::{
     Answer, full, post, query, stalled, unsized_body, upload_track, upload_video,
@@ -299,17 +299,7 @@ async fn bad_http_uploads_are_refused_precisely_and_keep_nothing(backend: Backen
 
 async fn video_files_upload_over_http_to_a_video_service_only(backend: Backend) {
     let (s, agent, customer) = customer_with_quota(backend, 50).await;
-    let mut request = icecast_request(&customer.id, "clips-tv", 10);
-    let wanted = request.media_service.as_mut().expect("service");
-    wanted.r#type = pb::ServiceType::Video as i32;
-    wanted.disk_quota_mb = 5;
-    let video_service = s
-        .admin
-        .media()
-        .create_media_service(request)
-        .await
-        .expect("create")
-        .into_inner();
+    let video_service = create_video_service(&s.admin, &customer.id, "clips-tv", 5).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let clip = std::fs::read(mp4(dir.path(), "clip.mp4", 1)).expect("mp4");
     let token = s.cp.admin_token();
