@@ -310,28 +310,14 @@ pub async fn all_connected_after(
     since_ns: u64,
     timeout: Duration,
 ) -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    loop {
-        let missing = agents
-            .iter()
-            .filter(|a| a.last_connected_ns.load(Ordering::Relaxed) <= since_ns)
-            .count();
-        if missing == 0 {
-            let last = agents
-                .iter()
-                .map(|a| a.last_connected_ns.load(Ordering::Relaxed))
-                .max()
-                .unwrap_or(since_ns);
-            return Ok(Duration::from_nanos(last.saturating_sub(since_ns)));
-        }
-        if started.elapsed() > timeout {
-            anyhow::bail!(
-                "{missing} of {} agents did not connect within {timeout:?}",
-                agents.len()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    all_after(
+        agents,
+        |a| &a.last_connected_ns,
+        since_ns,
+        timeout,
+        "connect",
+    )
+    .await
 }
 
 /// Waits until every agent has received an action after `since_ns`.
@@ -340,23 +326,39 @@ pub async fn all_delivered_after(
     since_ns: u64,
     timeout: Duration,
 ) -> anyhow::Result<Duration> {
+    all_after(
+        agents,
+        |a| &a.last_delivery_ns,
+        since_ns,
+        timeout,
+        "get their action",
+    )
+    .await
+}
+
+/// Waits until `event` (a time each agent records) is past `since_ns` for every agent; how
+/// long after `since_ns` the last one came.
+async fn all_after(
+    agents: &[Arc<SimAgent>],
+    event: impl Fn(&SimAgent) -> &AtomicU64,
+    since_ns: u64,
+    timeout: Duration,
+    what: &str,
+) -> anyhow::Result<Duration> {
     let started = Instant::now();
     loop {
-        let missing = agents
+        let times: Vec<u64> = agents
             .iter()
-            .filter(|a| a.last_delivery_ns.load(Ordering::Relaxed) <= since_ns)
-            .count();
+            .map(|a| event(a).load(Ordering::Relaxed))
+            .collect();
+        let missing = times.iter().filter(|t| **t <= since_ns).count();
         if missing == 0 {
-            let last = agents
-                .iter()
-                .map(|a| a.last_delivery_ns.load(Ordering::Relaxed))
-                .max()
-                .unwrap_or(since_ns);
+            let last = times.into_iter().max().unwrap_or(since_ns);
             return Ok(Duration::from_nanos(last.saturating_sub(since_ns)));
         }
         if started.elapsed() > timeout {
             anyhow::bail!(
-                "{missing} of {} agents were not sent their action within {timeout:?}",
+                "{missing} of {} agents did not {what} within {timeout:?}",
                 agents.len()
             );
         }
